@@ -1,0 +1,140 @@
+"""The RotatorError tree. Imports nothing, so every layer may raise these.
+
+Every error names what failed and, in ``hint``, the operator's next step. ``exit_code`` follows the
+operator contract: 1 the operation failed, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+
+class RotatorError(Exception):
+    """Base of every error rotator raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (next step: {self.hint})" if self.hint else self.message
+
+
+class UsageError(RotatorError):
+    """The command line itself is wrong."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """The configuration is unusable: one line naming the file, the key path and the problem."""
+
+    def __init__(self, source: str, key_path: str, problem: str, *, hint: str = "") -> None:
+        where = f"{source}: {key_path}" if key_path else source
+        super().__init__(f"{where}: {problem}", hint=hint)
+        self.source = source
+        self.key_path = key_path
+        self.problem = problem
+
+
+class StateKeyError(RotatorError):
+    """The key that seals the in-flight secret is missing or does not open the journal."""
+
+
+# --- outside parties ------------------------------------------------------------------------------
+
+
+class ExternalError(RotatorError):
+    """An outside party (AWS, GitLab, Slack, the database) refused or failed."""
+
+    party = "external"
+    transient = False
+
+
+class AwsError(ExternalError):
+    party = "aws"
+
+    def __init__(self, message: str, *, code: str = "", operation: str = "", hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.operation = operation
+
+
+class AwsThrottled(AwsError):
+    """Throttling survived botocore's own retries. Never to be read as 'key invalid'."""
+
+    transient = True
+
+
+class AwsUnavailable(AwsError):
+    """The endpoint could not be reached or kept answering 5xx."""
+
+    transient = True
+
+
+class AwsAccessDenied(AwsError):
+    pass
+
+
+class AwsNotFound(AwsError):
+    """NoSuchEntity: the user or key does not exist."""
+
+
+class AwsLimitExceeded(AwsError):
+    """LimitExceeded, e.g. the user already has the maximum number of access keys."""
+
+
+class AwsInvalidCredentials(AwsError):
+    """InvalidClientTokenId / SignatureDoesNotMatch: AWS does not (yet) accept a key pair."""
+
+
+class GitLabError(ExternalError):
+    party = "gitlab"
+
+    def __init__(self, message: str, *, target: str = "", status: int | None = None, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.target = target
+        self.status = status
+
+
+class GitLabUnavailable(GitLabError):
+    """429 / 5xx / connection failures that outlasted python-gitlab's retries."""
+
+    transient = True
+
+
+class GitLabPermanentError(GitLabError):
+    """400 / 401 / 403 / 404 / 409: retrying the same request cannot help."""
+
+
+class GitLabAmbiguousScope(GitLabPermanentError):
+    """409: several variables share the key; the environment_scope filter is needed or wrong."""
+
+
+class GitLabForbidden(GitLabPermanentError):
+    pass
+
+
+class GitLabNotFound(GitLabPermanentError):
+    pass
+
+
+class SlackError(ExternalError):
+    party = "slack"
+
+
+class StoreError(ExternalError):
+    party = "database"
+
+
+class SchemaNotCurrent(StoreError):
+    """The database is not migrated to the head revision."""
+
+
+class LeaseBusy(RotatorError):
+    """Another process holds the lease for this credential."""
+
+
+class LeaseLost(RotatorError):
+    """Our lease expired or was taken over while a step was running."""

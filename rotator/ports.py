@@ -1,0 +1,171 @@
+"""The ports use cases are written against. Adapters implement them; tests pass small fakes.
+
+Contract shared by every port: an adapter is dumb and raises a typed ``rotator.errors`` error when it
+cannot finish. It never turns AccessDenied into "no keys" or a 403 into "no variable".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from rotator.domain import (
+    AccessKey,
+    CiVariable,
+    CredentialSpec,
+    CredentialState,
+    CredentialStatus,
+    Event,
+    IamUser,
+    Incident,
+    Journal,
+    KeyLastUsed,
+    KeyOwner,
+    NewAccessKey,
+    ScopeKind,
+    Secret,
+    VarRef,
+)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Timezone-aware UTC now."""
+        ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class Iam(Protocol):
+    """IAM of one AWS account."""
+
+    def get_user(self, user_name: str) -> IamUser:
+        """Raises AwsNotFound when the user does not exist."""
+        ...
+
+    def list_access_keys(self, user_name: str) -> list[AccessKey]: ...
+
+    def create_access_key(self, user_name: str) -> NewAccessKey:
+        """Raises AwsLimitExceeded when the user has no free key slot."""
+        ...
+
+    def set_access_key_status(self, user_name: str, key_id: str, *, active: bool) -> None: ...
+
+    def delete_access_key(self, user_name: str, key_id: str) -> None:
+        """Idempotent: a key that is already gone is not an error."""
+        ...
+
+    def get_access_key_last_used(self, key_id: str) -> KeyLastUsed: ...
+
+
+class Sts(Protocol):
+    def caller_arn(self, key: NewAccessKey) -> str | None:
+        """GetCallerIdentity signed with ``key``. None while AWS does not accept the pair yet.
+
+        Throttling raises AwsThrottled: it never means "key invalid".
+        """
+        ...
+
+
+class SecretSealer(Protocol):
+    """Envelope encryption of the one secret the journal may hold."""
+
+    def seal(self, secret: Secret) -> bytes: ...
+
+    def open(self, sealed: bytes) -> Secret: ...
+
+
+class CiVariables(Protocol):
+    """GitLab CI/CD variables at project, group or instance level."""
+
+    def get(self, ref: VarRef) -> CiVariable | None:
+        """The variable, or None when GitLab answers '404 Variable Not Found'.
+
+        Always filtered by environment_scope. 409, 403 and a missing project/group raise.
+        """
+        ...
+
+    def list(self, kind: ScopeKind, path: str | None) -> list[CiVariable]: ...
+
+    def update_value(self, ref: VarRef, value: str | Secret) -> CiVariable:
+        """PUT only the value (every flag is kept), with filter[environment_scope]."""
+        ...
+
+    def create(self, ref: VarRef, value: str | Secret, *, masked: bool, hidden: bool,
+               protected: bool) -> CiVariable: ...
+
+
+class Notifier(Protocol):
+    def post(self, channel: str, title: str, lines: Sequence[str], *, severity: str = "info",
+             thread: str | None = None) -> str | None:
+        """Post a message (Block Kit + text fallback). Returns a thread reference when there is one.
+
+        Raises SlackError; callers decide whether that matters (it never undoes a rotation or containment).
+        """
+        ...
+
+
+class Store(Protocol):
+    """Durable state: credentials, the rotation journal, history, incidents, leases."""
+
+    # credentials ------------------------------------------------------------------------------------
+    def sync_credentials(self, specs: Sequence[CredentialSpec], now: datetime) -> None:
+        """Upsert credentials and their targets from config; credentials no longer configured are kept
+        (history refers to them) but marked unconfigured."""
+        ...
+
+    def get_status(self, name: str) -> CredentialStatus | None: ...
+
+    def list_statuses(self) -> list[CredentialStatus]: ...
+
+    def set_status(self, name: str, state: CredentialState, now: datetime, *,
+                   current_key_id: str | None = None, key_created_at: datetime | None = None,
+                   last_rotated_at: datetime | None = None, next_due_at: datetime | None = None,
+                   last_error: str | None = None) -> None:
+        """Update the state. Optional fields left at None keep their stored value, except last_error,
+        which is always overwritten (None clears it)."""
+        ...
+
+    # journal ----------------------------------------------------------------------------------------
+    def open_journal(self, credential: str) -> Journal | None:
+        """The unfinished rotation of a credential, if any (at most one exists)."""
+        ...
+
+    def save_journal(self, journal: Journal) -> None:
+        """Insert or update by rotation_id, durably, before returning."""
+        ...
+
+    def journals(self, credential: str) -> list[Journal]:
+        """Every rotation of a credential, oldest first."""
+        ...
+
+    def journals_with_key(self, key_id: str) -> list[Journal]:
+        """Rotations whose old or new key is ``key_id``."""
+        ...
+
+    # keys and history -------------------------------------------------------------------------------
+    def remember_key(self, owner: KeyOwner, now: datetime, *, status: str,
+                     created_at: datetime | None = None) -> None: ...
+
+    def key_owner(self, key_id: str) -> KeyOwner | None: ...
+
+    def append_event(self, event: Event) -> None: ...
+
+    def events(self, credential: str | None = None, limit: int = 100) -> list[Event]:
+        """Newest first."""
+        ...
+
+    # incidents --------------------------------------------------------------------------------------
+    def save_incident(self, incident: Incident) -> None: ...
+
+    def incidents_for_key(self, key_id: str) -> list[Incident]: ...
+
+    # leases -----------------------------------------------------------------------------------------
+    def try_acquire_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
+        """One atomic conditional UPDATE/INSERT: succeeds when free, expired, or already ours."""
+        ...
+
+    def renew_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool: ...
+
+    def release_lease(self, name: str, holder: str) -> None: ...
