@@ -264,6 +264,8 @@ class Journal:
     published_at: datetime | None = None
     deactivated_at: datetime | None = None
     hold_reason: str | None = None
+    held_at: datetime | None = None  # when the current hold began
+    old_last_used_at: datetime | None = None  # the old key's LastUsedDate seen when retiring was held
     error: str | None = None
 
 

@@ -1,0 +1,241 @@
+"""boto3 adapters for IAM and STS, and per-account sessions.
+
+Standard boto3 configuration throughout: ambient credentials, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>.
+botocore's "standard" retry mode handles throttling and 5xx with backoff; what survives it becomes a
+typed error here. Throttling is never read as "key invalid".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from rotator.domain import AccessKey, IamUser, KeyLastUsed, KeyStatus, NewAccessKey, Secret
+from rotator.errors import (
+    AwsAccessDenied,
+    AwsError,
+    AwsInvalidCredentials,
+    AwsLimitExceeded,
+    AwsNotFound,
+    AwsThrottled,
+    AwsUnavailable,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_sts import STSClient
+
+THROTTLING_CODES = frozenset({
+    "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+    "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
+})
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"})
+INVALID_CREDENTIAL_CODES = frozenset({
+    "InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException", "InvalidAccessKeyId",
+    "ExpiredToken", "ExpiredTokenException",
+})
+UNAVAILABLE_CODES = frozenset({"ServiceUnavailable", "InternalFailure", "InternalError", "ServiceFailure"})
+
+RETRY_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 8},
+    connect_timeout=5,
+    read_timeout=30,
+    user_agent_extra="rotator",
+)
+
+
+def translate(exc: Exception, operation: str, subject: str = "") -> AwsError:
+    """One ClientError/BotoCoreError → the matching typed error with the operator's next step."""
+    where = f"{operation}{f' ({subject})' if subject else ''}"
+    if isinstance(exc, NoCredentialsError):
+        return AwsAccessDenied(f"{where}: no AWS credentials found", code="NoCredentials", operation=operation,
+                               hint="give the process credentials the standard boto3 way (role, env, profile)")
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = str(error.get("Message", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        text = f"{where}: {code}: {message}"
+        if code in THROTTLING_CODES:
+            return AwsThrottled(text, code=code, operation=operation,
+                                hint="AWS is throttling; retry later or lower the request rate")
+        if code in DENIED_CODES:
+            return AwsAccessDenied(text, code=code, operation=operation,
+                                   hint="grant rotator's principal this action (see deploy/iam-policy.json)")
+        if code == "NoSuchEntity":
+            return AwsNotFound(text, code=code, operation=operation,
+                               hint="check the IAM user name and the account in the config")
+        if code == "LimitExceeded":
+            return AwsLimitExceeded(text, code=code, operation=operation)
+        if code in INVALID_CREDENTIAL_CODES:
+            return AwsInvalidCredentials(text, code=code, operation=operation,
+                                         hint="check the credentials rotator itself runs with")
+        if code in UNAVAILABLE_CODES or status >= 500:
+            return AwsUnavailable(text, code=code or str(status), operation=operation,
+                                  hint="AWS is failing; retry later")
+        return AwsError(text, code=code, operation=operation)
+    if isinstance(exc, BotoCoreError):
+        return AwsUnavailable(f"{where}: {type(exc).__name__}: {exc}", code=type(exc).__name__, operation=operation,
+                              hint="check network access to the AWS endpoint (AWS_ENDPOINT_URL if set)")
+    raise TypeError(f"not an AWS error: {type(exc).__name__}")
+
+
+@contextmanager
+def aws_call(operation: str, subject: str = "") -> Iterator[None]:
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, operation, subject) from None
+
+
+def _aware(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class AwsSessions:
+    """One boto3 session per configured account, cached; role sessions refresh themselves before expiry."""
+
+    def __init__(self, region: str, roles: dict[str, tuple[str, str | None, str]] | None = None) -> None:
+        """``roles`` maps an account name to (role_arn, external_id, session_name); "default" is ambient."""
+        self.region = region
+        self._roles = roles or {}
+        self._sessions: dict[str, boto3.Session] = {}
+        self._lock = threading.Lock()
+
+    def session(self, account: str = "default") -> boto3.Session:
+        with self._lock:
+            if account not in self._sessions:
+                self._sessions[account] = self._build(account)
+            return self._sessions[account]
+
+    def _build(self, account: str) -> boto3.Session:
+        base = boto3.Session(region_name=self.region)
+        if account == "default" or account not in self._roles:
+            return base
+        role_arn, external_id, session_name = self._roles[account]
+        extra: dict[str, Any] = {"RoleSessionName": session_name}
+        if external_id:
+            extra["ExternalId"] = external_id
+        source = base.get_credentials()
+        if source is None:
+            raise AwsAccessDenied("no ambient AWS credentials to assume account roles with",
+                                  hint="give the process credentials the standard boto3 way")
+        fetcher = AssumeRoleCredentialFetcher(
+            client_creator=base._session.create_client,
+            source_credentials=source,
+            role_arn=role_arn,
+            extra_args=extra,
+        )
+        core = botocore.session.Session()
+        core._credentials = DeferredRefreshableCredentials(  # type: ignore[attr-defined]
+            method="assume-role", refresh_using=fetcher.fetch_credentials,
+        )
+        return boto3.Session(botocore_session=core, region_name=self.region)
+
+    def client(self, service: str, account: str = "default") -> Any:
+        return self.session(account).client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+
+
+class BotoIam:
+    """ports.Iam for one account."""
+
+    def __init__(self, client: IAMClient) -> None:
+        self._iam = client
+
+    def get_user(self, user_name: str) -> IamUser:
+        with aws_call("iam:GetUser", user_name):
+            user = self._iam.get_user(UserName=user_name)["User"]
+        return IamUser(name=user["UserName"], user_id=user["UserId"], arn=user["Arn"])
+
+    def list_access_keys(self, user_name: str) -> list[AccessKey]:
+        keys: list[AccessKey] = []
+        with aws_call("iam:ListAccessKeys", user_name):
+            for page in self._iam.get_paginator("list_access_keys").paginate(UserName=user_name):
+                for meta in page["AccessKeyMetadata"]:
+                    keys.append(AccessKey(
+                        key_id=meta["AccessKeyId"],
+                        status=KeyStatus(meta["Status"]),
+                        created_at=_aware(meta.get("CreateDate")) or datetime.min.replace(tzinfo=UTC),
+                    ))
+        return keys
+
+    def create_access_key(self, user_name: str) -> NewAccessKey:
+        with aws_call("iam:CreateAccessKey", user_name):
+            key = self._iam.create_access_key(UserName=user_name)["AccessKey"]
+        return NewAccessKey(
+            key_id=key["AccessKeyId"],
+            secret=Secret(key["SecretAccessKey"]),
+            created_at=_aware(key.get("CreateDate")) or datetime.now(UTC),
+        )
+
+    def set_access_key_status(self, user_name: str, key_id: str, *, active: bool) -> None:
+        with aws_call("iam:UpdateAccessKey", key_id):
+            self._iam.update_access_key(UserName=user_name, AccessKeyId=key_id,
+                                        Status="Active" if active else "Inactive")
+
+    def delete_access_key(self, user_name: str, key_id: str) -> None:
+        try:
+            with aws_call("iam:DeleteAccessKey", key_id):
+                self._iam.delete_access_key(UserName=user_name, AccessKeyId=key_id)
+        except AwsNotFound:
+            return  # already gone: deleting is idempotent
+
+    def get_access_key_last_used(self, key_id: str) -> KeyLastUsed:
+        with aws_call("iam:GetAccessKeyLastUsed", key_id):
+            answer = self._iam.get_access_key_last_used(AccessKeyId=key_id)
+        used = answer.get("AccessKeyLastUsed", {})
+        service = used.get("ServiceName")
+        region = used.get("Region")
+        return KeyLastUsed(
+            key_id=key_id,
+            user_name=answer.get("UserName"),
+            last_used_at=_aware(used.get("LastUsedDate")),
+            service=None if service in (None, "N/A") else service,
+            region=None if region in (None, "N/A") else region,
+        )
+
+
+class BotoSts:
+    """ports.Sts: checks a new key pair with GetCallerIdentity signed by that pair."""
+
+    def __init__(self, region: str) -> None:
+        self._region = region
+        # A dedicated session: its loaders are shared between the short-lived verify clients.
+        self._session = boto3.Session(region_name=region)
+
+    def caller_arn(self, key: NewAccessKey) -> str | None:
+        client = self._session.client(
+            "sts", region_name=self._region,
+            aws_access_key_id=key.key_id, aws_secret_access_key=key.secret.reveal(),
+            config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=15),
+        )
+        try:
+            with aws_call("sts:GetCallerIdentity", key.key_id):
+                return client.get_caller_identity()["Arn"]
+        except AwsInvalidCredentials:
+            return None  # not accepted yet: IAM is eventually consistent
+        finally:
+            client.close()
+
+
+def sts_account_for_key(client: STSClient, key_id: str) -> str:
+    """sts:GetAccessKeyInfo: the account that owns a key id (works for any account's key)."""
+    with aws_call("sts:GetAccessKeyInfo", key_id):
+        return client.get_access_key_info(AccessKeyId=key_id)["Account"]
+
+
+def caller_identity(client: STSClient) -> dict[str, str]:
+    with aws_call("sts:GetCallerIdentity"):
+        answer = client.get_caller_identity()
+    return {"account": answer["Account"], "arn": answer["Arn"], "user_id": answer["UserId"]}

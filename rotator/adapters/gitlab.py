@@ -1,0 +1,177 @@
+"""python-gitlab adapter for CI/CD variables at project, group and instance level.
+
+python-gitlab owns the HTTP details: it obeys 429 + Retry-After and retries 5xx/connection errors
+(``retry_transient_errors``). What survives its retries becomes a typed error naming the target.
+Every single-variable request carries ``filter[environment_scope]`` (GitLab answers 409 without it when
+several variables share a key). Values travel only in request bodies, never in URLs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+import gitlab
+import gitlab.exceptions
+import requests
+
+from rotator.domain import CiVariable, ScopeKind, Secret, VarRef
+from rotator.errors import (
+    GitLabAmbiguousScope,
+    GitLabError,
+    GitLabForbidden,
+    GitLabNotFound,
+    GitLabPermanentError,
+    GitLabUnavailable,
+)
+
+VARIABLE_NOT_FOUND = ("404 Variable Not Found", "404 GroupVariable Not Found", "404 InstanceVariable Not Found")
+ROLE_NEEDED = {
+    ScopeKind.PROJECT: "Maintainer on the project",
+    ScopeKind.GROUP: "Owner on the group",
+    ScopeKind.INSTANCE: "an administrator token",
+}
+
+
+def connect(url: str, token: Secret, *, timeout: float = 30.0, ssl_verify: bool | str = True) -> gitlab.Gitlab:
+    """A python-gitlab client that retries 429 (obeying Retry-After) and transient 5xx by itself.
+
+    The token goes in the PRIVATE-TOKEN header, never in a URL.
+    """
+    return gitlab.Gitlab(
+        url, private_token=token.reveal(), timeout=timeout, ssl_verify=ssl_verify,
+        retry_transient_errors=True, keep_base_url=True, user_agent="rotator",
+    )
+
+
+def scope_path(kind: ScopeKind, path: str | None) -> str:
+    if kind is ScopeKind.INSTANCE:
+        return "/admin/ci/variables"
+    if not path:
+        raise ValueError(f"a {kind.value} target needs a path")
+    return f"/{'projects' if kind is ScopeKind.PROJECT else 'groups'}/{quote(path, safe='')}/variables"
+
+
+def _scope_label(kind: ScopeKind, path: str | None) -> str:
+    return "instance" if kind is ScopeKind.INSTANCE else f"{kind.value} {path}"
+
+
+def _message(exc: gitlab.exceptions.GitlabError) -> str:
+    text = exc.error_message
+    return text if isinstance(text, str) else str(text)
+
+
+@contextmanager
+def gitlab_call(label: str, kind: ScopeKind) -> Iterator[None]:
+    """Translate python-gitlab / requests failures into typed errors naming the target."""
+    try:
+        yield
+    except gitlab.exceptions.GitlabAuthenticationError as exc:
+        raise GitLabPermanentError(f"{label}: GitLab rejected the token (401: {_message(exc)})", target=label,
+                                   status=401, hint="check the token in [gitlab] token_env/token_file") from None
+    except gitlab.exceptions.GitlabError as exc:
+        status = exc.response_code
+        text = f"{label}: GitLab answered {status}: {_message(exc)}"
+        if status == 409:
+            raise GitLabAmbiguousScope(text, target=label, status=409,
+                                       hint="several variables share this key; set environment_scope on the target "
+                                            "to the scope that should be rotated") from None
+        if status == 403:
+            raise GitLabForbidden(text, target=label, status=403,
+                                  hint=f"the token needs the api scope and {ROLE_NEEDED[kind]}") from None
+        if status == 404:
+            raise GitLabNotFound(text, target=label, status=404,
+                                 hint="check the path in the config and that the token can see it") from None
+        if status is not None and (status == 429 or status >= 500):
+            raise GitLabUnavailable(text, target=label, status=status,
+                                    hint="GitLab is overloaded or failing; retry later") from None
+        raise GitLabPermanentError(text, target=label, status=status) from None
+    except requests.RequestException as exc:
+        raise GitLabUnavailable(f"{label}: cannot reach GitLab: {type(exc).__name__}", target=label,
+                                hint="check [gitlab] url and the network path to it") from None
+
+
+def _variable(data: dict[str, Any]) -> CiVariable:
+    return CiVariable(
+        key=str(data["key"]),
+        value=data.get("value"),
+        environment_scope=str(data.get("environment_scope") or "*"),
+        masked=bool(data.get("masked", False)),
+        hidden=bool(data.get("hidden", False)),
+        protected=bool(data.get("protected", False)),
+        raw=bool(data.get("raw", False)),
+        variable_type=str(data.get("variable_type") or "env_var"),
+        description=data.get("description"),
+    )
+
+
+def _reveal(value: str | Secret) -> str:
+    return value.reveal() if isinstance(value, Secret) else value
+
+
+class GitLabVariables:
+    """ports.CiVariables over python-gitlab's HTTP layer (which carries the retry and rate-limit handling)."""
+
+    def __init__(self, client: gitlab.Gitlab, *, throttle: Callable[[], None] | None = None) -> None:
+        self._gl = client
+        self._throttle = throttle or (lambda: None)
+
+    def _filter(self, ref: VarRef) -> dict[str, Any]:
+        if ref.kind is ScopeKind.INSTANCE:
+            return {}  # instance variables have no environment scope
+        return {"filter[environment_scope]": ref.environment_scope}
+
+    def get(self, ref: VarRef) -> CiVariable | None:
+        self._throttle()
+        path = f"{scope_path(ref.kind, ref.path)}/{quote(ref.key, safe='')}"
+        try:
+            with gitlab_call(ref.label, ref.kind):
+                data = self._gl.http_get(path, query_data=self._filter(ref))
+        except GitLabNotFound as exc:
+            if any(marker in exc.message for marker in VARIABLE_NOT_FOUND):
+                return None
+            raise
+        assert isinstance(data, dict)
+        return _variable(data)
+
+    def list(self, kind: ScopeKind, path: str | None) -> list[CiVariable]:
+        self._throttle()
+        with gitlab_call(_scope_label(kind, path), kind):
+            rows = self._gl.http_list(scope_path(kind, path), get_all=True, per_page=100)
+        return [_variable(row) for row in rows if isinstance(row, dict)]
+
+    def update_value(self, ref: VarRef, value: str | Secret) -> CiVariable:
+        """PUT the value alone: GitLab keeps every flag (masked, protected, hidden, raw, type, description)."""
+        self._throttle()
+        path = f"{scope_path(ref.kind, ref.path)}/{quote(ref.key, safe='')}"
+        with gitlab_call(ref.label, ref.kind):
+            data = self._gl.http_put(path, query_data=self._filter(ref), post_data={"value": _reveal(value)})
+        assert isinstance(data, dict)
+        return _variable(data)
+
+    def create(self, ref: VarRef, value: str | Secret, *, masked: bool, hidden: bool,
+               protected: bool) -> CiVariable:
+        self._throttle()
+        body: dict[str, Any] = {"key": ref.key, "value": _reveal(value), "protected": protected}
+        if ref.kind is not ScopeKind.INSTANCE:
+            body["environment_scope"] = ref.environment_scope
+        if hidden and ref.kind is not ScopeKind.INSTANCE:
+            body["masked_and_hidden"] = True  # GitLab sets masked + hidden together, only at creation
+        body["masked"] = masked or hidden
+        with gitlab_call(ref.label, ref.kind):
+            data = self._gl.http_post(scope_path(ref.kind, ref.path), post_data=body)
+        assert isinstance(data, dict)
+        return _variable(data)
+
+
+def current_user(client: gitlab.Gitlab) -> dict[str, Any]:
+    """GET /user: the identity behind the token (a harmless probe)."""
+    with gitlab_call("GET /user", ScopeKind.INSTANCE):
+        data = client.http_get("/user")
+    assert isinstance(data, dict)
+    return data
+
+
+__all__ = ["GitLabError", "GitLabVariables", "connect", "current_user", "scope_path"]

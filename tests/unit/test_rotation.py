@@ -1,0 +1,363 @@
+"""The rotation protocol against fakes of the ports: the happy path and failure modes 1-15 of the issue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+import pytest
+
+from rotator.domain import (
+    CredentialSpec,
+    CredentialState,
+    Journal,
+    KeyStatus,
+    Phase,
+    Policy,
+    ScopeKind,
+    Secret,
+    TargetSpec,
+)
+from rotator.errors import AwsThrottled
+from rotator.rotation import Outcome, RotationPorts, Rotator
+from tests.unit.fakes import (
+    T0,
+    Crash,
+    FakeCiVariables,
+    FakeClock,
+    FakeIam,
+    FakeNotifier,
+    FakeSealer,
+    FakeStore,
+    FakeSts,
+)
+
+PROJECT = TargetSpec(ScopeKind.PROJECT, "payments/api")
+GROUP = TargetSpec(ScopeKind.GROUP, "payments", environment_scope="production")
+
+
+@dataclass
+class World:
+    clock: FakeClock
+    iam: FakeIam
+    sts: FakeSts
+    variables: FakeCiVariables
+    store: FakeStore
+    notifier: FakeNotifier
+    spec: CredentialSpec
+
+    def ports(self) -> RotationPorts:
+        return RotationPorts(self.iam, self.sts, self.variables, self.store, FakeSealer(), self.clock,
+                             self.notifier, actor="test")
+
+    def run(self, **policy: timedelta) -> object:
+        spec = replace(self.spec, policy=replace(self.spec.policy, **policy)) if policy else self.spec
+        return Rotator(self.ports(), spec).run()
+
+    def held_pairs(self) -> list[tuple[str, str]]:
+        pairs = []
+        for target in self.spec.targets:
+            key = self.variables.vars[(target.kind, target.path, target.access_key_id_var, target.environment_scope)]
+            secret = self.variables.vars[
+                (target.kind, target.path, target.secret_access_key_var, target.environment_scope)]
+            pairs.append((key.value or "", secret.value or ""))
+        return pairs
+
+    def every_target_works(self) -> bool:
+        return all(self.iam.accepts(k, s) for k, s in self.held_pairs())
+
+
+def make_world(*, hidden_secret: bool = False, grace: timedelta = timedelta(0),
+               delete_after: timedelta = timedelta(0)) -> World:
+    clock = FakeClock(T0)
+    iam = FakeIam(clock)
+    iam.add_user("ci-payments")
+    old = iam.keys["ci-payments"][0]
+    variables = FakeCiVariables()
+    for target in (PROJECT, GROUP):
+        variables.seed(target.kind, target.path, target.access_key_id_var, old.key_id,
+                       scope=target.environment_scope)
+        variables.seed(target.kind, target.path, target.secret_access_key_var, old.secret,
+                       scope=target.environment_scope, hidden=hidden_secret)
+    clock.advance(timedelta(days=40))  # the key is older than rotate_every
+    policy = Policy(rotate_every=timedelta(days=30), grace=grace, delete_after=delete_after)
+    spec = CredentialSpec("payments", "ci-payments", owners=("#team-payments",), policy=policy,
+                          targets=(PROJECT, GROUP))
+    return World(clock, iam, FakeSts(iam, clock), variables, FakeStore(), FakeNotifier(), spec)
+
+
+def old_key(world: World) -> str:
+    return world.held_pairs()[0][0]
+
+
+def test_one_call_with_zero_grace_ends_with_only_the_new_key() -> None:
+    w = make_world()
+    before = old_key(w)
+    result = w.run()
+    assert result.outcome is Outcome.ROTATED
+    keys = w.iam.keys["ci-payments"]
+    assert [k.key_id for k in keys] == [result.new_key_id] and before != result.new_key_id
+    assert w.every_target_works()
+    assert w.iam.max_keys_seen <= 2
+    journal = w.store.journals("payments")[-1]
+    assert journal.phase is Phase.DONE and journal.sealed_secret is None
+    assert w.store.get_status("payments").state is CredentialState.OK
+    assert any("rotated" in p.title for p in w.notifier.posted)
+    # the secret variable is written before the key-id variable, for every target
+    assert w.variables.writes == ["AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"] * 2
+
+
+def test_grace_and_delete_after_are_waited_out_across_runs() -> None:
+    w = make_world(grace=timedelta(hours=1), delete_after=timedelta(days=7))
+    old = old_key(w)
+    first = w.run(grace=timedelta(hours=1), delete_after=timedelta(days=7))
+    assert first.outcome is Outcome.WAITING and w.iam.key(old).status is KeyStatus.ACTIVE
+    w.clock.advance(timedelta(hours=1, seconds=1))
+    second = w.run(grace=timedelta(hours=1), delete_after=timedelta(days=7))
+    assert second.outcome is Outcome.WAITING and w.iam.key(old).status is KeyStatus.INACTIVE
+    w.clock.advance(timedelta(days=7, seconds=1))
+    third = w.run(grace=timedelta(hours=1), delete_after=timedelta(days=7))
+    assert third.outcome is Outcome.ROTATED and old not in w.iam.key_ids("ci-payments")
+
+
+def test_not_due_does_nothing() -> None:
+    w = make_world()
+    w.run()
+    writes = len(w.variables.writes)
+    result = w.run()
+    assert result.outcome is Outcome.NOT_DUE and len(w.variables.writes) == writes
+
+
+def test_fm1_crash_after_create_before_journal_deletes_the_orphan() -> None:
+    w = make_world(grace=timedelta(hours=1))
+    old = old_key(w)
+    w.iam.crash_after = "CreateAccessKey"
+    with pytest.raises(Crash):
+        w.run(grace=timedelta(hours=1))
+    orphan = next(k for k in w.iam.key_ids("ci-payments") if k != old)
+    result = w.run(grace=timedelta(hours=1))
+    assert orphan not in w.iam.key_ids("ci-payments")
+    assert w.iam.key(old).status is KeyStatus.ACTIVE
+    assert result.outcome is Outcome.WAITING and result.new_key_id not in (old, orphan)
+    assert w.every_target_works() and w.iam.max_keys_seen <= 2
+
+
+def test_fm2_crash_after_journal_before_publish_rolls_forward_with_the_same_key() -> None:
+    w = make_world()
+
+    def crash() -> None:
+        raise Crash("during verify")
+
+    w.sts.fail = crash
+    with pytest.raises(Crash):
+        w.run()
+    journaled = w.store.open_journal("payments")
+    assert journaled is not None and journaled.phase is Phase.CREATED
+    w.sts.fail = None
+    result = w.run()
+    assert result.outcome is Outcome.ROTATED and result.new_key_id == journaled.new_key_id
+    assert w.iam.calls.count("CreateAccessKey") == 1
+    assert w.every_target_works()
+
+
+def test_fm3_crash_between_secret_and_key_id_completes_the_pair() -> None:
+    w = make_world()
+    old = old_key(w)
+    w.variables.crash_after_write = 1
+    with pytest.raises(Crash):
+        w.run()
+    key_id, _secret = w.held_pairs()[0]
+    assert key_id == old  # only the secret was written
+    result = w.run()
+    assert result.outcome is Outcome.ROTATED and w.every_target_works()
+    assert w.iam.calls.count("CreateAccessKey") == 1
+
+
+def test_fm4_crash_after_publish_resumes_and_retires_on_time() -> None:
+    w = make_world(grace=timedelta(hours=1))
+    old = old_key(w)
+    assert w.run(grace=timedelta(hours=1)).outcome is Outcome.WAITING
+    w.clock.advance(timedelta(minutes=30))
+    assert w.run(grace=timedelta(hours=1)).outcome is Outcome.WAITING  # still in grace: untouched
+    assert w.iam.key(old).status is KeyStatus.ACTIVE
+    w.clock.advance(timedelta(minutes=31))
+    assert w.run(grace=timedelta(hours=1)).outcome is Outcome.ROTATED
+    assert old not in w.iam.key_ids("ci-payments")
+
+
+def test_fm5_stale_journal_is_discarded() -> None:
+    w = make_world()
+    stale = Journal("stale-1", "payments", "default", "ci-payments", w.iam.users["ci-payments"].user_id,
+                    (old_key(w),), old_key(w), Phase.CREATED, T0, T0, new_key_id="AKIA0000000000GONE01",
+                    sealed_secret=FakeSealer().seal(Secret("x" * 40)))
+    w.store.save_journal(stale)
+    result = w.run()
+    assert w.store.journal_rows["stale-1"].phase is Phase.DISCARDED
+    assert result.outcome is Outcome.ROTATED and w.every_target_works()
+
+
+def test_fm6_inactive_unreferenced_replaced_key_makes_room() -> None:
+    w = make_world()
+    current = old_key(w)
+    spare = w.iam._new_key("ci-payments")
+    # the spare is older than the key every target holds: make it so, and Inactive
+    spare.created_at = w.iam.key(current).created_at - timedelta(days=1)
+    spare.status = KeyStatus.INACTIVE
+    result = w.run()
+    assert result.outcome is Outcome.ROTATED
+    assert spare.key_id not in w.iam.key_ids("ci-payments")
+    assert any(e.action == "make_room" for e in w.store.event_rows)
+    assert w.iam.max_keys_seen <= 2 and w.every_target_works()
+
+
+def test_fm7_two_active_keys_hold_and_change_nothing() -> None:
+    w = make_world()
+    w.iam._new_key("ci-payments")
+    keys_before = w.iam.key_ids("ci-payments")
+    result = w.run()
+    assert result.outcome is Outcome.HELD and "both keys are Active" in result.message
+    assert w.iam.key_ids("ci-payments") == keys_before and w.variables.writes == []
+    assert all(k.status is KeyStatus.ACTIVE for k in w.iam.keys["ci-payments"])
+    assert w.store.get_status("payments").state is CredentialState.HELD
+    assert any("held" in p.title and "A human must" in " ".join(p.lines) for p in w.notifier.posted)
+
+
+def test_fm8_new_key_never_accepted_is_deleted_and_old_untouched() -> None:
+    w = make_world()
+    old = old_key(w)
+    w.sts.never = True
+    result = w.run()
+    assert result.outcome is Outcome.FAILED and "did not accept" in result.message
+    assert w.iam.key_ids("ci-payments") == [old] and w.iam.key(old).status is KeyStatus.ACTIVE
+    assert w.variables.writes == [] and w.every_target_works()
+    assert w.clock.slept >= 55  # it kept asking for about verify_timeout
+
+
+def test_fm9_forbidden_on_one_of_two_targets_holds_with_both_keys_active() -> None:
+    w = make_world()
+    old = old_key(w)
+    w.variables.forbidden.add((GROUP.kind, GROUP.path))
+    # the pre-flight read of the group fails, so nothing is created at all
+    first = w.run()
+    assert first.outcome is Outcome.FAILED and "403" in first.message
+    assert w.iam.key_ids("ci-payments") == [old]
+
+
+def test_fm9_forbidden_during_publish_keeps_both_keys_and_tells_owners() -> None:
+    w = make_world()
+    old = old_key(w)
+
+    w.variables.forbidden_writes.add((GROUP.kind, GROUP.path))
+    result = w.run()
+    assert result.outcome is Outcome.HELD and "group payments" in result.message
+    keys = {k.key_id: k.status for k in w.iam.keys["ci-payments"]}
+    assert len(keys) == 2 and all(s is KeyStatus.ACTIVE for s in keys.values()) and old in keys
+    assert any("stale" in " ".join(p.lines) or "still hold" in " ".join(p.lines) for p in w.notifier.posted)
+    assert w.every_target_works()  # project has the new pair, group still the old one: both accepted
+    # the operator fixes the permission; the next run rolls forward with the same new key
+    w.variables.forbidden_writes.clear()
+    again = w.run()
+    assert again.outcome is Outcome.ROTATED and again.new_key_id == result.new_key_id
+
+
+def test_fm11_ambiguous_scope_is_a_permanent_error_naming_the_scope() -> None:
+    w = make_world()
+    w.variables.ambiguous.add((GROUP.kind, GROUP.path, GROUP.access_key_id_var))
+    result = w.run()
+    assert result.outcome is Outcome.FAILED
+    assert "environment_scope=production" in result.message and "409" in result.message
+    assert w.iam.calls.count("CreateAccessKey") == 0
+
+
+def test_fm12_old_key_used_after_publish_is_held_with_details() -> None:
+    w = make_world(grace=timedelta(hours=1))
+    old = old_key(w)
+    w.run(grace=timedelta(hours=1))
+    w.clock.advance(timedelta(minutes=40))
+    w.iam.use_key(old, service="s3", region="eu-west-1")
+    w.clock.advance(timedelta(minutes=21))
+    result = w.run(grace=timedelta(hours=1))
+    assert result.outcome is Outcome.HELD
+    assert "still in use" in result.message and "s3" in result.message and "eu-west-1" in result.message
+    assert w.iam.key(old).status is KeyStatus.ACTIVE
+    # once the key has stood unused for a whole grace period, it is retired
+    w.clock.advance(timedelta(hours=1, minutes=1))
+    assert w.run(grace=timedelta(hours=1)).outcome is Outcome.ROTATED
+
+
+def test_fm13_recreated_user_is_held() -> None:
+    w = make_world(grace=timedelta(hours=1))
+    w.run(grace=timedelta(hours=1))
+    w.iam.recreate_user("ci-payments")
+    w.clock.advance(timedelta(hours=2))
+    result = w.run(grace=timedelta(hours=1))
+    assert result.outcome is Outcome.HELD and "recreated" in result.message
+
+
+def test_fm14_throttled_sts_backs_off_and_never_reads_as_invalid() -> None:
+    w = make_world()
+    throttles = iter(range(3))
+
+    def throttle() -> None:
+        if next(throttles, None) is not None:
+            raise AwsThrottled("Rate exceeded", code="Throttling")
+
+    w.sts.fail = throttle
+    result = w.run()
+    assert result.outcome is Outcome.ROTATED and w.every_target_works()
+
+
+def test_fm14_iam_throttling_fails_cleanly_without_touching_keys() -> None:
+    w = make_world()
+    old = old_key(w)
+
+    def throttle() -> None:
+        raise AwsThrottled("iam:CreateAccessKey: Throttling: Rate exceeded", code="Throttling")
+
+    w.iam.fail["CreateAccessKey"] = throttle
+    result = w.run()
+    assert result.outcome is Outcome.FAILED and "Throttling" in result.message and "invalid" not in result.message
+    assert w.iam.key_ids("ci-payments") == [old]
+
+
+def test_fm15_hidden_secret_variable_is_rotated() -> None:
+    w = make_world(hidden_secret=True)
+    result = w.run()
+    assert result.outcome is Outcome.ROTATED and w.every_target_works()
+
+
+def test_drift_holds_and_never_overwrites() -> None:
+    w = make_world()
+    w.variables.seed(PROJECT.kind, PROJECT.path, PROJECT.access_key_id_var, "AKIAZZZZZZZZZZZZZZZZ")
+    result = w.run()
+    assert result.outcome is Outcome.HELD and "AKIAZZZZZZZZZZZZZZZZ" in result.message
+    assert w.variables.writes == [] and w.iam.calls.count("CreateAccessKey") == 0
+    assert any("drift" in p.title for p in w.notifier.posted)
+
+
+def test_slack_outage_never_fails_a_rotation() -> None:
+    w = make_world()
+    w.notifier.down = True
+    result = w.run()
+    assert result.outcome is Outcome.ROTATED
+    assert any(e.action == "notify" and e.outcome == "failed" for e in w.store.event_rows)
+
+
+def test_missing_variable_is_an_error_unless_create_missing() -> None:
+    w = make_world()
+    del w.variables.vars[(PROJECT.kind, PROJECT.path, "AWS_SECRET_ACCESS_KEY", "*")]
+    result = w.run()
+    assert result.outcome is Outcome.FAILED and "AWS_SECRET_ACCESS_KEY does not exist" in result.message
+    w.spec = replace(w.spec, targets=(replace(PROJECT, create_missing=True), GROUP))
+    result = w.run()
+    assert result.outcome is Outcome.ROTATED
+    created = w.variables.vars[(PROJECT.kind, PROJECT.path, "AWS_SECRET_ACCESS_KEY", "*")]
+    assert created.hidden and created.masked and created.protected
+
+
+def test_events_never_hold_a_secret() -> None:
+    w = make_world()
+    result = w.run()
+    secret = w.iam.key(result.new_key_id or "").secret
+    assert secret not in repr(w.store.event_rows)
+    assert secret not in repr(w.notifier.posted)
