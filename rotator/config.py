@@ -115,6 +115,8 @@ class AccountSettings(_Section):
 
     @model_validator(mode="after")
     def _one_external_id_source(self) -> AccountSettings:
+        if self.name == "default":
+            raise ConfigProblem(("name",), "'default' is reserved for the ambient credentials; choose another name")
         one_secret_source(self, "external_id")
         return self
 
