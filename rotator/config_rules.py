@@ -84,9 +84,11 @@ def check_nonblank(value: str) -> str:
 
 
 def check_env_name(value: str) -> str:
-    # Never echo the value: the usual mistake here is pasting the secret itself.
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ValueError("must be the NAME of an environment variable (letters, digits and _), not the secret itself")
+    # Never echo the value: the usual mistake here is pasting the secret itself. Upper case only, because a
+    # pasted token (mixed case, '-', '=', '/') then fails here instead of being named in a later message.
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,127}", value):
+        raise ValueError("must be the NAME of an environment variable (A-Z, 0-9 and _, e.g. ROTATOR_GITLAB_TOKEN), "
+                         "not the secret itself")
     return value
 
 

@@ -60,6 +60,12 @@ def test_an_inline_secret_is_an_unknown_key_and_is_not_echoed() -> None:
     assert "CANARY" not in message
 
 
+def test_a_secret_pasted_as_an_env_name_is_not_echoed() -> None:
+    message = problem_of(MINIMAL + '[slack]\ntoken_env = "xoxbCANARY123"\n')
+    assert message.startswith("rotator.toml: slack.token_env: must be the NAME of an environment variable")
+    assert "CANARY" not in message
+
+
 def test_bad_duration_names_the_key_and_the_accepted_forms() -> None:
     assert problem_of(MINIMAL + '[policy]\ngrace = "1 hour"\n') == (
         "rotator.toml: policy.grace: '1 hour' is not a duration; write a whole number and a unit: "
@@ -160,6 +166,7 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     ("gitlab = 3", "gitlab: expected a table, found an integer"),
     ('[slack]\nsecurity_channel = "security"', "slack.security_channel: 'security' is not a Slack channel"),
     ('[slack]\ntoken_env = "xoxb-1234"', "slack.token_env: must be the NAME of an environment variable"),
+    ('[slack]\ntoken_env = "aB3dE5fG7h"', "slack.token_env: must be the NAME of an environment variable (A-Z, 0-9"),
     # [policy] window: five cron fields of sane characters and ranges
     ('[policy]\nwindow = "* 9-17 * *"', "policy.window: '* 9-17 * *' is not a 5-field cron expression"),
     ('[policy]\nwindow = "* 9-17 * * mon-fry"', "policy.window: '* 9-17 * * mon-fry': the day of week field"),
