@@ -32,6 +32,7 @@ from rotator.errors import (
     AwsLimitExceeded,
     AwsNotFound,
     GitLabError,
+    LeaseLost,
     RotatorError,
 )
 from rotator.publishing import (
@@ -42,6 +43,9 @@ from rotator.publishing import (
     write_pair,
 )
 from rotator.rotation_support import Outcome, Reporter, RotationPorts, RotationResult, verify_new_key
+
+
+__all__ = ["Outcome", "RotationPorts", "RotationResult", "Rotator"]
 
 
 class _Stop(Exception):
@@ -68,6 +72,8 @@ class Rotator:
             result = self._run()
         except _Stop as stop:
             result = stop.result
+        except LeaseLost as exc:
+            return self._result(Outcome.BUSY, str(exc))
         except RotatorError as exc:
             result = self._result(Outcome.FAILED, str(exc))
             self.report.event("rotation", "failed", error=str(exc), error_type=type(exc).__name__)

@@ -1,0 +1,65 @@
+"""Rotate several credentials: each under its own lease, each failing on its own, results reported together."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from rotator.domain import CredentialSpec
+from rotator.errors import LeaseLost, RotatorError
+from rotator.ports import Clock, Store
+from rotator.rotation import Outcome, RotationPorts, RotationResult, Rotator
+
+
+def lease_name(credential: str) -> str:
+    return f"credential:{credential}"
+
+
+def new_holder(actor: str) -> str:
+    return f"{actor}/{uuid.uuid4().hex[:8]}"
+
+
+def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease_ttl: timedelta,
+               force: bool = False, on_step: Callable[[str, str], None] | None = None) -> RotationResult:
+    """Run one credential under its lease. The lease is renewed before every outside step; losing it
+    (a replica took over after expiry, or an incident preempted) stops this run at a journaled point."""
+    store: Store = ports.store
+    clock: Clock = ports.clock
+    name = lease_name(spec.name)
+    if not store.try_acquire_lease(name, holder, lease_ttl, clock.now()):
+        return RotationResult(spec.name, Outcome.BUSY, "another rotator process is working on this credential")
+
+    def guard() -> None:
+        if not store.renew_lease(name, holder, lease_ttl, clock.now()):
+            raise LeaseLost(f"lost the lease on {spec.name} (taken over, or preempted by an incident)",
+                            hint="nothing to do: the holder continues from the journal")
+
+    try:
+        return Rotator(ports, spec, force=force, guard=guard, on_step=on_step).run()
+    finally:
+        store.release_lease(name, holder)
+
+
+def rotate_many(specs: Sequence[CredentialSpec], ports_for: Callable[[CredentialSpec], RotationPorts], *,
+                holder: str, lease_ttl: timedelta, concurrency: int = 1, force: bool = False,
+                on_result: Callable[[RotationResult], None] | None = None,
+                on_step: Callable[[str, str, str], None] | None = None) -> list[RotationResult]:
+    """Every credential runs; one failure never stops the others. Results come back in input order."""
+
+    def one(spec: CredentialSpec) -> RotationResult:
+        step = None if on_step is None else (lambda name, detail: on_step(spec.name, name, detail))
+        try:
+            result = rotate_one(ports_for(spec), spec, holder=holder, lease_ttl=lease_ttl, force=force,
+                                on_step=step)
+        except RotatorError as exc:  # building the ports failed (e.g. an account role cannot be assumed)
+            result = RotationResult(spec.name, Outcome.FAILED, str(exc))
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    if concurrency <= 1 or len(specs) <= 1:
+        return [one(spec) for spec in specs]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rotate") as pool:
+        return list(pool.map(one, specs))

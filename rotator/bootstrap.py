@@ -1,0 +1,143 @@
+"""Settings → real adapters. The only place that builds them; each is built on first use, so a command
+pays only for the parties it talks to (revoke's containment never waits for GitLab or Slack)."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from rotator.domain import CredentialSpec
+
+if TYPE_CHECKING:
+    from rotator.adapters.aws import AwsSessions, BotoIam, BotoSts
+    from rotator.adapters.db import SqlStore
+    from rotator.adapters.gitlab import GitLabVariables
+    from rotator.adapters.slack import SlackNotifier
+    from rotator.config import Settings
+    from rotator.ports import SecretSealer
+    from rotator.rotation import RotationPorts
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def default_actor(settings: Settings) -> str:
+    if settings.service.actor:
+        return settings.service.actor
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class Wiring:
+    """Lazily built adapters for one process. Thread-safe where the pool of ``rotate --concurrency`` needs it."""
+
+    def __init__(self, settings: Settings, *, actor: str | None = None) -> None:
+        self.settings = settings
+        self.actor = actor or default_actor(settings)
+        self.clock = SystemClock()
+        self._lock = threading.Lock()
+        self._iams: dict[str, BotoIam] = {}
+
+    # --- AWS ------------------------------------------------------------------------------------------
+    @cached_property
+    def aws(self) -> AwsSessions:
+        from rotator.adapters.aws import AwsSessions
+
+        roles: dict[str, tuple[str, str | None, str]] = {}
+        for account in self.settings.aws.accounts:
+            roles[account.name] = (account.role_arn, self.settings.external_id(account.name), account.session_name)
+        return AwsSessions(self.settings.aws.region, roles)
+
+    def iam(self, account: str = "default") -> BotoIam:
+        from rotator.adapters.aws import BotoIam
+
+        with self._lock:
+            if account not in self._iams:
+                self._iams[account] = BotoIam(self.aws.client("iam", account))
+            return self._iams[account]
+
+    @cached_property
+    def sts(self) -> BotoSts:
+        from rotator.adapters.aws import BotoSts
+
+        return BotoSts(self.settings.aws.region)
+
+    @cached_property
+    def sealer(self) -> SecretSealer:
+        from rotator.adapters.sealing import FernetSealer, KmsSealer
+
+        kms_key = self.settings.service.state_kms_key_id
+        if kms_key:
+            return KmsSealer(self.aws.client("kms"), kms_key)
+        key = self.settings.state_key()
+        assert key is not None  # state_key() raises ConfigError when neither source is set
+        source = self.settings.service.state_key_env or self.settings.service.state_key_file or "state key"
+        return FernetSealer(key, f"[service] state key ({source})")
+
+    # --- GitLab, Slack ---------------------------------------------------------------------------------
+    @cached_property
+    def variables(self) -> GitLabVariables:
+        from rotator.adapters.gitlab import GitLabVariables
+
+        return GitLabVariables(self.gitlab_client)
+
+    @cached_property
+    def gitlab_client(self):  # type: ignore[no-untyped-def]  # gitlab.Gitlab, imported lazily
+        from rotator.adapters.gitlab import connect
+
+        section = self.settings.require_gitlab()
+        return connect(section.url, self.settings.gitlab_token(), timeout=section.timeout.total_seconds(),
+                       ssl_verify=section.ca_file or True)
+
+    @cached_property
+    def notifier(self) -> SlackNotifier | None:
+        section = self.settings.require_slack()
+        if section is None:
+            return None
+        from rotator.adapters.slack import SlackNotifier, connect
+
+        return SlackNotifier(connect(self.settings.slack_token(), section.api_url))
+
+    # --- database ----------------------------------------------------------------------------------------
+    @cached_property
+    def store(self) -> SqlStore:
+        from rotator.adapters.db import SqlStore, current_revision, ensure_at_head, make_engine, upgrade_to_head
+
+        url = self.settings.service.database_url
+        engine = make_engine(url)
+        if url.startswith("sqlite") and current_revision(engine) is None:
+            upgrade_to_head(url)  # a brand-new local SQLite file holds nothing to lose: create it
+        ensure_at_head(engine)
+        return SqlStore(engine)
+
+    # --- use cases ---------------------------------------------------------------------------------------
+    def rotation_ports(self, spec: CredentialSpec) -> RotationPorts:
+        from rotator.rotation import RotationPorts
+
+        return RotationPorts(
+            iam=self.iam(spec.account), sts=self.sts, variables=self.variables, store=self.store,
+            sealer=self.sealer, clock=self.clock, notifier=self.notifier, actor=self.actor,
+        )
+
+    def resolve_secrets(self, *, gitlab: bool = True, slack: bool = True, state_key: bool = True) -> None:
+        """Read every secret a command needs before its first outside call, so a missing one is a
+        config error (exit 2) and not a failure halfway through."""
+        if gitlab:
+            self.settings.gitlab_token()
+        if slack and self.settings.require_slack() is not None:
+            self.settings.slack_token()
+        if state_key and not self.settings.service.state_kms_key_id:
+            self.settings.state_key()

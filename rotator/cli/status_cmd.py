@@ -1,0 +1,77 @@
+"""`rotator status`: what the store knows about every configured credential. No outside calls."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from rotator.cli.common import config_option, handle_errors, json_option, print_json
+
+
+def _age(since: datetime | None, now: datetime) -> str:
+    if since is None:
+        return "-"
+    seconds = int((now - since).total_seconds())
+    days, rest = divmod(seconds, 86400)
+    return f"{days}d{rest // 3600}h" if days else f"{rest // 3600}h{(rest % 3600) // 60}m"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@config_option
+@json_option
+@handle_errors
+def status(config_path: str | None, as_json: bool) -> None:
+    """Show every configured credential: key id, age, state, next rotation, last error.
+
+    States: ok, rotating (a rotation is in flight or waiting out its grace period),
+    held (a human must act; the reason is the last error), failed.
+    Reads only the config and the database: it makes no AWS, GitLab or Slack call.
+
+    \b
+    Examples:
+      rotator status
+      rotator status --json | jq '.credentials[] | select(.state != "ok")'
+    """
+    from rotator.bootstrap import Wiring
+    from rotator.config import load_settings
+
+    settings = load_settings(config_path)
+    wiring = Wiring(settings)
+    store = wiring.store
+    now = wiring.clock.now()
+    store.sync_credentials(settings.credential_specs(), now)
+    rows = []
+    for spec in settings.credential_specs():
+        known = store.get_status(spec.name)
+        journal = store.open_journal(spec.name)
+        rows.append({
+            "name": spec.name, "iam_user": spec.iam_user, "account": spec.account,
+            "state": known.state.value if known else "unknown",
+            "key_id": known.current_key_id if known else None,
+            "key_created_at": known.key_created_at.isoformat() if known and known.key_created_at else None,
+            "age": _age(known.key_created_at if known else None, now),
+            "last_rotated_at": known.last_rotated_at.isoformat() if known and known.last_rotated_at else None,
+            "next_rotation_at": known.next_due_at.isoformat() if known and known.next_due_at else None,
+            "last_error": known.last_error if known else None,
+            "in_flight": journal.phase.value if journal else None,
+            "targets": [t.label for t in spec.targets],
+            "owners": list(spec.owners),
+        })
+    if as_json:
+        print_json({"credentials": rows})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"credentials in {settings.source}", title_justify="left")
+    for column in ("credential", "iam user", "account", "state", "key", "age", "next rotation", "last error"):
+        table.add_column(column, overflow="fold")
+    styles = {"ok": "green", "rotating": "cyan", "held": "yellow", "failed": "red"}
+    for row in rows:
+        state = str(row["state"]) + (f" ({row['in_flight']})" if row["in_flight"] else "")
+        table.add_row(str(row["name"]), str(row["iam_user"]), str(row["account"]),
+                      f"[{styles.get(str(row['state']), 'dim')}]{state}[/]", str(row["key_id"] or "-"),
+                      str(row["age"]), str(row["next_rotation_at"] or "due now" if row["key_id"] else "-"),
+                      str(row["last_error"] or ""))
+    Console(width=max(Console().width, 140)).print(table)
