@@ -1,0 +1,1 @@
+"""Adapters: the only modules that talk to AWS, GitLab, Slack and the database."""

@@ -1,0 +1,224 @@
+"""The database schema: SQLAlchemy 2 typed declarative models, portable between SQLite and PostgreSQL.
+
+Alembic migrations (top-level ``migrations/``) must produce exactly this schema; the migration tests
+compare them. Change a model only together with a new migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    column,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from rotator.domain import Phase
+
+# Explicit constraint names keep SQLite batch migrations and PostgreSQL in step with the models.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Phases of a rotation still in flight. The partial unique index below lets at most one exist per credential.
+UNFINISHED_PHASES = tuple(phase.value for phase in Phase if not phase.finished)
+
+NAME = 200  # credential, account, actor and lease names
+KEY_ID = 128  # AWS allows access key ids up to 128 characters
+IAM_NAME = 128  # IAM user names and user ids
+SHORT = 32  # enum-like values: state, phase, status, kind
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL keeps the offset (timestamptz); SQLite keeps none, so values are stored as naive UTC and
+    given UTC back on the way out. Naive input is refused: it would be read back as UTC, which is a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: pass a timezone-aware UTC datetime")
+        value = value.astimezone(UTC)
+        # SQLite compares datetimes as text; one fixed offset-free format keeps `<` and ORDER BY correct.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UtcDateTime,
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+class CredentialRow(Base):
+    """A configured (or formerly configured) credential and its rotation status."""
+
+    __tablename__ = "credentials"
+
+    name: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    iam_user: Mapped[str] = mapped_column(String(IAM_NAME))
+    account: Mapped[str] = mapped_column(String(NAME))
+    owners: Mapped[list[str]]
+    configured: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(SHORT))
+    current_key_id: Mapped[str | None] = mapped_column(String(KEY_ID))
+    key_created_at: Mapped[datetime | None]
+    last_rotated_at: Mapped[datetime | None]
+    next_due_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class TargetRow(Base):
+    """One GitLab place holding a credential's key pair; synced from config."""
+
+    __tablename__ = "targets"
+    __table_args__ = (UniqueConstraint("credential", "target_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    credential: Mapped[str] = mapped_column(String(NAME), ForeignKey("credentials.name", ondelete="CASCADE"))
+    target_id: Mapped[str] = mapped_column(String(1000))
+    kind: Mapped[str] = mapped_column(String(SHORT))
+    path: Mapped[str | None] = mapped_column(String(500))
+    environment_scope: Mapped[str] = mapped_column(String(255))
+    access_key_id_var: Mapped[str] = mapped_column(String(255))
+    secret_access_key_var: Mapped[str] = mapped_column(String(255))
+    create_missing: Mapped[bool] = mapped_column(Boolean)
+
+
+class KeySeenRow(Base):
+    """Every access key id rotator has seen, and whose it is: lets `revoke` name the owner offline."""
+
+    __tablename__ = "keys_seen"
+
+    key_id: Mapped[str] = mapped_column(String(KEY_ID), primary_key=True)
+    credential: Mapped[str | None] = mapped_column(String(NAME), index=True)
+    account: Mapped[str] = mapped_column(String(NAME))
+    user_name: Mapped[str] = mapped_column(String(IAM_NAME))
+    user_id: Mapped[str | None] = mapped_column(String(IAM_NAME))
+    status: Mapped[str] = mapped_column(String(SHORT))
+    created_at: Mapped[datetime | None]
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
+class JournalRow(Base):
+    """The write-ahead log of one rotation. ``sealed_secret`` is the only column that may hold a secret,
+    and only sealed (envelope-encrypted); it is wiped once every target has the new pair."""
+
+    __tablename__ = "rotation_journal"
+    __table_args__ = (
+        Index("ix_rotation_journal_credential_phase", "credential", "phase"),
+        Index("ix_rotation_journal_old_key_id", "old_key_id"),
+        Index("ix_rotation_journal_new_key_id", "new_key_id"),
+        # Two rotations in flight for one credential could exceed the two-key limit: the database refuses it.
+        Index(
+            "uq_rotation_journal_one_unfinished",
+            "credential",
+            unique=True,
+            sqlite_where=column("phase").in_(UNFINISHED_PHASES),
+            postgresql_where=column("phase").in_(UNFINISHED_PHASES),
+        ),
+    )
+
+    rotation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    credential: Mapped[str] = mapped_column(String(NAME))
+    account: Mapped[str] = mapped_column(String(NAME))
+    user_name: Mapped[str] = mapped_column(String(IAM_NAME))
+    user_id: Mapped[str] = mapped_column(String(IAM_NAME))
+    prior_key_ids: Mapped[list[str]]
+    old_key_id: Mapped[str | None] = mapped_column(String(KEY_ID))
+    new_key_id: Mapped[str | None] = mapped_column(String(KEY_ID))
+    sealed_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phase: Mapped[str] = mapped_column(String(SHORT))
+    targets_done: Mapped[list[str]]
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    published_at: Mapped[datetime | None]
+    deactivated_at: Mapped[datetime | None]
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class EventRow(Base):
+    """Append-only history of outside actions and decisions. Never carries a secret."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_credential_at", "credential", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(NAME))
+    credential: Mapped[str | None] = mapped_column(String(NAME))
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(64))
+    key_ids: Mapped[list[str]]
+    detail: Mapped[dict[str, Any]]
+
+
+class IncidentRow(Base):
+    """One run of the compromised-key playbook."""
+
+    __tablename__ = "incidents"
+
+    incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(KEY_ID), index=True)
+    account: Mapped[str | None] = mapped_column(String(NAME))
+    user_name: Mapped[str | None] = mapped_column(String(IAM_NAME))
+    credential: Mapped[str | None] = mapped_column(String(NAME))
+    actor: Mapped[str] = mapped_column(String(NAME))
+    reason: Mapped[str] = mapped_column(Text)
+    t0: Mapped[datetime]
+    steps: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(SHORT))
+    report_markdown: Mapped[str | None] = mapped_column(Text)
+    report_json: Mapped[str | None] = mapped_column(Text)
+    slack_thread: Mapped[str | None] = mapped_column(String(NAME))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class LeaseRow(Base):
+    """A named lease with a fencing token: ``token`` grows by one every time a new tenure begins."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(NAME))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    token: Mapped[int] = mapped_column(Integer)
+
+
+metadata = Base.metadata

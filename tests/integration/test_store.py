@@ -1,0 +1,376 @@
+"""SqlStore against real SQLite files and a real PostgreSQL server, through the migrated schema."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from rotator.adapters.db import SqlStore, make_engine, upgrade_to_head
+from rotator.domain import (
+    CredentialSpec,
+    CredentialState,
+    Event,
+    Incident,
+    Journal,
+    KeyOwner,
+    Phase,
+    ScopeKind,
+    TargetSpec,
+)
+from rotator.errors import SchemaNotCurrent, StoreError
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+TTL = timedelta(seconds=60)
+TABLES = "credentials, targets, keys_seen, rotation_journal, events, incidents, leases"
+
+
+@pytest.fixture(scope="module")
+def migrated_pg_url(pg_url: str) -> str:
+    upgrade_to_head(pg_url)
+    return pg_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    if request.param == "sqlite":
+        upgrade_to_head(sqlite_url)
+        return sqlite_url
+    url: str = request.getfixturevalue("migrated_pg_url")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[SqlStore]:
+    store = SqlStore.from_url(db_url)
+    yield store
+    store.close()
+
+
+def spec(name: str, *targets: TargetSpec, owners: tuple[str, ...] = ("#team",)) -> CredentialSpec:
+    return CredentialSpec(name=name, iam_user=f"ci-{name}", account="prod", owners=owners, targets=targets)
+
+
+def journal(rotation_id: str, credential: str = "payments", phase: Phase = Phase.INTENT,
+            started_at: datetime = T0, **changes: object) -> Journal:
+    base = Journal(rotation_id=rotation_id, credential=credential, account="prod", user_name=f"ci-{credential}",
+                   user_id="AIDAEXAMPLE", prior_key_ids=("AKIAOLD0000000000001",), old_key_id="AKIAOLD0000000000001",
+                   phase=phase, started_at=started_at, updated_at=started_at)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+# --- credentials -------------------------------------------------------------------------------------------
+
+
+def test_sync_upserts_credentials_and_targets_and_keeps_unconfigured_ones(store: SqlStore) -> None:
+    api = TargetSpec(ScopeKind.PROJECT, "payments/api")
+    web = TargetSpec(ScopeKind.GROUP, "payments", environment_scope="production", create_missing=True)
+    store.sync_credentials([spec("payments", api, web), spec("billing")], T0)
+
+    assert [s.name for s in store.list_statuses()] == ["billing", "payments"]
+    status = store.get_status("payments")
+    assert status is not None and status.state is CredentialState.OK and status.updated_at == T0
+
+    store.set_status("payments", CredentialState.HELD, T0, last_error="two active keys")
+    store.sync_credentials([spec("payments", web, owners=("#payments", "@alice"))], T0 + timedelta(hours=1))
+
+    assert [s.name for s in store.list_statuses()] == ["payments"]
+    assert store.get_status("billing") is not None, "unconfigured credentials stay for history"
+    kept = store.get_status("payments")
+    assert kept is not None and kept.state is CredentialState.HELD, "a config sync must not reset the state"
+    with store.engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT t.target_id, t.create_missing, c.owners FROM targets t JOIN credentials c ON c.name = t.credential"
+        )).all()
+    assert [(row[0], bool(row[1])) for row in rows] == [(web.target_id, True)]
+    assert '"@alice"' in str(rows[0][2]) or rows[0][2] == ["#payments", "@alice"]
+
+
+def test_set_status_keeps_unset_fields_but_always_overwrites_last_error(store: SqlStore) -> None:
+    store.sync_credentials([spec("payments")], T0)
+    store.set_status("payments", CredentialState.ROTATING, T0, current_key_id="AKIAOLD0000000000001",
+                     key_created_at=T0 - timedelta(days=30), next_due_at=T0, last_error="throttled")
+    later = T0 + timedelta(minutes=5)
+    store.set_status("payments", CredentialState.OK, later, last_rotated_at=later)
+
+    status = store.get_status("payments")
+    assert status is not None
+    assert status.state is CredentialState.OK
+    assert status.current_key_id == "AKIAOLD0000000000001"
+    assert status.key_created_at == T0 - timedelta(days=30)
+    assert status.last_rotated_at == later and status.next_due_at == T0
+    assert status.last_error is None and status.updated_at == later
+
+
+def test_set_status_of_unknown_credential_raises_with_hint(store: SqlStore) -> None:
+    with pytest.raises(StoreError) as raised:
+        store.set_status("nope", CredentialState.OK, T0)
+    assert "nope" in str(raised.value) and raised.value.hint
+
+
+# --- journal -----------------------------------------------------------------------------------------------
+
+
+def test_journal_round_trips_every_field(store: SqlStore) -> None:
+    full = journal("r1", phase=Phase.VERIFIED, new_key_id="AKIANEW0000000000001", sealed_secret=b"\x00sealed\xff",
+                   targets_done=frozenset({"project:payments/api:*", "group:payments:*"}),
+                   published_at=T0 + timedelta(seconds=1), deactivated_at=T0 + timedelta(seconds=2),
+                   hold_reason="last used moved", error="GitLab 503", prior_key_ids=("AKIAA", "AKIAB"))
+    store.save_journal(full)
+    assert store.open_journal("payments") == full
+
+    done = replace(full, phase=Phase.DONE, sealed_secret=None, updated_at=T0 + timedelta(minutes=1))
+    store.save_journal(done)
+    assert store.open_journal("payments") is None
+    assert store.journals("payments") == [done]
+
+
+def test_open_journal_returns_only_the_unfinished_one(store: SqlStore) -> None:
+    for index, phase in enumerate([Phase.DONE, Phase.ROLLED_BACK, Phase.SUPERSEDED, Phase.DISCARDED]):
+        store.save_journal(journal(f"old{index}", phase=phase, started_at=T0 + timedelta(days=index)))
+    store.save_journal(journal("other-credential", credential="billing", phase=Phase.CREATED))
+    in_flight = journal("now", phase=Phase.PUBLISHED, started_at=T0 - timedelta(days=1))
+    store.save_journal(in_flight)
+
+    assert store.open_journal("payments") == in_flight
+    assert [j.rotation_id for j in store.journals("payments")] == ["now", "old0", "old1", "old2", "old3"]
+
+
+def test_a_second_unfinished_rotation_of_one_credential_is_refused(store: SqlStore) -> None:
+    store.save_journal(journal("first", phase=Phase.CREATED))
+    with pytest.raises(StoreError):
+        store.save_journal(journal("second", phase=Phase.INTENT))
+    store.save_journal(journal("first", phase=Phase.SUPERSEDED))
+    store.save_journal(journal("second", phase=Phase.INTENT))
+    assert store.open_journal("payments") == journal("second", phase=Phase.INTENT)
+
+
+def test_journals_with_key_finds_old_and_new_keys(store: SqlStore) -> None:
+    first = journal("a", phase=Phase.DONE, old_key_id="AKIAK1", new_key_id="AKIAK2")
+    second = journal("b", phase=Phase.RETIRED, old_key_id="AKIAK2", new_key_id="AKIAK3",
+                     started_at=T0 + timedelta(days=30))
+    store.save_journal(second)
+    store.save_journal(first)
+    assert store.journals_with_key("AKIAK2") == [first, second]
+    assert store.journals_with_key("AKIAK3") == [second]
+    assert store.journals_with_key("AKIAK9") == []
+
+
+# --- keys, events, incidents -------------------------------------------------------------------------------
+
+
+def test_remember_key_upserts_without_erasing_known_fields(store: SqlStore) -> None:
+    owner = KeyOwner("AKIAK1", "payments", "prod", "ci-payments", "AIDA1")
+    store.remember_key(owner, T0, status="Active", created_at=T0 - timedelta(days=1))
+    store.remember_key(KeyOwner("AKIAK1", None, "prod", "ci-payments"), T0 + timedelta(hours=1), status="Inactive")
+
+    assert store.key_owner("AKIAK1") == owner
+    with store.engine.connect() as connection:
+        status, first_seen = connection.execute(
+            text("SELECT status, first_seen_at FROM keys_seen WHERE key_id = 'AKIAK1'")).one()
+    assert status == "Inactive"
+    assert str(first_seen).startswith("2026-03-01 12:00:00")
+
+
+def test_key_owner_falls_back_to_the_journal_then_none(store: SqlStore) -> None:
+    store.save_journal(journal("r", phase=Phase.CREATED, new_key_id="AKIANEWONLYINJOURNAL"))
+    assert store.key_owner("AKIANEWONLYINJOURNAL") == KeyOwner(
+        "AKIANEWONLYINJOURNAL", "payments", "prod", "ci-payments", "AIDAEXAMPLE")
+    assert store.key_owner("AKIAUNKNOWN000000000") is None
+
+
+def test_events_come_back_newest_first_filtered_and_limited(store: SqlStore) -> None:
+    for minute in range(5):
+        store.append_event(Event(at=T0 + timedelta(minutes=minute), actor="rotator@host", action=f"step{minute}",
+                                 outcome="ok", credential="payments" if minute % 2 == 0 else "billing",
+                                 key_ids=("AKIAK1", "AKIAK2"), detail={"n": minute, "nested": {"a": [1, 2]}}))
+    # Same instant as the newest: insertion order breaks the tie.
+    store.append_event(Event(at=T0 + timedelta(minutes=4), actor="rotator@host", action="tie", outcome="ok"))
+
+    assert [e.action for e in store.events()] == ["tie", "step4", "step3", "step2", "step1", "step0"]
+    payments = store.events("payments", limit=2)
+    assert [e.action for e in payments] == ["step4", "step2"]
+    assert payments[0].key_ids == ("AKIAK1", "AKIAK2") and payments[0].detail == {"n": 4, "nested": {"a": [1, 2]}}
+    assert payments[0].at == T0 + timedelta(minutes=4)
+
+
+def test_store_offers_no_way_to_change_events() -> None:
+    assert not [name for name in dir(SqlStore) if "event" in name and name not in {"append_event", "events"}]
+
+
+def test_incidents_insert_then_update(store: SqlStore) -> None:
+    incident = Incident(incident_id="inc-1", key_id="AKIAK1", account="prod", user_name="ci-payments",
+                        actor="alice", reason="leaked in a public repo", t0=T0, steps={"contain": "ok"})
+    store.save_incident(incident)
+    updated = replace(incident, steps={"contain": "ok", "notify": "failed"}, status="closed",
+                      report_markdown="# Report", report_json='{"ok": true}', slack_thread="C1:123.4",
+                      credential="payments")
+    store.save_incident(updated)
+    store.save_incident(replace(incident, incident_id="inc-0", t0=T0 - timedelta(days=1)))
+    store.save_incident(replace(incident, incident_id="inc-other", key_id="AKIAK2"))
+
+    found = store.incidents_for_key("AKIAK1")
+    assert [i.incident_id for i in found] == ["inc-0", "inc-1"]
+    assert found[1] == updated
+
+
+# --- datetimes ---------------------------------------------------------------------------------------------
+
+
+def test_datetimes_come_back_aware_utc_whatever_offset_went_in(store: SqlStore) -> None:
+    paris = datetime(2026, 3, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    store.sync_credentials([spec("payments")], paris)
+    status = store.get_status("payments")
+    assert status is not None and status.updated_at is not None
+    assert status.updated_at.tzinfo is UTC
+    assert status.updated_at == paris and status.updated_at.hour == 12
+
+
+def test_naive_datetimes_are_refused(store: SqlStore) -> None:
+    with pytest.raises(StoreError, match="naive datetime"):
+        store.sync_credentials([spec("payments")], datetime(2026, 3, 1, 12, 0))
+
+
+# --- leases ------------------------------------------------------------------------------------------------
+
+
+def test_lease_lifecycle(store: SqlStore) -> None:
+    assert store.lease_holder("cred:payments") is None
+    assert store.try_acquire_lease("cred:payments", "a", TTL, T0)
+    assert store.lease_token("cred:payments") == 1
+    assert store.lease_holder("cred:payments") == ("a", T0 + TTL)
+
+    assert not store.try_acquire_lease("cred:payments", "b", TTL, T0 + timedelta(seconds=30)), "held by a"
+    assert store.try_acquire_lease("cred:payments", "a", TTL, T0 + timedelta(seconds=30)), "ours already"
+    assert store.lease_token("cred:payments") == 1, "re-acquiring a live lease of ours is no new tenure"
+
+    assert not store.renew_lease("cred:payments", "b", TTL, T0 + timedelta(seconds=40)), "wrong holder"
+    assert store.renew_lease("cred:payments", "a", TTL, T0 + timedelta(seconds=40))
+    assert store.lease_holder("cred:payments") == ("a", T0 + timedelta(seconds=100))
+
+    expired = T0 + timedelta(seconds=101)
+    assert store.try_acquire_lease("cred:payments", "b", TTL, expired), "expired: b takes over"
+    assert store.lease_token("cred:payments") == 2
+    assert not store.renew_lease("cred:payments", "a", TTL, expired), "a lost it"
+
+    store.release_lease("cred:payments", "a")
+    assert store.lease_holder("cred:payments") == ("b", expired + TTL), "only the holder can release"
+    store.release_lease("cred:payments", "b")
+    assert store.lease_holder("cred:payments") is None
+    assert store.try_acquire_lease("cred:payments", "a", TTL, expired)
+    assert store.lease_token("cred:payments") == 3
+
+
+def test_expire_lease_lets_an_incident_preempt_the_holder(store: SqlStore) -> None:
+    assert store.try_acquire_lease("cred:payments", "rotation", TTL, T0)
+    store.expire_lease("cred:payments")
+    assert not store.renew_lease("cred:payments", "rotation", TTL, T0 + timedelta(seconds=1))
+    assert store.try_acquire_lease("cred:payments", "incident", TTL, T0 + timedelta(seconds=1))
+    assert store.lease_holder("cred:payments") == ("incident", T0 + timedelta(seconds=61))
+    assert store.lease_token("cred:payments") == 2
+
+
+def test_racing_threads_on_a_new_lease_leave_exactly_one_winner(store: SqlStore) -> None:
+    contenders = 8
+    for round_number in range(5):
+        name = f"race-{round_number}"
+        barrier = threading.Barrier(contenders)
+
+        def contend(holder: str, name: str = name, barrier: threading.Barrier = barrier) -> bool:
+            barrier.wait()
+            return store.try_acquire_lease(name, holder, TTL, datetime.now(UTC))
+
+        with ThreadPoolExecutor(contenders) as pool:
+            wins = list(pool.map(contend, [f"t{i}" for i in range(contenders)]))
+        assert wins.count(True) == 1, wins
+        assert store.lease_token(name) == 1
+
+
+def _hammer(url: str, holder: str, wins_needed: int, shared: Any) -> None:
+    """Take and give back one lease ``wins_needed`` times, counting how often two holders were inside at once.
+
+    ``shared`` holds multiprocessing primitives so the same code serves threads and processes.
+    """
+    store = SqlStore.from_url(url)
+    shared.start.wait()
+    wins = attempts = 0
+    try:
+        while wins < wins_needed and attempts < 20_000:
+            attempts += 1
+            if not store.try_acquire_lease("hammered", holder, TTL, datetime.now(UTC)):
+                time.sleep(0.001)  # a real contender backs off; spinning only starves the holder's release
+                continue
+            with shared.lock:
+                shared.in_hold.value += 1
+                if shared.in_hold.value > 1:
+                    shared.overlaps.value += 1
+            time.sleep(0.005)  # hold it for a moment, so a second holder would have the chance to show up
+            with shared.lock:
+                shared.in_hold.value -= 1
+            store.release_lease("hammered", holder)
+            wins += 1
+    finally:
+        store.close()
+    with shared.lock:
+        shared.wins.value += wins
+
+
+def _shared(context: Any, parties: int) -> SimpleNamespace:
+    return SimpleNamespace(lock=context.Lock(), start=context.Barrier(parties), in_hold=context.Value("i", 0),
+                           overlaps=context.Value("i", 0), wins=context.Value("i", 0))
+
+
+def test_threads_hammering_one_lease_never_hold_it_together(store: SqlStore, db_url: str) -> None:
+    shared = _shared(multiprocessing.get_context("spawn"), 4)
+    threads = [threading.Thread(target=_hammer, args=(db_url, f"thread{i}", 15, shared)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert shared.wins.value == 4 * 15
+    assert shared.overlaps.value == 0
+    token = store.lease_token("hammered")
+    assert token is not None and token >= 4, "each of the 4 threads began at least one tenure"
+
+
+def test_two_processes_hammering_one_lease_never_hold_it_together(store: SqlStore, db_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    shared = _shared(context, 2)
+    wins_needed = 20
+    processes = [context.Process(target=_hammer, args=(db_url, f"process{i}", wins_needed, shared))
+                 for i in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0, 0]
+    assert shared.wins.value == 2 * wins_needed
+    assert shared.overlaps.value == 0
+    assert store.lease_holder("hammered") is None
+
+
+# --- schema guard ------------------------------------------------------------------------------------------
+
+
+def test_store_refuses_a_database_that_is_not_migrated(sqlite_url: str) -> None:
+    with pytest.raises(SchemaNotCurrent, match="head is"):
+        SqlStore.from_url(sqlite_url)
+    unchecked = SqlStore.from_url(sqlite_url, require_current_schema=False)
+    try:
+        with pytest.raises(SchemaNotCurrent, match="rotator db upgrade"):
+            unchecked.get_status("payments")
+    finally:
+        unchecked.close()
