@@ -133,12 +133,21 @@ def test_unknown_dummy_credentials_are_accepted_like_moto(aws: AwsSandbox) -> No
     assert any(r["RegionName"] == "eu-west-1" for r in client(aws, "ec2").describe_regions()["Regions"])
 
 
+def control(aws: AwsSandbox, route: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{aws.url}/_sandbox/{route}", data=data, method="GET" if data is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())
+
+
 def test_new_key_is_refused_until_it_propagates(aws: AwsSandbox) -> None:
-    aws.set_propagation_delay("forever")
+    assert control(aws, "aws/settings", {"propagation_delay": "forever"})["propagation_delay"] == "forever"
     _, never = new_user_with_key(aws)
     with pytest.raises(ClientError) as refused:
         client(aws, "sts", **never).get_caller_identity()
     assert error_code(refused) == "InvalidClientTokenId"
+    assert control(aws, f"aws/keys/{never['aws_access_key_id']}") == {"status": "Active"}  # IAM has it already
 
     aws.set_propagation_delay(0.3)
     _, soon = new_user_with_key(aws)

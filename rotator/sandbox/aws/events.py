@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import UnknownServiceError
 from botocore.model import ServiceModel
-from botocore.parsers import create_parser
+from botocore.parsers import ResponseParserError, create_parser
 from botocore.session import Session
 
 from rotator.sandbox.aws.keys import Identity
@@ -95,7 +95,10 @@ def response_elements(models: ServiceModels, call: ApiCall, status: int, headers
     if operation.output_shape is None:
         return None
     parser = create_parser(model.metadata["protocol"])
-    parsed = parser.parse({"status_code": status, "headers": headers, "body": body}, operation.output_shape)
+    try:
+        parsed = parser.parse({"status_code": status, "headers": headers, "body": body}, operation.output_shape)
+    except (ResponseParserError, ValueError):
+        return None  # moto answered something botocore cannot read; the client will say so, not the trail
     parsed.pop("ResponseMetadata", None)
     return redact(lower_camel(parsed)) or None
 

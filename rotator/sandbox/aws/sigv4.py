@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.auth import SigV4Auth
+from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
@@ -74,6 +74,10 @@ class _ReplaySigner(SigV4Auth):
         return selected
 
 
+class _S3ReplaySigner(_ReplaySigner, S3SigV4Auth):
+    """S3 signs its path as sent, without SigV4's second round of percent-encoding."""
+
+
 def signature_matches(
     signed_by: SignedBy,
     secret_access_key: str,
@@ -92,7 +96,8 @@ def signature_matches(
         return False
     request = AWSRequest(method=method, url=url, headers=dict(headers.items()), data=body)
     request.context["timestamp"] = amz_date
-    signer = _ReplaySigner(Credentials(signed_by.access_key_id, secret_access_key), signed_by.service,
+    signer_class = _S3ReplaySigner if signed_by.service == "s3" else _ReplaySigner
+    signer = signer_class(Credentials(signed_by.access_key_id, secret_access_key), signed_by.service,
                            signed_by.region, signed_by.signed_headers)
     canonical = signer.canonical_request(request)
     string_to_sign = signer.string_to_sign(request, canonical)
