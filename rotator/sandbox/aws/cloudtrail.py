@@ -12,6 +12,7 @@ import itertools
 import json
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -196,7 +197,7 @@ def _complete(record: dict[str, Any], position: int) -> dict[str, Any]:
     completed = dict(record)
     completed.setdefault("eventVersion", EVENT_VERSION)
     try:
-        moment = parse_time(completed.get("eventTime", dt.datetime.now(dt.UTC).timestamp()))
+        moment = parse_time(completed["eventTime"]) if "eventTime" in completed else time.time()
     except ValueError as exc:
         raise ValueError(f"staged event #{position}: {exc}") from None
     completed["eventTime"] = iso_time(dt.datetime.fromtimestamp(moment, dt.UTC))
