@@ -41,7 +41,7 @@ THROTTLING_CODES = frozenset({
 DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"})
 INVALID_CREDENTIAL_CODES = frozenset({
     "InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException", "InvalidAccessKeyId",
-    "ExpiredToken", "ExpiredTokenException",
+    "ExpiredToken", "ExpiredTokenException", "AuthFailure", "InvalidSignatureException",
 })
 UNAVAILABLE_CODES = frozenset({"ServiceUnavailable", "InternalFailure", "InternalError", "ServiceFailure"})
 
