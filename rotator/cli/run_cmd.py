@@ -1,0 +1,52 @@
+"""`rotator run [--once]`: the service in the foreground."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from rotator.cli.common import config_option, handle_errors
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--once", is_flag=True, help="Run one tick (recover, rotate, retire, delete, drift checks) and exit.")
+@config_option
+@handle_errors
+def run(once: bool, config_path: str | None) -> None:
+    """Run the service: every [service] tick, do whatever the schedule in the database says is due.
+
+    Each tick resumes interrupted rotations, starts due rotations (inside [policy] window, spread by
+    [policy] jitter), retires and deletes old keys whose waiting time is over, and compares a few
+    credentials' GitLab targets with IAM (drift). Several replicas may share one PostgreSQL database:
+    a per-credential lease makes sure one of them acts on each credential.
+
+    Serves /healthz, /readyz and /metrics on [service] listen. Logs JSON lines unless stdout is a
+    terminal. The database must be migrated first (`rotator db upgrade`); the service never migrates.
+
+    \b
+    Signals: SIGTERM/SIGINT finish the current step, release the leases and exit 0;
+             SIGHUP reloads the config (a bad config is logged and the running one kept).
+    Exit codes: 0 stopped cleanly (--once: every credential ok), 1 failed (--once: a credential
+                failed or is held; or a step outlived [service] stop_timeout), 2 usage/config error.
+
+    \b
+    Examples:
+      rotator run
+      rotator run --once --config /etc/rotator/rotator.toml
+    """
+    from rotator.config import load_settings
+    from rotator.logs import configure_logging
+    from rotator.service import run_service
+
+    settings = load_settings(config_path)
+    configure_logging(settings.service.log_level)
+    code = run_service(settings, once=once)
+    if code != 0 and not once:
+        # A step outlived stop_timeout: do not wait for its thread at interpreter exit; the lease
+        # expires by itself and the journal lets the next start resume.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
