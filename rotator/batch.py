@@ -22,9 +22,13 @@ def new_holder(actor: str) -> str:
 
 
 def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease_ttl: timedelta,
-               force: bool = False, on_step: Callable[[str, str], None] | None = None) -> RotationResult:
+               force: bool = False, on_step: Callable[[str, str], None] | None = None,
+               interrupt: Callable[[], None] | None = None) -> RotationResult:
     """Run one credential under its lease. The lease is renewed before every outside step; losing it
-    (a replica took over after expiry, or an incident preempted) stops this run at a journaled point."""
+    (a replica took over after expiry, or an incident preempted) stops this run at a journaled point.
+
+    ``interrupt`` is called at the same points, before the renewal: raising LeaseLost there (the service
+    does when it is told to stop) ends the run at that journaled point too, and the lease is released."""
     store: Store = ports.store
     clock: Clock = ports.clock
     name = lease_name(spec.name)
@@ -32,6 +36,8 @@ def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease
         return RotationResult(spec.name, Outcome.BUSY, "another rotator process is working on this credential")
 
     def guard() -> None:
+        if interrupt is not None:
+            interrupt()
         if not store.renew_lease(name, holder, lease_ttl, clock.now()):
             raise LeaseLost(f"lost the lease on {spec.name} (taken over, or preempted by an incident)",
                             hint="nothing to do: the holder continues from the journal")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rotator.config import Settings
     from rotator.ports import SecretSealer
     from rotator.rotation import RotationPorts
+    from rotator.service_ports import ServiceQueries
 
 
 class SystemClock:
@@ -44,9 +45,12 @@ def default_actor(settings: Settings) -> str:
 class Wiring:
     """Lazily built adapters for one process. Thread-safe where the pool of ``rotate --concurrency`` needs it."""
 
-    def __init__(self, settings: Settings, *, actor: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, actor: str | None = None, create_new_database: bool = True) -> None:
+        """``create_new_database`` False (the service) refuses an empty SQLite file like any database not
+        at head, instead of creating the schema: a long-running process never migrates on its own."""
         self.settings = settings
         self.actor = actor or default_actor(settings)
+        self._create_new_database = create_new_database
         self.clock = SystemClock()
         self._lock = threading.Lock()
         self._iams: dict[str, BotoIam] = {}
@@ -118,10 +122,25 @@ class Wiring:
 
         url = self.settings.service.database_url
         engine = make_engine(url)
-        if url.startswith("sqlite") and current_revision(engine) is None:
+        if self._create_new_database and url.startswith("sqlite") and current_revision(engine) is None:
             upgrade_to_head(url)  # a brand-new local SQLite file holds nothing to lose: create it
         ensure_at_head(engine)
         return SqlStore(engine)
+
+    @cached_property
+    def service_queries(self) -> ServiceQueries:
+        from rotator.adapters.db_service import SqlServiceQueries
+
+        return SqlServiceQueries(self.store.engine)
+
+    def sharing_database(self, settings: Settings) -> Wiring:
+        """A Wiring for reloaded settings (same database_url) that keeps this one's store, so a reload
+        does not open a second connection pool; every other adapter is built afresh from ``settings``."""
+        other = Wiring(settings, actor=self.actor, create_new_database=self._create_new_database)
+        for built in ("store", "service_queries"):
+            if built in self.__dict__:  # what cached_property has built so far
+                other.__dict__[built] = self.__dict__[built]
+        return other
 
     # --- use cases ---------------------------------------------------------------------------------------
     def rotation_ports(self, spec: CredentialSpec) -> RotationPorts:
