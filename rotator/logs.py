@@ -31,7 +31,7 @@ _SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     # An AWS secret access key: 40 characters of base64 without '=', with both letter cases (a lowercase
     # 40-character hex digest such as a git commit id is left alone).
     ("aws-secret", re.compile(
-        r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[a-z])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")),
+        r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[a-z])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")),
     # GitLab tokens: glpat- (personal, group and project access tokens), gldt-, glrt-, glptt-, gloas-...
     ("gitlab-token", re.compile(r"\bgl[a-z]{0,6}-[0-9A-Za-z_\-.]{20,}")),
     # Slack tokens: xoxb-, xoxp-, xoxa-, xoxs-, xoxe-..., and app-level xapp- tokens.

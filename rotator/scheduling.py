@@ -185,14 +185,14 @@ class DriftSchedule:
 
     def take_due(self, now: datetime) -> list[str]:
         """Up to ``budget`` credentials whose check is due, each rescheduled one period later."""
-        taken: list[str] = []
+        taken: list[tuple[datetime, str]] = []
         while self._queue and len(taken) < self.budget and self._queue[0][0] <= now:
-            at, name = heapq.heappop(self._queue)
-            taken.append(name)
+            taken.append(heapq.heappop(self._queue))
+        for at, name in taken:  # pushed back only now, so one call never returns a name twice
             following = at + self.every
             # After a long pause (a stopped tick, a suspended host) start a fresh period, not a burst.
             heapq.heappush(self._queue, (following if following > now else now + self.every, name))
-        return taken
+        return [name for _, name in taken]
 
     def next_due(self) -> datetime | None:
         return self._queue[0][0] if self._queue else None

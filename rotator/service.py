@@ -143,6 +143,11 @@ class Service:
         self._emit("stopped", clean=finished)
         return finished
 
+    @property
+    def url(self) -> str | None:
+        """Base URL of /healthz, /readyz and /metrics once started (the real port when listen ends in :0)."""
+        return None if self._http is None else self._http.url
+
     def request_stop(self) -> None:
         # A plain flag, safe to set from a signal handler; running rotations read it before every
         # outside step and stop there.

@@ -15,17 +15,21 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.core.utils import utcnow
 from moto.iam.models import iam_backends
+from sqlalchemy import make_url
 
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import aws_client, client_env
@@ -93,6 +97,26 @@ def service_config(sandbox: Sandbox, seeded: Sequence[Seeded], *, database_url: 
         lines += ["", "[[credentials]]", f'name = "{item.name}"', f'iam_user = "{item.iam_user}"',
                   "[[credentials.targets]]", f'project = "{item.project}"']
     return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def own_database(pg_url: str) -> Iterator[str]:
+    """A PostgreSQL database of its own on ``pg_url``'s server (for tests that run several processes on
+    one database, or drop it), dropped afterwards."""
+    admin = make_url(pg_url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    database = f"rotator_svc_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{database}"')
+        try:
+            yield make_url(pg_url).set(database=database).render_as_string(hide_password=False)
+        finally:
+            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def drop_database(url: str) -> None:
+    admin = make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)')
 
 
 def service_env(sandbox: Sandbox, state_key: str) -> dict[str, str]:
