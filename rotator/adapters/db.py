@@ -35,7 +35,12 @@ from rotator.adapters.db_models import (
     KeySeenRow,
     LeaseRow,
     TargetRow,
+    incident_from_row,
+    incident_values,
+    journal_from_row,
+    journal_values,
     metadata,
+    status_from_row,
 )
 from rotator.domain import (
     CredentialSpec,
@@ -45,7 +50,6 @@ from rotator.domain import (
     Incident,
     Journal,
     KeyOwner,
-    Phase,
 )
 from rotator.errors import StoreError
 
@@ -169,14 +173,14 @@ class SqlStore:
     def get_status(self, name: str) -> CredentialStatus | None:
         with self._session(f"reading credential {name}") as session:
             row = session.get(CredentialRow, name)
-            return None if row is None else _status_from_row(row)
+            return None if row is None else status_from_row(row)
 
     def list_statuses(self) -> list[CredentialStatus]:
         """Configured credentials, by name."""
         with self._session("listing credentials") as session:
             rows = session.scalars(
                 select(CredentialRow).where(CredentialRow.configured.is_(True)).order_by(CredentialRow.name))
-            return [_status_from_row(row) for row in rows]
+            return [status_from_row(row) for row in rows]
 
     def set_status(self, name: str, state: CredentialState, now: datetime, *,
                    current_key_id: str | None = None, key_created_at: datetime | None = None,
@@ -203,10 +207,10 @@ class SqlStore:
                 .where(JournalRow.credential == credential, JournalRow.phase.in_(UNFINISHED_PHASES))
                 .order_by(JournalRow.started_at.desc()).limit(1)
             ).first()
-            return None if row is None else _journal_from_row(row)
+            return None if row is None else journal_from_row(row)
 
     def save_journal(self, journal: Journal) -> None:
-        values = _journal_values(journal)
+        values = journal_values(journal)
         with self._session(f"saving rotation {journal.rotation_id} of {journal.credential}", write=True) as session:
             insert = self._insert(session, JournalRow).values(**values)
             session.connection().execute(insert.on_conflict_do_update(
@@ -218,14 +222,14 @@ class SqlStore:
         with self._session(f"reading rotations of {credential}") as session:
             rows = session.scalars(select(JournalRow).where(JournalRow.credential == credential)
                                    .order_by(JournalRow.started_at, JournalRow.rotation_id))
-            return [_journal_from_row(row) for row in rows]
+            return [journal_from_row(row) for row in rows]
 
     def journals_with_key(self, key_id: str) -> list[Journal]:
         with self._session(f"reading rotations of key {key_id}") as session:
             rows = session.scalars(
                 select(JournalRow).where(or_(JournalRow.old_key_id == key_id, JournalRow.new_key_id == key_id))
                 .order_by(JournalRow.started_at, JournalRow.rotation_id))
-            return [_journal_from_row(row) for row in rows]
+            return [journal_from_row(row) for row in rows]
 
     # keys and history -----------------------------------------------------------------------------------
 
@@ -284,7 +288,7 @@ class SqlStore:
 
     def save_incident(self, incident: Incident) -> None:
         now = self._clock()
-        values = _incident_values(incident)
+        values = incident_values(incident)
         with self._session(f"saving incident {incident.incident_id}", write=True) as session:
             insert = self._insert(session, IncidentRow).values(**values, created_at=now, updated_at=now)
             session.connection().execute(insert.on_conflict_do_update(
@@ -297,7 +301,7 @@ class SqlStore:
         with self._session(f"reading incidents of {key_id}") as session:
             rows = session.scalars(select(IncidentRow).where(IncidentRow.key_id == key_id)
                                    .order_by(IncidentRow.t0, IncidentRow.incident_id))
-            return [_incident_from_row(row) for row in rows]
+            return [incident_from_row(row) for row in rows]
 
     # leases ---------------------------------------------------------------------------------------------
 
@@ -358,54 +362,3 @@ class SqlStore:
         The holder's next renew fails; anyone (the incident) may take the lease."""
         with self._session(f"expiring lease {name}", write=True) as session:
             session.connection().execute(update(LeaseRow).where(LeaseRow.name == name).values(expires_at=_LONG_AGO))
-
-
-# --- rows <-> domain ---------------------------------------------------------------------------------------
-
-
-def _status_from_row(row: CredentialRow) -> CredentialStatus:
-    return CredentialStatus(
-        name=row.name, state=CredentialState(row.state), current_key_id=row.current_key_id,
-        key_created_at=row.key_created_at, last_rotated_at=row.last_rotated_at, next_due_at=row.next_due_at,
-        last_error=row.last_error, updated_at=row.updated_at,
-    )
-
-
-def _journal_values(journal: Journal) -> dict[str, Any]:
-    return {
-        "rotation_id": journal.rotation_id, "credential": journal.credential, "account": journal.account,
-        "user_name": journal.user_name, "user_id": journal.user_id, "prior_key_ids": list(journal.prior_key_ids),
-        "old_key_id": journal.old_key_id, "new_key_id": journal.new_key_id, "sealed_secret": journal.sealed_secret,
-        "phase": Phase(journal.phase).value, "targets_done": sorted(journal.targets_done),
-        "started_at": journal.started_at, "updated_at": journal.updated_at, "published_at": journal.published_at,
-        "deactivated_at": journal.deactivated_at, "hold_reason": journal.hold_reason, "error": journal.error,
-    }
-
-
-def _journal_from_row(row: JournalRow) -> Journal:
-    return Journal(
-        rotation_id=row.rotation_id, credential=row.credential, account=row.account, user_name=row.user_name,
-        user_id=row.user_id, prior_key_ids=tuple(row.prior_key_ids), old_key_id=row.old_key_id,
-        phase=Phase(row.phase), started_at=row.started_at, updated_at=row.updated_at, new_key_id=row.new_key_id,
-        sealed_secret=row.sealed_secret, targets_done=frozenset(row.targets_done), published_at=row.published_at,
-        deactivated_at=row.deactivated_at, hold_reason=row.hold_reason, error=row.error,
-    )
-
-
-def _incident_values(incident: Incident) -> dict[str, Any]:
-    return {
-        "incident_id": incident.incident_id, "key_id": incident.key_id, "account": incident.account,
-        "user_name": incident.user_name, "credential": incident.credential, "actor": incident.actor,
-        "reason": incident.reason, "t0": incident.t0, "steps": dict(incident.steps), "status": incident.status,
-        "report_markdown": incident.report_markdown, "report_json": incident.report_json,
-        "slack_thread": incident.slack_thread,
-    }
-
-
-def _incident_from_row(row: IncidentRow) -> Incident:
-    return Incident(
-        incident_id=row.incident_id, key_id=row.key_id, account=row.account, user_name=row.user_name,
-        actor=row.actor, reason=row.reason, t0=row.t0, steps=dict(row.steps), status=row.status,
-        credential=row.credential, report_markdown=row.report_markdown, report_json=row.report_json,
-        slack_thread=row.slack_thread,
-    )

@@ -6,6 +6,7 @@ the same files as ``rotator/_migrations``.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -23,6 +24,10 @@ _HERE = Path(__file__).resolve()
 # A wheel installs the migrations next to the package; a source checkout (or editable install) has them
 # at the repository root. The packaged copy wins: a stray site-packages/migrations belongs to someone else.
 _CANDIDATE_DIRS = (_HERE.parents[1] / "_migrations", _HERE.parents[2] / "migrations")
+
+# Alembic's `context` and `op` are process-wide proxies: two migrations in one process must not overlap.
+# (Other processes are kept in turn by the database itself; see migrations/env.py.)
+_ALEMBIC_IN_USE = threading.Lock()
 
 
 def migrations_dir() -> Path:
@@ -88,7 +93,7 @@ def upgrade_to_head(url: str | URL) -> tuple[str | None, str]:
     try:
         before = current_revision(engine)
         try:
-            with engine.connect() as connection:
+            with _ALEMBIC_IN_USE, engine.connect() as connection:
                 connection.execution_options(**WRITE_INTENT)
                 command.upgrade(alembic_config(connection=connection), "head")
         except SQLAlchemyError as exc:
@@ -110,7 +115,7 @@ def downgrade_to(url: str | URL, revision: str) -> None:
     """Undo migrations down to ``revision`` ("base" empties the schema). For tests and emergencies."""
     engine = make_engine(url)
     try:
-        with engine.connect() as connection:
+        with _ALEMBIC_IN_USE, engine.connect() as connection:
             connection.execution_options(**WRITE_INTENT)
             command.downgrade(alembic_config(connection=connection), revision)
     except SQLAlchemyError as exc:

@@ -1,4 +1,5 @@
-"""The database schema: SQLAlchemy 2 typed declarative models, portable between SQLite and PostgreSQL.
+"""The database schema (SQLAlchemy 2 typed declarative models, portable between SQLite and PostgreSQL),
+and how its rows map to the domain's frozen dataclasses.
 
 Alembic migrations (top-level ``migrations/``) must produce exactly this schema; the migration tests
 compare them. Change a model only together with a new migration.
@@ -27,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from rotator.domain import Phase
+from rotator.domain import CredentialState, CredentialStatus, Incident, Journal, Phase
 
 # Explicit constraint names keep SQLite batch migrations and PostgreSQL in step with the models.
 NAMING_CONVENTION = {
@@ -222,3 +223,54 @@ class LeaseRow(Base):
 
 
 metadata = Base.metadata
+
+
+# --- rows <-> domain ---------------------------------------------------------------------------------------
+
+
+def status_from_row(row: CredentialRow) -> CredentialStatus:
+    return CredentialStatus(
+        name=row.name, state=CredentialState(row.state), current_key_id=row.current_key_id,
+        key_created_at=row.key_created_at, last_rotated_at=row.last_rotated_at, next_due_at=row.next_due_at,
+        last_error=row.last_error, updated_at=row.updated_at,
+    )
+
+
+def journal_values(journal: Journal) -> dict[str, Any]:
+    return {
+        "rotation_id": journal.rotation_id, "credential": journal.credential, "account": journal.account,
+        "user_name": journal.user_name, "user_id": journal.user_id, "prior_key_ids": list(journal.prior_key_ids),
+        "old_key_id": journal.old_key_id, "new_key_id": journal.new_key_id, "sealed_secret": journal.sealed_secret,
+        "phase": Phase(journal.phase).value, "targets_done": sorted(journal.targets_done),
+        "started_at": journal.started_at, "updated_at": journal.updated_at, "published_at": journal.published_at,
+        "deactivated_at": journal.deactivated_at, "hold_reason": journal.hold_reason, "error": journal.error,
+    }
+
+
+def journal_from_row(row: JournalRow) -> Journal:
+    return Journal(
+        rotation_id=row.rotation_id, credential=row.credential, account=row.account, user_name=row.user_name,
+        user_id=row.user_id, prior_key_ids=tuple(row.prior_key_ids), old_key_id=row.old_key_id,
+        phase=Phase(row.phase), started_at=row.started_at, updated_at=row.updated_at, new_key_id=row.new_key_id,
+        sealed_secret=row.sealed_secret, targets_done=frozenset(row.targets_done), published_at=row.published_at,
+        deactivated_at=row.deactivated_at, hold_reason=row.hold_reason, error=row.error,
+    )
+
+
+def incident_values(incident: Incident) -> dict[str, Any]:
+    return {
+        "incident_id": incident.incident_id, "key_id": incident.key_id, "account": incident.account,
+        "user_name": incident.user_name, "credential": incident.credential, "actor": incident.actor,
+        "reason": incident.reason, "t0": incident.t0, "steps": dict(incident.steps), "status": incident.status,
+        "report_markdown": incident.report_markdown, "report_json": incident.report_json,
+        "slack_thread": incident.slack_thread,
+    }
+
+
+def incident_from_row(row: IncidentRow) -> Incident:
+    return Incident(
+        incident_id=row.incident_id, key_id=row.key_id, account=row.account, user_name=row.user_name,
+        actor=row.actor, reason=row.reason, t0=row.t0, steps=dict(row.steps), status=row.status,
+        credential=row.credential, report_markdown=row.report_markdown, report_json=row.report_json,
+        slack_thread=row.slack_thread,
+    )
