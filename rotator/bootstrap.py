@@ -15,6 +15,8 @@ from rotator.domain import CredentialSpec
 
 if TYPE_CHECKING:
     from rotator.adapters.aws import AwsSessions, BotoIam, BotoSts
+    from rotator.adapters.aws_incident import BotoIncidentIam
+    from rotator.adapters.cloudtrail import Backoff, BotoCloudTrail
     from rotator.adapters.db import SqlStore
     from rotator.adapters.gitlab import GitLabVariables
     from rotator.adapters.slack import SlackNotifier
@@ -72,6 +74,22 @@ class Wiring:
             if account not in self._iams:
                 self._iams[account] = BotoIam(self.aws.client("iam", account))
             return self._iams[account]
+
+    def use_aws_sessions(self, sessions: AwsSessions) -> None:
+        """Reuse sessions built before the full config was read: `revoke` contains a key first, with the
+        [aws] settings alone (rotator.bootstrap_incident), and keeps its assumed-role credentials."""
+        self.__dict__["aws"] = sessions  # what cached_property would have built
+
+    def incident_iam(self, account: str = "default") -> BotoIncidentIam:
+        from rotator.adapters.aws_incident import BotoIncidentIam
+
+        return BotoIncidentIam(self.aws.client("iam", account))
+
+    def cloudtrail(self, account: str = "default", *, backoff: Backoff | None = None) -> BotoCloudTrail:
+        from rotator.adapters.cloudtrail import cloudtrail_for_session
+
+        return cloudtrail_for_session(self.aws.session(account), self.settings.aws.region,
+                                      rate=self.settings.aws.cloudtrail_requests_per_second, backoff=backoff)
 
     @cached_property
     def sts(self) -> BotoSts:

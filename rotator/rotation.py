@@ -44,7 +44,6 @@ from rotator.publishing import (
 )
 from rotator.rotation_support import Outcome, Reporter, RotationPorts, RotationResult, verify_new_key
 
-
 __all__ = ["Outcome", "RotationPorts", "RotationResult", "Rotator"]
 
 
@@ -172,7 +171,8 @@ class Rotator:
             current = next((k for k in keys if k.key_id in held and k.status is KeyStatus.ACTIVE), None)
             if current is not None:
                 replaced |= {k.key_id for k in keys if k.created_at < current.created_at}
-        return replaced
+        # A key named in an incident is evidence: making room never deletes it; a human decides.
+        return {key_id for key_id in replaced if not self.p.store.incidents_for_key(key_id)}
 
     # --- resume what an earlier run left ----------------------------------------------------------------
     def _resume(self, journal: Journal) -> Journal | None:
@@ -356,6 +356,12 @@ class Rotator:
 
     def _delete(self, journal: Journal) -> Journal:
         assert journal.deactivated_at is not None and journal.old_key_id is not None
+        if self.p.store.incidents_for_key(journal.old_key_id):
+            # A compromised key stays Inactive as evidence (DESIGN §3.6): `revoke --replace` rotates through
+            # this protocol, and a later run resuming its journal must not delete the key either.
+            self.report.event("keep_key", "ok", key_ids=(journal.old_key_id,), reason="evidence of an incident")
+            self.report.step("keep", f"{journal.old_key_id} stays Inactive as evidence of an incident")
+            return self._finish(journal)
         now = self.p.clock.now()
         delete_at = journal.deactivated_at + self.spec.policy.delete_after
         if now < delete_at:

@@ -1,0 +1,182 @@
+"""incident_ports.CloudTrail over boto3: LookupEvents by AccessKeyId, paced per region.
+
+AWS allows 2 LookupEvents requests per second per account and region. Each region gets a token bucket
+holding one token, so requests are spaced 1/rate apart however many keys are audited in that region at
+once. botocore's own retries are off for these calls: every attempt, first or retried, must pass the
+bucket, and every throttle must be counted for the audit's coverage section. Throttling is backed off
+and retried, never dropped; a region that keeps throttling (or failing) beyond a bound raises, and the
+audit reports that region as not covered.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rotator.adapters.aws import THROTTLING_CODES, aws_call, translate
+from rotator.errors import AwsError, AwsThrottled, AwsUnavailable
+from rotator.incident_ports import TrailPage
+
+# One attempt per call: the loop below owns retrying, so that each attempt passes the token bucket.
+LOOKUP_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=30,
+                       user_agent_extra="rotator-audit")
+PAGE_SIZE = 50  # LookupEvents' maximum
+
+
+class TokenBucket:
+    """``rate`` tokens a second, holding one: callers are spaced 1/rate apart, in arrival order."""
+
+    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0 requests per second")
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next_free = 0.0
+
+    def take(self) -> float:
+        """Block until this caller's slot; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_free)
+            self._next_free = slot + self._interval
+        wait = slot - now
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long to wait out throttling and transient failures, and when to give up on a region."""
+
+    base: float = 1.0  # seconds before the first retry; doubles each time
+    cap: float = 20.0
+    max_throttled: int = 8  # consecutive throttles of one request before the region counts as failed
+    max_transient: int = 3  # consecutive 5xx / connection failures of one request
+
+    def delay(self, attempt: int) -> float:
+        # Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"), never below half the step
+        # so that a throttled region really slows down.
+        step = min(self.cap, self.base * 2.0 ** max(attempt - 1, 0))
+        return step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not security
+
+
+class BotoCloudTrail:
+    """CloudTrail of one account. ``client_for(region)`` builds a cloudtrail client for that region."""
+
+    def __init__(self, client_for: Callable[[str], Any], ec2_client: Callable[[], Any], *, rate: float,
+                 backoff: Backoff | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._client_for = client_for
+        self._ec2_client = ec2_client
+        self._rate = rate
+        self._backoff = backoff or Backoff()
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def enabled_regions(self) -> list[str]:
+        with aws_call("ec2:DescribeRegions"):
+            answer = self._ec2_client().describe_regions(AllRegions=False)
+        return sorted(str(region["RegionName"]) for region in answer.get("Regions", []))
+
+    def _region(self, region: str) -> tuple[Any, TokenBucket]:
+        # boto3 sessions are not thread-safe: clients are built one at a time, then shared (clients are).
+        with self._lock:
+            if region not in self._clients:
+                self._clients[region] = self._client_for(region)
+                self._buckets[region] = TokenBucket(self._rate)
+            return self._clients[region], self._buckets[region]
+
+    def lookup_by_key(self, region: str, key_id: str, start: datetime, end: datetime) -> Iterator[TrailPage]:
+        client, bucket = self._region(region)
+        params: dict[str, Any] = {
+            "LookupAttributes": [{"AttributeKey": "AccessKeyId", "AttributeValue": key_id}],
+            "StartTime": start, "EndTime": end, "MaxResults": PAGE_SIZE,
+        }
+        token: str | None = None
+        while True:
+            answer, throttled = self._one_page(client, bucket, region, key_id,
+                                               params if token is None else {**params, "NextToken": token})
+            yield TrailPage(records=tuple(_records(answer.get("Events", []))), throttled=throttled)
+            token = answer.get("NextToken")
+            if not token:
+                return
+
+    def _one_page(self, client: Any, bucket: TokenBucket, region: str, key_id: str,
+                  params: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+        throttled = 0
+        transient = 0
+        operation = f"cloudtrail:LookupEvents@{region}"
+        while True:
+            bucket.take()
+            try:
+                answer: dict[str, Any] = client.lookup_events(**params)
+            except (ClientError, BotoCoreError) as exc:
+                error = translate(exc, operation, key_id)
+                if _is_throttle(exc, error):
+                    throttled += 1
+                    if throttled > self._backoff.max_throttled:
+                        raise AwsThrottled(
+                            f"{operation}: still throttled after {throttled} attempts of one request",
+                            code=error.code, operation=operation,
+                            hint="the region's LookupEvents quota is used by someone else too; re-run the audit "
+                                 "later, or lower [aws] cloudtrail_requests_per_second") from None
+                    self._sleep(self._backoff.delay(throttled))
+                    continue
+                if isinstance(error, AwsUnavailable):
+                    transient += 1
+                    if transient > self._backoff.max_transient:
+                        raise error from None
+                    self._sleep(self._backoff.delay(transient))
+                    continue
+                raise error from None
+            return answer, throttled
+
+
+def _is_throttle(exc: Exception, error: AwsError) -> bool:
+    if isinstance(error, AwsThrottled):
+        return True
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in THROTTLING_CODES
+
+
+def _records(events: Any) -> Iterator[Mapping[str, Any]]:
+    for event in events:
+        raw = event.get("CloudTrailEvent") if isinstance(event, dict) else None
+        if not isinstance(raw, str):
+            continue
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue  # one garbled record must not hide the others
+        if isinstance(record, dict):
+            yield record
+
+
+def cloudtrail_for_session(session: Any, home_region: str, *, rate: float,
+                           backoff: Backoff | None = None) -> BotoCloudTrail:
+    """A BotoCloudTrail whose clients come from one boto3 session (one account's credentials)."""
+
+    def client_for(region: str) -> Any:
+        return session.client("cloudtrail", region_name=region, config=LOOKUP_CONFIG)
+
+    def ec2_client() -> Any:
+        return session.client("ec2", region_name=home_region,
+                              config=Config(retries={"mode": "standard", "max_attempts": 5}))
+
+    return BotoCloudTrail(client_for, ec2_client, rate=rate, backoff=backoff)
+
+
+__all__ = ["Backoff", "BotoCloudTrail", "TokenBucket", "cloudtrail_for_session"]

@@ -1,0 +1,82 @@
+"""`rotator revoke --key ID`: contain a compromised access key first, then everything else.
+
+Until the key is verified Inactive this module imports nothing slow: no pydantic, SQLAlchemy,
+python-gitlab or slack_sdk (see rotator.revoke_config and benchmarks/containment_latency.py).
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+import click
+
+from rotator.cli.common import EXIT_FAILED, config_option, handle_errors, json_option
+
+EPILOG = """\b
+Exit codes: 0 contained and every step done; 3 contained but a follow-up step
+failed (notify, replace, audit coverage…); 1 NOT contained; 2 usage or config error.
+
+\b
+Examples:
+  rotator revoke --key AKIAIOSFODNN7EXAMPLE --reason "pasted in a public gist"
+  rotator revoke --key AKIAIOSFODNN7EXAMPLE --replace --output ./incident
+  rotator revoke --key ASIAIOSFODNN7EXAMPLE --role ci-deployer
+  rotator revoke --key AKIAIOSFODNN7EXAMPLE --dry-run
+"""
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.option("--key", "key_id", required=True, metavar="ID", help="The access key id (never the secret).")
+@click.option("--reason", default="", metavar="TEXT", help="Why: recorded in the incident and told on Slack.")
+@click.option("--replace", "replace_key", is_flag=True,
+              help="Rotate a fresh key into every GitLab variable that held this one (the old key stays Inactive).")
+@click.option("--no-audit", is_flag=True, help="Skip the CloudTrail audit (run `rotator audit --key ID` later).")
+@click.option("--dry-run", is_flag=True, help="Identify and show every step; change nothing anywhere.")
+@click.option("--role", metavar="NAME", default=None,
+              help="For a temporary (ASIA) key: the role whose sessions to cut.")
+@click.option("--disable-console", is_flag=True, help="Also delete the user's console password, if any.")
+@click.option("--output", "output_dir", metavar="DIR", default=None,
+              type=click.Path(file_okay=False, dir_okay=True, writable=True),
+              help="Write the incident report there (Markdown and JSON).")
+@config_option
+@json_option
+@handle_errors
+def revoke(key_id: str, reason: str, replace_key: bool, no_audit: bool, dry_run: bool, role: str | None,
+           disable_console: bool, output_dir: str | None, config_path: str | None, as_json: bool) -> None:
+    """Contain a compromised AWS access key, then tell people and find out what it did.
+
+    Order: identify the owner (the store if it tracks the key, else STS and IAM),
+    UpdateAccessKey Inactive and verify (the first write), deny every session issued
+    before T0, report a console password; then preempt any rotation of the credential,
+    record the incident, post the containment message to the security channel and the
+    owners (one thread), replace the key in GitLab (--replace), and audit CloudTrail in
+    every region. Safe to run again on the same key: it says what was already done.
+    Works with only [aws] in the config, or with no config file at all.
+    """
+    from rotator.errors import UsageError
+    from rotator.revoke import NotContained, check_key_id, contain
+
+    key_id = check_key_id(key_id)
+    if role is not None and not key_id.startswith("ASIA"):
+        raise UsageError("--role applies to temporary (ASIA) keys only", hint="drop --role for an AKIA key")
+
+    from rotator.bootstrap_incident import ContainmentWiring
+    from rotator.revoke_config import load_containment_settings
+
+    early = ContainmentWiring(load_containment_settings(config_path))
+    try:
+        containment = contain(key_id, early.containment_ports(), dry_run=dry_run, role=role,
+                              disable_console=disable_console)
+    except NotContained as exc:
+        from rotator.cli.revoke_output import print_not_contained
+
+        print_not_contained(key_id, exc, as_json=as_json)
+        sys.exit(EXIT_FAILED)
+
+    # Contained (or, with --dry-run, planned). Nothing below can undo it, and all of it may be slow.
+    from rotator.cli.revoke_followups import run_follow_ups
+
+    sys.exit(run_follow_ups(containment, early, config_path=config_path, reason=reason, replace=replace_key,
+                            audit=not no_audit, output_dir=output_dir, as_json=as_json,
+                            holder=f"incident/{uuid.uuid4().hex[:8]}"))
