@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Table, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from rotator.adapters.db_engine import WRITE_INTENT, make_engine, redact_url, store_error
@@ -213,10 +213,18 @@ class SqlStore:
         values = journal_values(journal)
         with self._session(f"saving rotation {journal.rotation_id} of {journal.credential}", write=True) as session:
             insert = self._insert(session, JournalRow).values(**values)
-            session.connection().execute(insert.on_conflict_do_update(
-                index_elements=["rotation_id"],
-                set_={column: insert.excluded[column] for column in values if column != "rotation_id"},
-            ))
+            try:
+                session.connection().execute(insert.on_conflict_do_update(
+                    index_elements=["rotation_id"],
+                    set_={column: insert.excluded[column] for column in values if column != "rotation_id"},
+                ))
+            except IntegrityError as exc:
+                # Only the one-unfinished-rotation index can refuse an upsert keyed on rotation_id.
+                raise StoreError(
+                    f"credential {journal.credential} already has an unfinished rotation; "
+                    f"rotation {journal.rotation_id} cannot start beside it",
+                    hint="another process may be rotating it: run `rotator status`, and let that rotation "
+                         "finish (or be superseded) first") from exc
 
     def journals(self, credential: str) -> list[Journal]:
         with self._session(f"reading rotations of {credential}") as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -151,8 +152,9 @@ def test_open_journal_returns_only_the_unfinished_one(store: SqlStore) -> None:
 
 def test_a_second_unfinished_rotation_of_one_credential_is_refused(store: SqlStore) -> None:
     store.save_journal(journal("first", phase=Phase.CREATED))
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="already has an unfinished rotation") as raised:
         store.save_journal(journal("second", phase=Phase.INTENT))
+    assert "rotator status" in raised.value.hint
     store.save_journal(journal("first", phase=Phase.SUPERSEDED))
     store.save_journal(journal("second", phase=Phase.INTENT))
     assert store.open_journal("payments") == journal("second", phase=Phase.INTENT)
@@ -167,6 +169,28 @@ def test_journals_with_key_finds_old_and_new_keys(store: SqlStore) -> None:
     assert store.journals_with_key("AKIAK2") == [first, second]
     assert store.journals_with_key("AKIAK3") == [second]
     assert store.journals_with_key("AKIAK9") == []
+
+
+def test_sqlite_journal_is_durable_and_a_wiped_secret_leaves_no_trace(sqlite_url: str) -> None:
+    upgrade_to_head(sqlite_url)
+    store = SqlStore.from_url(sqlite_url)
+    try:
+        with store.engine.connect() as connection:
+            pragmas = {name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                       for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "secure_delete")}
+        assert pragmas == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 30_000,
+                           "secure_delete": 1}
+        canary = b"CANARY-SEALED-" + bytes(range(32))
+        store.save_journal(journal("r", phase=Phase.CREATED, sealed_secret=canary))
+        store.save_journal(journal("r", phase=Phase.PUBLISHED, sealed_secret=None))
+        with store.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        store.close()
+    database = sqlite_url.removeprefix("sqlite:///")
+    leftovers = [path for path in (database, f"{database}-wal") if os.path.exists(path)
+                 and canary in open(path, "rb").read()]  # noqa: SIM115
+    assert leftovers == []
 
 
 # --- keys, events, incidents -------------------------------------------------------------------------------
@@ -196,14 +220,16 @@ def test_events_come_back_newest_first_filtered_and_limited(store: SqlStore) -> 
     for minute in range(5):
         store.append_event(Event(at=T0 + timedelta(minutes=minute), actor="rotator@host", action=f"step{minute}",
                                  outcome="ok", credential="payments" if minute % 2 == 0 else "billing",
-                                 key_ids=("AKIAK1", "AKIAK2"), detail={"n": minute, "nested": {"a": [1, 2]}}))
+                                 key_ids=("AKIAK1", "AKIAK2"),
+                                 detail={"n": minute, "nested": {"a": [1, 2]}, "when": T0}))
     # Same instant as the newest: insertion order breaks the tie.
     store.append_event(Event(at=T0 + timedelta(minutes=4), actor="rotator@host", action="tie", outcome="ok"))
 
     assert [e.action for e in store.events()] == ["tie", "step4", "step3", "step2", "step1", "step0"]
     payments = store.events("payments", limit=2)
     assert [e.action for e in payments] == ["step4", "step2"]
-    assert payments[0].key_ids == ("AKIAK1", "AKIAK2") and payments[0].detail == {"n": 4, "nested": {"a": [1, 2]}}
+    assert payments[0].key_ids == ("AKIAK1", "AKIAK2") and payments[0].detail == {"n": 4, "nested": {"a": [1, 2]},
+                                                                      "when": T0.isoformat()}
     assert payments[0].at == T0 + timedelta(minutes=4)
 
 
