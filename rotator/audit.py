@@ -21,7 +21,8 @@ from rotator.incident_ports import CloudTrail
 GLOBAL_EVENTS_REGION = "us-east-1"  # IAM and (global endpoint) STS calls are logged here
 LOOKBACK = timedelta(days=90)  # what LookupEvents keeps
 DELIVERY_DELAY = timedelta(minutes=15)  # CloudTrail delivers most events within about 15 minutes
-MINTED_SKEW = timedelta(minutes=1)  # a minted key's first call may carry an earlier timestamp than its minting
+MINTED_SKEW = timedelta(minutes=1)
+WINDOW_MARGIN = timedelta(minutes=5)  # a minted key's first call may carry an earlier timestamp than its minting
 MAX_KEYS = 50  # bound on keys followed, so a minting loop cannot run away
 MAX_WORKERS = 64
 
@@ -79,9 +80,12 @@ class AuditReport:
 
 def audit_window(now: datetime, *, key_created_at: datetime | None = None,
                  since: datetime | None = None) -> tuple[datetime, datetime]:
-    """From --since, else the key's creation, else 90 days ago; never earlier than LookupEvents keeps."""
+    """From --since, else the key's creation, else 90 days ago; never earlier than LookupEvents keeps.
+
+    The start moves back by WINDOW_MARGIN: CloudTrail times are whole seconds and services' clocks differ,
+    so a call made in the second the key was created must not fall before the window."""
     earliest = now - LOOKBACK
-    start = since or key_created_at or earliest
+    start = since or (key_created_at - WINDOW_MARGIN if key_created_at else earliest)
     return max(start, earliest), now
 
 

@@ -272,7 +272,8 @@ class IncidentFollowUp:
         title = f"rotator: {'revoke re-run: ' if rerun else ''}{headline(self.c)}"
         lines = slack_containment_lines(self.c, self.steps, self.p.actor, self.o.reason, self.state.incident_id)
         posted, failed = [], []
-        for destination in dict.fromkeys([channel, *owners]):
+        # A re-run adds to the incident's thread; the owners heard about the incident the first time.
+        for destination in dict.fromkeys([channel] if rerun else [channel, *owners]):
             try:
                 ts = notifier.post(destination, title, lines, severity="critical",
                                    thread=self.state.thread if destination == channel else None)
