@@ -25,8 +25,8 @@ def upgrade(config_path: str | None, as_json: bool) -> None:
     """Migrate [service] database_url to the newest schema.
 
     Run it after installing a new version of rotator and before starting the service: `rotator run` and the
-    other commands refuse a PostgreSQL database that is not at the newest revision. Running it again is
-    harmless; several replicas running it at once is safe (they take turns).
+    other commands refuse a database that is not at the newest revision (only a brand-new SQLite file is
+    set up on the fly). Running it again is harmless; several replicas running it at once take turns.
 
     \b
     Examples:
