@@ -1,0 +1,60 @@
+"""Who may see and change what, following GitLab's permission model.
+
+A role on a group is inherited by its subgroups and by the projects in them; the owner of a personal
+namespace is Owner of its projects; admins may do everything.
+"""
+
+from __future__ import annotations
+
+from rotator.sandbox.gitlab.model import AccessLevel, Namespace, Project, User
+from rotator.sandbox.gitlab.state import GitLabState
+
+
+def group_access(state: GitLabState, user: User, group: Namespace) -> AccessLevel:
+    best = AccessLevel.NO_ACCESS
+    for namespace in state.ancestors(group.id):
+        best = max(best, namespace.members.get(user.id, AccessLevel.NO_ACCESS))
+        if namespace.kind == "user" and namespace.owner_id == user.id:
+            best = AccessLevel.OWNER
+    return best
+
+
+def project_access(state: GitLabState, user: User, project: Project) -> AccessLevel:
+    namespace = state.namespaces[project.namespace_id]
+    return max(project.members.get(user.id, AccessLevel.NO_ACCESS), group_access(state, user, namespace))
+
+
+def _visible_by_setting(visibility: str, user: User | None) -> bool:
+    return visibility == "public" or (visibility == "internal" and user is not None)
+
+
+def can_read_project(state: GitLabState, user: User | None, project: Project) -> bool:
+    if _visible_by_setting(project.visibility, user):
+        return True
+    if user is None:
+        return False
+    return user.is_admin or project_access(state, user, project) >= AccessLevel.GUEST
+
+
+def can_read_group(state: GitLabState, user: User | None, group: Namespace) -> bool:
+    if _visible_by_setting(group.visibility, user):
+        return True
+    if user is None:
+        return False
+    if user.is_admin or group_access(state, user, group) >= AccessLevel.GUEST:
+        return True
+    # A member of a subgroup or of a project inside can see the parents on the way to it.
+    descendant_ids = {group.id} | {n.id for n in state.descendants(group.id)}
+    if any(n.members.get(user.id) for n in state.descendants(group.id)):
+        return True
+    with state.lock:
+        projects = [p for p in state.projects.values() if p.namespace_id in descendant_ids]
+    return any(user.id in p.members for p in projects)
+
+
+def can_admin_project_variables(state: GitLabState, user: User, project: Project) -> bool:
+    return user.is_admin or project_access(state, user, project) >= AccessLevel.MAINTAINER
+
+
+def can_admin_group_variables(state: GitLabState, user: User, group: Namespace) -> bool:
+    return user.is_admin or group_access(state, user, group) >= AccessLevel.OWNER

@@ -1,0 +1,92 @@
+"""GitLab's two pagination styles: offset (page/per_page with X-* headers and Link) and keyset
+(``pagination=keyset``, ``Link rel="next"`` only), plus the offset ceiling of keyset-capable lists."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from rotator.sandbox.gitlab.params import Param, declared
+from rotator.sandbox.gitlab.responses import ApiError, bad_request_error
+
+T = TypeVar("T")
+MAX_PER_PAGE = 100
+PAGINATION_PARAMS = (Param("page", int, default=1), Param("per_page", int, default=20, except_values=(0,)))
+
+LinkFor = Callable[[dict[str, str]], str]
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    page: int
+    per_page: int
+
+
+def page_request(params: dict[str, Any]) -> PageRequest:
+    values = declared(params, PAGINATION_PARAMS)
+    if values["page"] < 1:
+        raise bad_request_error("page does not have a valid value")
+    if values["per_page"] < 1:
+        raise bad_request_error("per_page does not have a valid value")
+    return PageRequest(values["page"], min(values["per_page"], MAX_PER_PAGE))
+
+
+def link_builder(base_url: str, query: Sequence[tuple[str, str]]) -> LinkFor:
+    """URLs of other pages: the request's own URL with some query parameters replaced."""
+
+    def link_for(overrides: dict[str, str]) -> str:
+        kept = [(k, v) for k, v in query if k not in overrides]
+        return f"{base_url}?{urlencode([*kept, *overrides.items()])}"
+
+    return link_for
+
+
+def enforce_offset_ceiling(request: PageRequest, limit: int, type_name: str) -> None:
+    """Offset pagination of projects and groups stops at ``limit`` rows; keyset goes further."""
+    if limit > 0 and request.page * request.per_page > limit:
+        raise ApiError(405, {"error": f"Offset pagination has a maximum allowed offset of {limit} for requests "
+                                      f"that return objects of type {type_name}. Remaining records can be "
+                                      "retrieved using keyset pagination."})
+
+
+def offset_page(items: Sequence[T], request: PageRequest, link_for: LinkFor) -> tuple[list[T], dict[str, str]]:
+    page, per_page = request.page, request.per_page
+    total = len(items)
+    total_pages = max(1, math.ceil(total / per_page))
+    chunk = list(items[(page - 1) * per_page: page * per_page])
+    next_page = page + 1 if page < total_pages else None
+    prev_page = page - 1 if 1 < page <= total_pages else None
+
+    def url(target: int) -> str:
+        return link_for({"page": str(target), "per_page": str(per_page)})
+
+    links = []
+    if prev_page is not None:
+        links.append(f'<{url(prev_page)}>; rel="prev"')
+    if next_page is not None:
+        links.append(f'<{url(next_page)}>; rel="next"')
+    links.append(f'<{url(1)}>; rel="first"')
+    links.append(f'<{url(total_pages)}>; rel="last"')
+    headers = {
+        "X-Per-Page": str(per_page),
+        "X-Page": str(page),
+        "X-Next-Page": str(next_page) if next_page is not None else "",
+        "X-Prev-Page": str(prev_page) if prev_page is not None else "",
+        "X-Total": str(total),
+        "X-Total-Pages": str(total_pages),
+        "Link": ", ".join(links),
+    }
+    return chunk, headers
+
+
+def keyset_page(ordered: Sequence[T], per_page: int, cursor_of: Callable[[T], dict[str, str]],
+                link_for: LinkFor) -> tuple[list[T], dict[str, str]]:
+    """``ordered`` already starts after the client's cursor; the next link carries the last row's cursor."""
+    chunk = list(ordered[:per_page])
+    headers: dict[str, str] = {}
+    if len(ordered) > per_page and chunk:
+        headers["Link"] = f'<{link_for(cursor_of(chunk[-1]))}>; rel="next"'
+    return chunk, headers
