@@ -107,8 +107,10 @@ def check_key_id(key_id: str) -> str:
     """The key id, stripped; UsageError (exit 2) when it is not AKIA/ASIA + 16 of [A-Z0-9]."""
     candidate = key_id.strip()
     if not is_access_key_id(candidate):
-        shown = candidate if len(candidate) <= 40 else candidate[:40] + "…"
-        raise UsageError(f"{shown!r} is not an access key id: expected AKIA or ASIA followed by 16 characters "
+        # Never echo the value: a responder in a hurry may have pasted the secret instead of the id.
+        shown = (f"{candidate[:4]}… ({len(candidate)} characters)" if candidate.startswith(("AKIA", "ASIA"))
+                 else f"the value given ({len(candidate)} characters)")
+        raise UsageError(f"{shown} is not an access key id: expected AKIA or ASIA followed by 16 characters "
                          "of A-Z and 0-9", hint="copy the id (never the secret) from the leak report")
     return candidate
 
