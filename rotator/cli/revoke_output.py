@@ -28,10 +28,11 @@ def announce(containment: Containment) -> None:
     """The one line a responder needs first, on stderr, before the slow follow-ups start."""
     identity = containment.identity
     who = f" ({identity.principal}, account {identity.account})" if identity else ""
-    mark = "dry run:" if containment.dry_run else "CONTAINED:"
-    click.echo(f"rotator: {mark} {headline(containment)}{who}; T0 {iso_seconds(containment.t0)}. "
-               "Now: preempt, record, notify, "
-               "audit…", err=True)
+    if containment.dry_run:
+        click.echo(f"rotator: {headline(containment)}{who}; checking the follow-ups…", err=True)
+        return
+    click.echo(f"rotator: CONTAINED: {headline(containment)}{who}; T0 {iso_seconds(containment.t0)}. "
+               "Now: preempt, record, notify, audit…", err=True)
 
 
 def print_not_contained(key_id: str, error: NotContained, *, as_json: bool) -> None:

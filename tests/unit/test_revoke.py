@@ -420,3 +420,18 @@ def test_replace_without_any_target_holding_the_key_does_nothing() -> None:
     outcome = world.revoke(replace=True)
     assert step(outcome, "replace") is StepStatus.NOTHING
     assert "CreateAccessKey" not in world.iam.calls
+
+
+def test_the_containment_path_imports_nothing_slow() -> None:
+    """Everything `revoke` loads before UpdateAccessKey, in a fresh interpreter: no pydantic config, no database
+    layer, no GitLab or Slack client (they would cost more than the whole containment budget)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, rotator.cli.revoke_cmd, rotator.revoke, rotator.revoke_config, rotator.bootstrap_incident, "
+             "rotator.adapters.aws_incident, rotator.adapters.key_index; "
+             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "{'gitlab', 'slack_sdk', 'sqlalchemy', 'alembic', 'pydantic', 'structlog', 'rich'} "
+             "or m in {'rotator.config', 'rotator.rotation'})))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []
