@@ -9,6 +9,7 @@ import gitlab as python_gitlab
 import pytest
 
 from rotator.sandbox.gitlab import AccessLevel, GitLabSandbox
+from rotator.sandbox.gitlab.store import VariableInvalid
 from tests.integration.gitlab_support import OK_SECRET, Seeder, World, call, enc, unique
 
 pytest_plugins = ["tests.integration.gitlab_fixtures"]
@@ -187,8 +188,6 @@ def test_state_api_seeds_and_reads_back_hidden_values(gitlab_fake: GitLabSandbox
 
 
 def test_state_api_set_variable_validates_like_a_create(gitlab_fake: GitLabSandbox) -> None:
-    from rotator.sandbox.gitlab.store import VariableInvalid
-
     project = gitlab_fake.state.add_project(f"{unique('v')}/p")
     with pytest.raises(VariableInvalid) as refused:
         gitlab_fake.state.set_variable("project", project.full_path, "BAD-KEY", "v")

@@ -96,7 +96,7 @@ def test_s1_masked_and_hidden_hides_the_value_in_every_response(gitlab_fake: Git
         created = call(gitlab_fake, "POST", base, token,
                        json={"key": "SECRET", "value": OK_SECRET, "masked_and_hidden": True})
         assert created.status_code == 201
-        assert created.json() | {} == {**DEFAULTS, "key": "SECRET", "value": None, "hidden": True, "masked": True}
+        assert created.json() == {**DEFAULTS, "key": "SECRET", "value": None, "hidden": True, "masked": True}
         assert call(gitlab_fake, "GET", f"{base}/SECRET", token).json()["value"] is None
         assert [v["value"] for v in call(gitlab_fake, "GET", base, token).json()] == [None]
         updated = call(gitlab_fake, "PUT", f"{base}/SECRET", token, json={"value": OK_SECRET[::-1]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 from email.utils import parsedate_to_datetime
@@ -125,10 +126,8 @@ def test_s6_faults_over_http_control_route(gitlab_fake: GitLabSandbox, gitlab_wo
 def test_s6_injected_latency_delays_only_matching_requests(gitlab_fake: GitLabSandbox, gitlab_world: World,
                                                            gitlab_seed: Seeder) -> None:
     """Latency is slept before any lock: a slow project never holds up another one."""
-    import concurrent.futures
-
     other = gitlab_seed.project(gitlab_world.group_id)
-    gitlab_fake.faults.add(Fault(match=f"/projects/{gitlab_world.project_id}/variables", latency=1.5))
+    gitlab_fake.faults.add(Fault(match=f"/projects/{gitlab_world.project_id}/variables", latency=2.5))
     with concurrent.futures.ThreadPoolExecutor(max_workers=9) as pool:
         slow = [pool.submit(call, gitlab_fake, "GET", f"/projects/{gitlab_world.project_id}/variables",
                             gitlab_fake.admin_token) for _ in range(8)]
@@ -157,3 +156,16 @@ def test_s6_request_log_has_keys_and_statuses_but_never_values(gitlab_fake: GitL
 def test_s6_control_routes_need_no_token_and_are_not_logged(gitlab_fake: GitLabSandbox, path: str) -> None:
     assert requests.get(f"{gitlab_fake.url}{path}", timeout=5).status_code == 200
     assert gitlab_fake.log.entries() == []
+
+
+def test_s6_settings_control_route_changes_the_limit(gitlab_fake: GitLabSandbox, gitlab_world: World) -> None:
+    url = f"{gitlab_fake.url}/_sandbox/settings"
+    changed = requests.put(url, json={"rate_limit_per_period": 1, "rate_limit_period_seconds": 3600}, timeout=5)
+    assert changed.status_code == 200
+    assert (changed.json()["rate_limit_per_period"], changed.json()["tier"]) == (1, "premium")
+    path = f"/projects/{gitlab_world.project_id}/variables"
+    assert call(gitlab_fake, "GET", path, gitlab_fake.admin_token).status_code == 200
+    assert call(gitlab_fake, "GET", path, gitlab_fake.admin_token).status_code == 429
+    refused = requests.put(url, json={"rate_limit_per_period": "lots"}, timeout=5)
+    assert refused.status_code == 400
+    assert requests.put(url, json={"unknown_knob": 1}, timeout=5).status_code == 400

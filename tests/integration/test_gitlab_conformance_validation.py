@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from rotator.sandbox.gitlab import GitLabSandbox
+from rotator.sandbox.gitlab.model import VariableOwnerKind
+from rotator.sandbox.gitlab.store import VariableInvalid
 from tests.integration.gitlab_support import OK_KEY_ID, OK_SECRET, Seeder, World, call
 
 pytest_plugins = ["tests.integration.gitlab_fixtures"]
@@ -159,9 +161,6 @@ def test_s3_masked_and_hidden_with_unmaskable_value_is_refused(gitlab_fake: GitL
 
 def test_s3_changing_hidden_on_update_is_refused(gitlab_fake: GitLabSandbox, gitlab_world: World) -> None:
     """The API never passes ``hidden`` on update, so this rule is reachable only through the model."""
-    from rotator.sandbox.gitlab.model import VariableOwnerKind
-    from rotator.sandbox.gitlab.store import VariableInvalid
-
     _post(gitlab_fake, _project(gitlab_world), key="VISIBLE", value=OK_SECRET, masked=True)
     store = gitlab_fake.state.variable_store(VariableOwnerKind.PROJECT, gitlab_world.project_id)
     with pytest.raises(VariableInvalid) as refused:

@@ -44,12 +44,12 @@ def can_read_group(state: GitLabState, user: User | None, group: Namespace) -> b
     if user.is_admin or group_access(state, user, group) >= AccessLevel.GUEST:
         return True
     # A member of a subgroup or of a project inside can see the parents on the way to it.
-    descendant_ids = {group.id} | {n.id for n in state.descendants(group.id)}
-    if any(n.members.get(user.id) for n in state.descendants(group.id)):
+    descendants = state.descendants(group.id)
+    if any(user.id in n.members for n in descendants):
         return True
+    namespace_ids = {group.id} | {n.id for n in descendants}
     with state.lock:
-        projects = [p for p in state.projects.values() if p.namespace_id in descendant_ids]
-    return any(user.id in p.members for p in projects)
+        return any(user.id in p.members for p in state.projects.values() if p.namespace_id in namespace_ids)
 
 
 def can_admin_project_variables(state: GitLabState, user: User, project: Project) -> bool:

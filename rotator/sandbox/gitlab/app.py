@@ -1,7 +1,8 @@
 """The fake GitLab as a WSGI app, and :func:`start_gitlab` that serves it in a background thread.
 
 Every request under ``/api/v4`` goes through the same pipeline: injected latency (slept before any
-lock is taken) → rate limit → injected error → route → authenticate → scope → handler. Each answer
+lock is taken) → identify the caller → rate limit → injected error → route → refuse a bad token (401)
+→ check the token's scope (403) → handler. Each answer
 carries the ``RateLimit-*`` headers and lands in the request log as ``"METHOD /api/v4/raw/path"``
 with its status; bodies are never logged (variable values are secrets).
 """
@@ -25,6 +26,7 @@ from rotator.sandbox.gitlab.responses import ApiError, api_json
 from rotator.sandbox.gitlab.routing import Call, Router
 from rotator.sandbox.gitlab.state import GitLabState, seed_admin
 from rotator.sandbox.server import (
+    CONTROL_PREFIX,
     BackgroundServer,
     Fault,
     FaultPlan,
@@ -33,6 +35,16 @@ from rotator.sandbox.server import (
     control_response,
     sleep_for_latency,
 )
+
+# Knobs of GitLabState that /_sandbox/settings may change, with their types.
+SETTINGS: dict[str, type] = {
+    "tier": str,
+    "max_project_variables": int,
+    "max_group_variables": int,
+    "rate_limit_per_period": int,
+    "rate_limit_period_seconds": float,
+    "offset_pagination_limit": int,
+}
 
 
 def build_router() -> Router:
@@ -52,7 +64,7 @@ class GitLabApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
-        control = control_response(request, self.log, self.faults)
+        control = settings_response(request, self.state) or control_response(request, self.log, self.faults)
         response = control if control is not None else self.handle(request)
         return response(environ, start_response)
 
@@ -99,6 +111,23 @@ class GitLabApp:
             return route.handler(call)
         except ApiError as error:
             return error.response()
+
+
+def settings_response(request: Request, state: GitLabState) -> Response | None:
+    """``GET|PUT /_sandbox/settings``: the state's knobs for tests and benchmarks in another process."""
+    if request.path.rstrip("/") != f"{CONTROL_PREFIX}settings":
+        return None
+    if request.method == "PUT":
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict) or set(body) - set(SETTINGS):
+            return api_json({"error": f"send a JSON object with some of {list(SETTINGS)}"}, 400)
+        for name, value in body.items():
+            wanted = SETTINGS[name]
+            accepted = (int, float) if wanted is float else (wanted,)
+            if not isinstance(value, accepted) or isinstance(value, bool):
+                return api_json({"error": f"{name} must be {wanted.__name__}"}, 400)
+            setattr(state, name, wanted(value))
+    return api_json({name: getattr(state, name) for name in SETTINGS})
 
 
 def raw_request_path(environ: dict[str, Any]) -> str:

@@ -31,10 +31,6 @@ class Identity:
     token: PersonalAccessToken | None = None
     failure: ApiError | None = None
 
-    @property
-    def presented(self) -> bool:
-        return self.user is not None or self.failure is not None
-
 
 def presented_token(request: Request) -> str | None:
     header = request.headers.get("PRIVATE-TOKEN")
