@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from rotator.config import Settings
+    from rotator.domain import CredentialSpec
 
 log = structlog.get_logger("rotator.service")
 
@@ -64,6 +65,8 @@ class Service:
         self._drift_every = drift_every
         self._drift_budget = drift_budget
         self._drift: DriftSchedule | None = None
+        # Built once per config (10,000 specs take most of a second to build), not on every tick.
+        self._specs: tuple[CredentialSpec, ...] = ()
         self._tick_lock = threading.Lock()  # held while a tick runs; stop waits on it
         self._tick_started: float | None = None  # monotonic start of the running tick
         self._last_tick_done: float | None = None  # monotonic end of the last finished tick
@@ -81,8 +84,8 @@ class Service:
         """Everything before the first tick: secrets present (else ConfigError), the database at head
         (else SchemaNotCurrent: the service never migrates), credentials synced from the config."""
         self.wiring.resolve_secrets()
-        store = self.wiring.store
-        store.sync_credentials(self.settings.credential_specs(), self.wiring.clock.now())
+        self._specs = self.settings.credential_specs()
+        self.wiring.store.sync_credentials(self._specs, self.wiring.clock.now())
         self._drift = self._new_drift_schedule(self.settings)
 
     def start(self) -> None:
@@ -189,7 +192,7 @@ class Service:
     def _tick_context(self) -> TickContext:
         wiring, settings = self.wiring, self.settings  # a reload during the tick affects the next one
         return TickContext(
-            specs=settings.credential_specs(), queries=wiring.service_queries, ports_for=wiring.rotation_ports,
+            specs=self._specs, queries=wiring.service_queries, ports_for=wiring.rotation_ports,
             clock=wiring.clock, holder=self.holder, lease_ttl=settings.service.lease_ttl,
             concurrency=TICK_CONCURRENCY, drift=self._drift, stop_requested=lambda: self._stop_requested,
             on_result=self._record_result, on_step=self._record_step, on_drift=self._record_drift,
@@ -245,14 +248,15 @@ class Service:
                                       hint="restart the service to apply it")
             wiring = self.wiring.sharing_database(new)
             wiring.resolve_secrets()
-            wiring.store.sync_credentials(new.credential_specs(), wiring.clock.now())
+            specs = new.credential_specs()
+            wiring.store.sync_credentials(specs, wiring.clock.now())
         except RotatorError as exc:
             log.error("config reload rejected; still running on the previous config", config=source,
                       error=str(exc))
             self._emit("reload_rejected", error=str(exc))
             return False
         old_tick, old_level = self._tick_seconds(), self.settings.service.log_level
-        self.settings, self.wiring = new, wiring
+        self.settings, self.wiring, self._specs = new, wiring, specs
         if new.service.log_level != old_level:
             from rotator.logs import configure_logging
 

@@ -271,6 +271,31 @@ def test_a_broken_config_is_rejected_on_reload_and_a_good_one_applied(
     service.stop()
 
 
+def test_a_reload_during_a_rotation_keeps_its_lease_and_lets_it_finish(
+        tmp_path: Path, sandbox: Sandbox, environment: dict[str, str], sqlite_url: str) -> None:
+    service, item, store = rotation_in_verify(tmp_path, sandbox, sqlite_url)
+    sandbox.aws.set_propagation_delay(3)
+    try:
+        thread, box = run_tick_in_thread(service)
+        wait_until(lambda: (j := store.open_journal(item.name)) is not None and j.phase is Phase.CREATED, 20,
+                   "the rotation to create its key")
+        before = store.lease_holder(lease_name(item.name))
+        token = store.lease_token(lease_name(item.name))
+        assert before is not None and before[0] == service.holder
+        path = Path(service.settings.source)
+        path.write_text(path.read_text().replace('tick = "1s"', 'tick = "2s"'))
+        assert service.reload() is True
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    finally:
+        sandbox.aws.set_propagation_delay(0)
+    [result] = box["summary"].results
+    assert result.outcome is Outcome.ROTATED  # the reload neither interrupted it nor dropped its lease
+    assert store.lease_token(lease_name(item.name)) == token  # one tenure from start to finish
+    store.close()
+    service.stop()
+
+
 # --- endpoints ------------------------------------------------------------------------------------------
 
 
