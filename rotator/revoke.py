@@ -16,44 +16,27 @@ with ``--role`` or on the user the store resolves.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 
 from rotator.domain import KeyOwner, KeyStatus, is_access_key_id, is_temporary_key_id
 from rotator.errors import AwsError, AwsNotFound, RotatorError, StoreError, UsageError
 from rotator.incident_ports import IncidentIam, KeyDirectory
 from rotator.ports import Clock
+from rotator.revoke_steps import (
+    Step,
+    StepStatus,
+    deny_sessions,
+    iso_seconds,
+    login_profile,
+    next_whole_second,
+    session_deny_document,
+    session_deny_policy_name,
+    t0_of_document,
+)
 
-SESSION_DENY_SID = "RotatorDenySessionsIssuedBeforeT0"
 VERIFY_ATTEMPTS = 5  # ListAccessKeys reads, about a second apart: IAM is eventually consistent
-
-
-class StepStatus(StrEnum):
-    DONE = "done"
-    ALREADY = "already done"
-    NOTHING = "nothing to do"
-    ATTENTION = "needs attention"  # reported for a human; not a failure
-    PLANNED = "would do"  # --dry-run
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    status: StepStatus
-    detail: str
-
-    @property
-    def failed(self) -> bool:
-        return self.status is StepStatus.FAILED
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status.value, "detail": self.detail}
 
 
 class NotContained(RotatorError):
@@ -115,44 +98,6 @@ def check_key_id(key_id: str) -> str:
     return candidate
 
 
-def session_deny_policy_name(key_id: str) -> str:
-    return f"rotator-deny-sessions-{key_id}"
-
-
-def session_deny_document(t0: datetime) -> str:
-    """Deny everything to sessions issued before T0. Requests signed with a long-lived key carry no
-    aws:TokenIssueTime, so the condition never matches them: only sessions are cut."""
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": SESSION_DENY_SID, "Effect": "Deny", "Action": "*", "Resource": "*",
-            "Condition": {"DateLessThan": {"aws:TokenIssueTime": iso_seconds(t0)}},
-        }],
-    }, separators=(",", ":"))
-
-
-def t0_of_document(document: str) -> str | None:
-    """The T0 of a session-deny policy rotator wrote earlier, as written."""
-    try:
-        statements = json.loads(document).get("Statement", [])
-        for statement in statements if isinstance(statements, list) else [statements]:
-            if statement.get("Sid") == SESSION_DENY_SID:
-                return str(statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"])
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return None
-
-
-def iso_seconds(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def next_whole_second(moment: datetime) -> datetime:
-    """T0 is taken after the key is verified Inactive and rounded up, so every session the key could have
-    minted was issued before it."""
-    return datetime.fromtimestamp(math.floor(moment.timestamp()) + 1, UTC)
-
-
 # --- the use case ------------------------------------------------------------------------------------
 
 
@@ -183,8 +128,8 @@ def contain(key_id: str, ports: ContainmentPorts, *, dry_run: bool = False, role
     result.t0 = next_whole_second(ports.clock.now())
     iam = ports.iam_for(identity.account)
     assert identity.user_name is not None
-    result.steps.append(_deny_sessions(iam, "user", identity.user_name, key_id, result.t0, dry_run))
-    result.steps.append(_login_profile(iam, identity.user_name, disable_console, dry_run))
+    result.steps.append(deny_sessions(iam, "user", identity.user_name, key_id, result.t0, dry_run))
+    result.steps.append(login_profile(iam, identity.user_name, disable_console, dry_run))
     return result
 
 
@@ -336,43 +281,6 @@ class AccessKeyView:
     created_at: datetime
 
 
-def _deny_sessions(iam: IncidentIam, kind: str, name: str, key_id: str, t0: datetime, dry_run: bool) -> Step:
-    policy = session_deny_policy_name(key_id)
-    what = f"inline policy {policy} on {kind} {name}"
-    try:
-        existing = iam.user_policy(name, policy) if kind == "user" else iam.role_policy(name, policy)
-        if existing is not None:
-            earlier = t0_of_document(existing) or "an earlier T0"
-            return Step("deny sessions", StepStatus.ALREADY, f"{what} already denies sessions issued before {earlier}")
-        if dry_run:
-            return Step("deny sessions", StepStatus.PLANNED, f"put {what} denying sessions issued before T0")
-        document = session_deny_document(t0)
-        if kind == "user":
-            iam.put_user_policy(name, policy, document)
-        else:
-            iam.put_role_policy(name, policy, document)
-    except AwsError as exc:
-        return Step("deny sessions", StepStatus.FAILED, f"{what}: {exc}")
-    return Step("deny sessions", StepStatus.DONE, f"{what} denies every session issued before {iso_seconds(t0)}")
-
-
-def _login_profile(iam: IncidentIam, user: str, disable_console: bool, dry_run: bool) -> Step:
-    try:
-        created = iam.login_profile_created(user)
-        if created is None:
-            return Step("console login", StepStatus.NOTHING, f"user {user} has no console password")
-        since = f"user {user} has a console password (created {iso_seconds(created)})"
-        if not disable_console:
-            return Step("console login", StepStatus.ATTENTION,
-                        f"{since}; left as is: re-run with --disable-console to delete it")
-        if dry_run:
-            return Step("console login", StepStatus.PLANNED, f"{since}: delete it (--disable-console)")
-        iam.delete_login_profile(user)
-    except AwsError as exc:
-        return Step("console login", StepStatus.FAILED, f"user {user}: {exc}")
-    return Step("console login", StepStatus.DONE, f"{since}: deleted (--disable-console)")
-
-
 def _contain_temporary(result: Containment, ports: ContainmentPorts, role: str | None) -> None:
     key_id = result.key_id
     result.steps.append(Step("deactivate", StepStatus.SKIPPED, f"{key_id} is a temporary (ASIA) key: AWS cannot "
@@ -402,7 +310,7 @@ def _contain_temporary(result: Containment, ports: ContainmentPorts, role: str |
     iam = ports.iam_for(identity.account)
     kind, name = ("role", identity.role_name) if identity.role_name else ("user", identity.user_name)
     assert name is not None
-    step = _deny_sessions(iam, kind, name, key_id, result.t0, result.dry_run)
+    step = deny_sessions(iam, kind, name, key_id, result.t0, result.dry_run)
     result.steps.append(step)
     if step.failed:
         raise NotContained(f"could not cut the sessions of temporary key {key_id}: {step.detail}", result.tried,
@@ -412,4 +320,5 @@ def _contain_temporary(result: Containment, ports: ContainmentPorts, role: str |
 
 
 __all__ = ["Containment", "ContainmentPorts", "KeyIdentity", "NotContained", "Step", "StepStatus", "accounts_for",
-           "contain", "identify"]
+           "contain", "identify", "iso_seconds", "session_deny_document", "session_deny_policy_name",
+           "t0_of_document"]

@@ -119,8 +119,11 @@ class IncidentFollowUp:
             earlier = store.incidents_for_key(self.c.key_id)
             owner = store.key_owner(self.c.key_id)
         except RotatorError as exc:
-            self._add("store", StepStatus.FAILED, f"{exc}: the incident is not recorded and no rotation "
-                                                  "was preempted")
+            if self.c.dry_run:
+                self._add("store", StepStatus.SKIPPED, f"not read: {exc}")
+            else:
+                self._add("store", StepStatus.FAILED, f"{exc}: the incident is not recorded and no rotation "
+                                                      "was preempted")
             return
         self.state.store = store
         if owner is not None and owner.credential:
