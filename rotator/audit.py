@@ -43,6 +43,7 @@ class AuditedKey:
     key_id: str
     since: datetime
     minted_by: str | None = None  # "GetSessionToken by AKIA… at …" for a followed key
+    minted_via: str | None = None  # the minting call: GetSessionToken, GetFederationToken or AssumeRole
 
 
 @dataclass(frozen=True)
@@ -162,14 +163,14 @@ class _Fanout:
             return
         origin = f"{event.name} by {event.key_id or '?'} at {event.at.isoformat()} in {event.region}"
         if event.minted_account and self.account_id and event.minted_account != self.account_id:
-            self.keys[minted] = AuditedKey(minted, event.at, origin)
+            self.keys[minted] = AuditedKey(minted, event.at, origin, event.name)
             self.gaps.append(f"{minted} ({origin}) acts in account {event.minted_account}: its calls are logged "
                              "in that account's CloudTrail; audit it there")
             return
         if len(self.keys) >= self.max_keys:
             self.gaps.append(f"{minted} ({origin}) not followed: more than {self.max_keys} keys minted")
             return
-        self.follow(AuditedKey(minted, event.at - MINTED_SKEW, origin))
+        self.follow(AuditedKey(minted, event.at - MINTED_SKEW, origin, event.name))
 
 
 def run_audit(trail: CloudTrail, key_id: str, *, start: datetime, end: datetime,

@@ -18,7 +18,7 @@ from datetime import timedelta
 from rotator.audit import AuditReport
 from rotator.audit_report import slack_lines
 from rotator.batch import lease_name
-from rotator.domain import CredentialSpec, Event, Incident, Phase
+from rotator.domain import CredentialSpec, Event, Incident, KeyOwner, Phase
 from rotator.errors import RotatorError
 from rotator.incident_ports import IncidentStore
 from rotator.ports import Clock, Notifier
@@ -27,6 +27,8 @@ from rotator.revoke_report import headline, incident_json, render_incident_markd
 
 EXIT_OK = 0
 EXIT_FOLLOW_UP_FAILED = 3
+# Calls whose sessions act as the calling IAM user (AssumeRole's act as the role).
+USER_SESSION_CALLS = frozenset({"GetSessionToken", "GetFederationToken"})
 
 
 @dataclass(frozen=True)
@@ -333,8 +335,25 @@ class IncidentFollowUp:
             return
         self.audit_report = report
         self._add("audit", StepStatus.DONE if report.complete else StepStatus.FAILED, report.verdict)
+        self._remember_minted(report)
         self._reply("notify audit", f"rotator: CloudTrail audit of {self.c.key_id}", slack_lines(report),
                     "warning" if report.summary.findings or not report.complete else "info")
+
+
+    def _remember_minted(self, report: AuditReport) -> None:
+        """Sessions the key minted for its own user are that user's: remembered, `revoke --key ASIA…` can
+        cut them later without --role."""
+        identity, store = self.c.identity, self.state.store
+        if identity is None or identity.user_name is None or store is None:
+            return
+        now = self.p.clock.now()
+        try:
+            for key in report.keys:
+                if key.minted_via in USER_SESSION_CALLS:
+                    store.remember_key(KeyOwner(key.key_id, self.state.credential, identity.account,
+                                                identity.user_name), now, status="minted")
+        except RotatorError as exc:
+            self._add("record", StepStatus.FAILED, f"remembering the keys the audit found minted: {exc}")
 
 
 def follow_up(containment: Containment, ports: FollowUpPorts, options: FollowUpOptions) -> IncidentOutcome:

@@ -154,3 +154,15 @@ def test_dry_run_without_a_database_yet_is_not_a_failure() -> None:
     outcome = follow_up(world.contain(dry_run=True), ports, FollowUpOptions(dry_run=True))
     assert step(outcome, "store") is StepStatus.SKIPPED
     assert outcome.exit_code == 0
+
+
+def test_sessions_the_key_minted_can_be_revoked_later_without_a_role() -> None:
+    world = make_world()
+    minted = "ASIAMINTEDMINTED0001"
+    world.trail.add(record("GetSessionToken", key_id=world.key_id, minted=minted))
+    world.revoke()
+    owner = world.store.key_owner(minted)
+    assert owner is not None and owner.user_name == "ci-payments"
+    later = world.contain(minted)  # no --role: the store resolves the user the session acts as
+    assert later.contained
+    assert ("ci-payments", f"rotator-deny-sessions-{minted}") in world.iam.user_policies
