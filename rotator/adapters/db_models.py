@@ -169,6 +169,8 @@ class JournalRow(Base):
     published_at: Mapped[datetime | None]
     deactivated_at: Mapped[datetime | None]
     hold_reason: Mapped[str | None] = mapped_column(Text)
+    held_at: Mapped[datetime | None]
+    old_last_used_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -244,6 +246,7 @@ def journal_values(journal: Journal) -> dict[str, Any]:
         "phase": Phase(journal.phase).value, "targets_done": sorted(journal.targets_done),
         "started_at": journal.started_at, "updated_at": journal.updated_at, "published_at": journal.published_at,
         "deactivated_at": journal.deactivated_at, "hold_reason": journal.hold_reason, "error": journal.error,
+        "held_at": journal.held_at, "old_last_used_at": journal.old_last_used_at,
     }
 
 
@@ -254,6 +257,7 @@ def journal_from_row(row: JournalRow) -> Journal:
         phase=Phase(row.phase), started_at=row.started_at, updated_at=row.updated_at, new_key_id=row.new_key_id,
         sealed_secret=row.sealed_secret, targets_done=frozenset(row.targets_done), published_at=row.published_at,
         deactivated_at=row.deactivated_at, hold_reason=row.hold_reason, error=row.error,
+        held_at=row.held_at, old_last_used_at=row.old_last_used_at,
     )
 
 

@@ -129,7 +129,8 @@ def test_journal_round_trips_every_field(store: SqlStore) -> None:
     full = journal("r1", phase=Phase.VERIFIED, new_key_id="AKIANEW0000000000001", sealed_secret=b"\x00sealed\xff",
                    targets_done=frozenset({"project:payments/api:*", "group:payments:*"}),
                    published_at=T0 + timedelta(seconds=1), deactivated_at=T0 + timedelta(seconds=2),
-                   hold_reason="last used moved", error="GitLab 503", prior_key_ids=("AKIAA", "AKIAB"))
+                   hold_reason="last used moved", error="GitLab 503", prior_key_ids=("AKIAA", "AKIAB"),
+                   held_at=T0 + timedelta(seconds=3), old_last_used_at=T0 + timedelta(seconds=4))
     store.save_journal(full)
     assert store.open_journal("payments") == full
 
