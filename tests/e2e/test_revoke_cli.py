@@ -277,3 +277,15 @@ def test_revoke_runs_with_only_aws_in_the_config_and_with_no_config_at_all(sandb
     assert json.loads(finished.stdout)["contained"] is True
     assert sandbox.aws.key_status(second.seed.key_id) == "Inactive"
     assert not (bare / "rotator.toml").exists() and os.listdir(bare) == ["rotator.db"]  # the incident's record
+
+
+def test_a_broken_config_outside_aws_never_blocks_containment(sandbox: Sandbox, tmp_path: Path) -> None:
+    case = make_case(sandbox, tmp_path)
+    broken = tmp_path / "broken.toml"
+    broken.write_text(case.config.read_text().replace('grace = "0s"', 'grace = "soon"'))
+    finished = case.run("revoke", "--key", case.seed.key_id, "--json", config=broken)
+    assert finished.returncode == 3, finished.stderr
+    answer = json.loads(finished.stdout)
+    assert answer["contained"] is True and sandbox.aws.key_status(case.seed.key_id) == "Inactive"
+    config_step = next(s for s in answer["steps"] if s["name"] == "config")
+    assert config_step["status"] == "failed" and "policy.grace" in config_step["detail"]
