@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +21,39 @@ def lease_name(credential: str) -> str:
 
 
 def new_holder(actor: str) -> str:
-    return f"{actor}/{uuid.uuid4().hex[:8]}"
+    """A lease holder name that says who and where: a dead local holder can then be recognised."""
+    return f"{actor} host={socket.gethostname()} pid={os.getpid()} run={uuid.uuid4().hex[:8]}"
+
+
+_HOLDER = re.compile(r" host=(?P<host>\S+) pid=(?P<pid>\d+) run=")
+
+
+def held_by_dead_local_process(holder: str) -> bool:
+    """True when the holder was a process on this host that no longer exists (killed, crashed).
+
+    Its lease would otherwise block this credential for lease_ttl after `kill -9` of a CLI run. Holders on
+    other hosts (replicas) are never judged this way: only expiry frees their leases.
+    """
+    match = _HOLDER.search(holder)
+    if match is None or match["host"] != socket.gethostname() or int(match["pid"]) == os.getpid():
+        return False
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another user
+    return False
+
+
+def acquire(store: Store, name: str, holder: str, ttl: timedelta, clock: Clock) -> bool:
+    if store.try_acquire_lease(name, holder, ttl, clock.now()):
+        return True
+    current = store.lease_holder(name)
+    if current is not None and held_by_dead_local_process(current[0]):
+        store.expire_lease(name)
+        return store.try_acquire_lease(name, holder, ttl, clock.now())
+    return False
 
 
 def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease_ttl: timedelta,
@@ -32,8 +67,10 @@ def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease
     store: Store = ports.store
     clock: Clock = ports.clock
     name = lease_name(spec.name)
-    if not store.try_acquire_lease(name, holder, lease_ttl, clock.now()):
-        return RotationResult(spec.name, Outcome.BUSY, "another rotator process is working on this credential")
+    if not acquire(store, name, holder, lease_ttl, clock):
+        current = store.lease_holder(name)
+        who = f" ({current[0]}, until {current[1].isoformat()})" if current else ""
+        return RotationResult(spec.name, Outcome.BUSY, f"another rotator process is working on this credential{who}")
 
     def guard() -> None:
         if interrupt is not None:

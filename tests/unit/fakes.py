@@ -356,3 +356,10 @@ class FakeStore:
     def release_lease(self, name: str, holder: str) -> None:
         if self.leases.get(name, ("",))[0] == holder:
             del self.leases[name]
+
+    def lease_holder(self, name: str) -> tuple[str, datetime] | None:
+        return self.leases.get(name)
+
+    def expire_lease(self, name: str) -> None:
+        if name in self.leases:
+            self.leases[name] = (self.leases[name][0], datetime.min.replace(tzinfo=UTC))
