@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import click
 
-from rotator.cli.common import config_option, handle_errors, json_option, print_json
+from rotator.cli.common import cli_logging, config_option, handle_errors, json_option, print_json
 from rotator.errors import RotatorError
 
 
@@ -49,6 +49,7 @@ def check(config_path: str | None, as_json: bool) -> None:
     from rotator.config import load_settings
 
     settings = load_settings(config_path)
+    cli_logging()
     wiring = Wiring(settings)
     wiring.resolve_secrets(state_key=False)  # every missing secret is exit 2 before the first call
     results = run_probes(wiring)

@@ -10,7 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from rotator.errors import ConfigError, RotatorError
+from rotator.errors import ConfigError, RotatorError, UsageError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,6 +54,19 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(exc.exit_code)
 
     return wrapper
+
+
+def cli_logging(default_level: str = "warning") -> None:
+    """Logs of one-shot commands go to stderr (stdout is the result, often JSON), at WARNING unless
+    $ROTATOR_LOG_LEVEL says otherwise; progress is shown by the commands themselves."""
+    import os
+
+    from rotator.logs import configure_logging
+
+    try:
+        configure_logging(os.environ.get("ROTATOR_LOG_LEVEL", default_level), stream=sys.stderr)
+    except ValueError as exc:
+        raise UsageError(f"ROTATOR_LOG_LEVEL: {exc}") from None
 
 
 def print_json(payload: Any) -> None:

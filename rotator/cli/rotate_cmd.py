@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from rotator.cli.common import config_option, handle_errors, json_option
+from rotator.cli.common import cli_logging, config_option, handle_errors, json_option
 from rotator.errors import UsageError
 
 
@@ -45,6 +45,7 @@ def rotate(names: tuple[str, ...], all_: bool, dry_run: bool, force: bool, concu
         raise UsageError("name one or more credentials, or pass --all (not both)",
                          hint="`rotator status` lists the configured credentials")
     settings = load_settings(config_path)
+    cli_logging()
     specs = settings.credential_specs() if all_ else tuple(settings.credential(n) for n in dict.fromkeys(names))
     wiring = Wiring(settings)
     wiring.resolve_secrets(state_key=not dry_run)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import click
 
-from rotator.cli.common import config_option, handle_errors, json_option, print_json
+from rotator.cli.common import cli_logging, config_option, handle_errors, json_option, print_json
 
 
 def _age(since: datetime | None, now: datetime) -> str:
@@ -37,6 +37,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     from rotator.config import load_settings
 
     settings = load_settings(config_path)
+    cli_logging()
     wiring = Wiring(settings)
     store = wiring.store
     now = wiring.clock.now()
