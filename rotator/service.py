@@ -69,8 +69,7 @@ class Service:
         self._specs: tuple[CredentialSpec, ...] = ()
         self._tick_lock = threading.Lock()  # held while a tick runs; stop waits on it
         self._tick_started: float | None = None  # monotonic start of the running tick
-        self._last_tick_done: float | None = None  # monotonic end of the last finished tick
-        self._last_progress: float | None = None
+        self._last_progress: float | None = None  # monotonic end of the last tick, or of a credential in it
         self._last_tick_error: str | None = None
         self._stop_requested = False
         self._reload_requested = False
@@ -183,7 +182,7 @@ class Service:
             summary = run_tick(self._tick_context())
         finally:
             self._tick_started = None
-        self._last_tick_done = self._last_progress = time.monotonic()
+        self._last_progress = time.monotonic()
         self._last_tick_error = None
         self.metrics.last_tick.set(time.time())
         self._emit("tick", due=len(summary.due), ok=summary.ok, seconds=summary.seconds, counts=summary.counts())
