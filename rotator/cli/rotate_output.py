@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rotator.cli.common import print_json
@@ -31,13 +32,13 @@ class LiveProgress:
     def step(self, credential: str, step: str, detail: str) -> None:
         if self._enabled:
             with self._lock:
-                self._console.print(f"[bold]{credential}[/]  {step:<10} {detail}", markup=True, soft_wrap=True)
+                self._console.print(f"[bold]{escape(credential)}[/]  {step:<10} {escape(detail)}", soft_wrap=True)
 
     def result(self, result: RotationResult) -> None:
         if self._enabled:
             style = OUTCOME_STYLE[result.outcome]
             with self._lock:
-                self._console.print(f"[bold]{result.credential}[/]  [{style}]{result.outcome.value}[/]")
+                self._console.print(f"[bold]{escape(result.credential)}[/]  [{style}]{result.outcome.value}[/]")
 
 
 def print_results(results: Sequence[RotationResult], *, as_json: bool) -> None:
@@ -51,7 +52,8 @@ def print_results(results: Sequence[RotationResult], *, as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for r in results:
         style = OUTCOME_STYLE[r.outcome]
-        table.add_row(r.credential, f"[{style}]{r.outcome.value}[/]", r.new_key_id or r.key_id or "-", r.message)
+        table.add_row(escape(r.credential), f"[{style}]{r.outcome.value}[/]", r.new_key_id or r.key_id or "-",
+                      escape(r.message))
     Console(file=sys.stdout, width=max(Console().width, 120)).print(table)
     failed = [r for r in results if not r.outcome.ok]
     if failed:
@@ -64,6 +66,6 @@ def print_plans(plans: Sequence[Plan], *, as_json: bool) -> None:
         return
     console = Console(file=sys.stdout, highlight=False)
     for plan in plans:
-        console.print(f"[bold]{plan.credential}[/]: {plan.action} (dry run: nothing will be changed)")
+        console.print(f"[bold]{escape(plan.credential)}[/]: {plan.action} (dry run: nothing will be changed)")
         for number, step in enumerate(plan.steps, 1):
-            console.print(f"  {number}. {step}", soft_wrap=True)
+            console.print(f"  {number}. {escape(step)}", soft_wrap=True)

@@ -63,6 +63,7 @@ def status(config_path: str | None, as_json: bool) -> None:
         print_json({"credentials": rows})
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"credentials in {settings.source}", title_justify="left")
@@ -74,5 +75,5 @@ def status(config_path: str | None, as_json: bool) -> None:
         table.add_row(str(row["name"]), str(row["iam_user"]), str(row["account"]),
                       f"[{styles.get(str(row['state']), 'dim')}]{state}[/]", str(row["key_id"] or "-"),
                       str(row["age"]), str(row["next_rotation_at"] or "due now" if row["key_id"] else "-"),
-                      str(row["last_error"] or ""))
+                      escape(str(row["last_error"] or "")))
     Console(width=max(Console().width, 140)).print(table)
