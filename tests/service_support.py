@@ -31,10 +31,32 @@ from moto.core.utils import utcnow
 from moto.iam.models import iam_backends
 from sqlalchemy import make_url
 
-from rotator.sandbox.runner import Sandbox
+from rotator.adapters.db import SqlStore
+from rotator.domain import Phase
+from rotator.sandbox.runner import Sandbox, start_sandbox
 from rotator.sandbox.seed import aws_client, client_env
 
 ROTATOR = str(Path(sys.executable).with_name("rotator"))
+
+
+@contextmanager
+def running_sandbox() -> Iterator[Sandbox]:
+    """Every emulator, with GitLab's per-user rate limit lifted (hundreds of rotations in seconds)."""
+    sandbox = start_sandbox()
+    try:
+        sandbox.wait_until_healthy()
+        sandbox.gitlab.state.rate_limit_per_period = 1_000_000  # type: ignore[attr-defined]
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+def key_created(store: SqlStore, credential: str) -> Callable[[], bool]:
+    """A predicate: the credential's rotation has journaled its new key (and sits in verify, when STS is slow)."""
+    def created() -> bool:
+        journal = store.open_journal(credential)
+        return journal is not None and journal.phase is Phase.CREATED
+    return created
 
 
 @dataclass(frozen=True)

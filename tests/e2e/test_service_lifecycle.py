@@ -17,14 +17,16 @@ from sqlalchemy import create_engine, inspect
 from rotator.adapters.db import SqlStore, upgrade_to_head
 from rotator.batch import lease_name
 from rotator.domain import CredentialState, Phase
-from rotator.sandbox.runner import Sandbox, start_sandbox
+from rotator.sandbox.runner import Sandbox
 from tests.service_support import (
     ROTATOR,
     ServiceProcess,
     create_access_key_calls,
     gitlab_key_id,
+    key_created,
     key_ids,
     own_database,
+    running_sandbox,
     seed_fleet,
     service_config,
     service_env,
@@ -35,11 +37,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
-    running = start_sandbox()
-    running.wait_until_healthy()
-    running.gitlab.state.rate_limit_per_period = 1_000_000  # type: ignore[attr-defined]
-    yield running
-    running.stop()
+    with running_sandbox() as running:
+        yield running
 
 
 @pytest.fixture
@@ -107,8 +106,7 @@ def test_a_replica_killed_mid_rotation_loses_its_lease_and_the_other_finishes(
     first = start(tmp_path, "first", config, env)
     second: ServiceProcess | None = None
     try:
-        first.wait_for(lambda: (j := store.open_journal(item.name)) is not None and j.phase is Phase.CREATED,
-                       30, "the first replica to create the new key")
+        first.wait_for(key_created(store, item.name), 30, "the first replica to create the new key")
         journal = store.open_journal(item.name)
         assert journal is not None and journal.new_key_id
         second = start(tmp_path, "second", config, env)
@@ -143,8 +141,7 @@ def test_sigterm_exits_0_and_leaves_no_half_done_step(tmp_path: Path, sandbox: S
     sandbox.aws.set_propagation_delay(8)
     service = start(tmp_path, "term", config, env)
     try:
-        service.wait_for(lambda: (j := store.open_journal(item.name)) is not None and j.phase is Phase.CREATED,
-                         30, "the rotation to create its key")
+        service.wait_for(key_created(store, item.name), 30, "the rotation to create its key")
         service.signal(signal.SIGTERM)
         assert service.wait(20) == 0
     finally:

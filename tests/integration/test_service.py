@@ -22,7 +22,7 @@ from rotator.batch import lease_name
 from rotator.config import Settings, load_settings
 from rotator.domain import CredentialState, Incident, Phase
 from rotator.rotation_support import Outcome
-from rotator.sandbox.runner import Sandbox, start_sandbox
+from rotator.sandbox.runner import Sandbox
 from rotator.service import Service, run_service
 from tests.service_support import (
     Seeded,
@@ -30,8 +30,10 @@ from tests.service_support import (
     create_access_key_calls,
     drop_database,
     gitlab_key_id,
+    key_created,
     key_ids,
     own_database,
+    running_sandbox,
     seed_fleet,
     service_config,
     service_env,
@@ -43,11 +45,8 @@ METRIC_NAMES = {"rotator_key_age_seconds", "rotator_rotations", "rotator_step_du
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
-    running = start_sandbox()
-    running.wait_until_healthy()
-    running.gitlab.state.rate_limit_per_period = 1_000_000  # type: ignore[attr-defined]
-    yield running
-    running.stop()
+    with running_sandbox() as running:
+        yield running
 
 
 @pytest.fixture
@@ -174,10 +173,12 @@ def rotation_in_verify(tmp_path: Path, sandbox: Sandbox, sqlite_url: str) -> tup
     return service, item, SqlStore.from_url(sqlite_url)
 
 
-def run_tick_in_thread(service: Service) -> tuple[threading.Thread, dict[str, Any]]:
+def tick_until_key_created(service: Service, store: SqlStore, item: Seeded) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start a tick in a thread; return once its rotation journaled the new key. box["summary"] is set at the end."""
     box: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: box.update(summary=service.tick_once()), daemon=True)
     thread.start()
+    wait_until(key_created(store, item.name), 20, "the rotation to create its key")
     return thread, box
 
 
@@ -186,9 +187,7 @@ def test_an_incident_takes_precedence_over_a_rotation_lease(
     service, item, store = rotation_in_verify(tmp_path, sandbox, sqlite_url)
     sandbox.aws.set_propagation_delay(6)
     try:
-        thread, box = run_tick_in_thread(service)
-        wait_until(lambda: (j := store.open_journal(item.name)) is not None and j.phase is Phase.CREATED, 20,
-                   "the rotation to create its key")
+        thread, box = tick_until_key_created(service, store, item)
         # What `rotator revoke` does to a credential under rotation: end the lease, then take it.
         name = lease_name(item.name)
         store.expire_lease(name)
@@ -217,9 +216,7 @@ def test_stop_ends_a_rotation_at_a_journaled_point_and_the_next_start_resumes_it
     service, item, store = rotation_in_verify(tmp_path, sandbox, sqlite_url)
     sandbox.aws.set_propagation_delay(4)
     try:
-        thread, box = run_tick_in_thread(service)
-        wait_until(lambda: (j := store.open_journal(item.name)) is not None and j.phase is Phase.CREATED, 20,
-                   "the rotation to create its key")
+        thread, box = tick_until_key_created(service, store, item)
         service.request_stop()
         thread.join(timeout=30)
         assert not thread.is_alive()
@@ -276,9 +273,7 @@ def test_a_reload_during_a_rotation_keeps_its_lease_and_lets_it_finish(
     service, item, store = rotation_in_verify(tmp_path, sandbox, sqlite_url)
     sandbox.aws.set_propagation_delay(3)
     try:
-        thread, box = run_tick_in_thread(service)
-        wait_until(lambda: (j := store.open_journal(item.name)) is not None and j.phase is Phase.CREATED, 20,
-                   "the rotation to create its key")
+        thread, box = tick_until_key_created(service, store, item)
         before = store.lease_holder(lease_name(item.name))
         token = store.lease_token(lease_name(item.name))
         assert before is not None and before[0] == service.holder
