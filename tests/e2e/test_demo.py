@@ -1,0 +1,26 @@
+"""The README's demo command must keep working: run it end to end (the service part shortened)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROTATOR = str(Path(sys.executable).with_name("rotator"))
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_every_part_and_exits_0() -> None:
+    done = subprocess.run([ROTATOR, "demo", "--service-seconds", "8"], text=True, capture_output=True,
+                          timeout=600, check=False, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "✘" not in output.split("rotate a credential live")[0]  # every check probe passed
+    assert "✔ AWS accepts the pair" in output and "✘ AWS rejects" not in output
+    assert "#team-payments: rotator: payments-deploy rotated" in output
+    assert "is contained (Inactive)" in output and "identity persistence" in output
+    assert "rotator_last_tick_timestamp_seconds" in output
+    assert "Traceback" not in output
