@@ -19,9 +19,12 @@ if TYPE_CHECKING:
     from rotator.adapters.cloudtrail import Backoff, BotoCloudTrail
     from rotator.adapters.db import SqlStore
     from rotator.adapters.gitlab import GitLabVariables
+    from rotator.adapters.gitlab_inventory import GitLabInventory
     from rotator.adapters.slack import SlackNotifier
     from rotator.config import Settings
+    from rotator.discovery import DiscoveryPorts
     from rotator.ports import SecretSealer
+    from rotator.ratelimit import AdaptiveTokenBucket
     from rotator.rotation import RotationPorts
     from rotator.service_ports import ServiceQueries
 
@@ -56,6 +59,30 @@ class Wiring:
         self.clock = SystemClock()
         self._lock = threading.Lock()
         self._iams: dict[str, BotoIam] = {}
+        self._stss: dict[str, BotoSts] = {}
+        self._pacers: dict[str, AdaptiveTokenBucket] = {}
+
+    # --- client-side rate limits: one bucket per outside party (IAM: per account) -----------------------
+    def pacer(self, party: str) -> AdaptiveTokenBucket:
+        """The token bucket of "gitlab", "slack" or "iam:<account>", at its configured rate."""
+        from rotator.ratelimit import AdaptiveTokenBucket
+
+        with self._lock:
+            if party not in self._pacers:
+                if party == "gitlab":
+                    rate = self.settings.require_gitlab().requests_per_second
+                elif party == "slack":
+                    rate = self.settings.slack.messages_per_second if self.settings.slack else 1.0
+                elif party.startswith("iam:"):
+                    rate = self.settings.aws.iam_requests_per_second
+                else:
+                    raise ValueError(f"no rate limit is configured for {party!r}")
+                self._pacers[party] = AdaptiveTokenBucket(rate, name=party)
+            return self._pacers[party]
+
+    def pacers(self) -> dict[str, AdaptiveTokenBucket]:
+        with self._lock:
+            return dict(self._pacers)
 
     # --- AWS ------------------------------------------------------------------------------------------
     @cached_property
@@ -68,11 +95,13 @@ class Wiring:
         return AwsSessions(self.settings.aws.region, roles)
 
     def iam(self, account: str = "default") -> BotoIam:
-        from rotator.adapters.aws import BotoIam
+        """IAM of one account, held to [aws] iam_requests_per_second (AWS throttles IAM per account)."""
+        from rotator.adapters.aws import BotoIam, pace
 
+        pacer = self.pacer(f"iam:{account}")
         with self._lock:
             if account not in self._iams:
-                self._iams[account] = BotoIam(self.aws.client("iam", account))
+                self._iams[account] = BotoIam(pace(self.aws.client("iam", account), pacer))
             return self._iams[account]
 
     def use_aws_sessions(self, sessions: AwsSessions) -> None:
@@ -97,6 +126,20 @@ class Wiring:
 
         return BotoSts(self.settings.aws.region)
 
+    def sts_for(self, account: str = "default") -> BotoSts:
+        """STS for checking a new key of ``account``: signed by the new pair itself, so only the region
+        differs between accounts (the account's own ``region``, else [aws] region)."""
+        from rotator.adapters.aws import BotoSts
+
+        settings = self.settings.account(account)
+        region = settings.region if settings is not None and settings.region else self.settings.aws.region
+        if region == self.settings.aws.region:
+            return self.sts
+        with self._lock:
+            if region not in self._stss:
+                self._stss[region] = BotoSts(region)
+            return self._stss[region]
+
     @cached_property
     def sealer(self) -> SecretSealer:
         from rotator.adapters.sealing import FernetSealer, KmsSealer
@@ -118,11 +161,18 @@ class Wiring:
 
     @cached_property
     def gitlab_client(self):  # type: ignore[no-untyped-def]  # gitlab.Gitlab, imported lazily
-        from rotator.adapters.gitlab import connect
+        from rotator.adapters.gitlab import connect, pace
 
         section = self.settings.require_gitlab()
-        return connect(section.url, self.settings.gitlab_token(), timeout=section.timeout.total_seconds(),
-                       ssl_verify=section.ca_file or True)
+        client = connect(section.url, self.settings.gitlab_token(), timeout=section.timeout.total_seconds(),
+                         ssl_verify=section.ca_file or True)
+        return pace(client, self.pacer("gitlab"))
+
+    @cached_property
+    def inventory(self) -> GitLabInventory:
+        from rotator.adapters.gitlab_inventory import GitLabInventory
+
+        return GitLabInventory(self.gitlab_client)
 
     @cached_property
     def notifier(self) -> SlackNotifier | None:
@@ -165,9 +215,18 @@ class Wiring:
         from rotator.rotation import RotationPorts
 
         return RotationPorts(
-            iam=self.iam(spec.account), sts=self.sts, variables=self.variables, store=self.store,
+            iam=self.iam(spec.account), sts=self.sts_for(spec.account), variables=self.variables, store=self.store,
             sealer=self.sealer, clock=self.clock, notifier=self.notifier, actor=self.actor,
         )
+
+    def discovery_ports(self) -> DiscoveryPorts:
+        """Read-only ports: GitLab listings, sts:GetAccessKeyInfo, and each account's IAM reads."""
+        from rotator.adapters.aws_incident import StsKeyDirectory
+        from rotator.bootstrap_incident import account_ids_of
+        from rotator.discovery import DiscoveryPorts
+
+        return DiscoveryPorts(inventory=self.inventory, directory=StsKeyDirectory(self.aws.client("sts")),
+                              iam_for=self.iam, account_ids=account_ids_of(self.settings), clock=self.clock)
 
     def resolve_secrets(self, *, gitlab: bool = True, slack: bool = True, state_key: bool = True) -> None:
         """Read every secret a command needs before its first outside call, so a missing one is a

@@ -29,6 +29,7 @@ from rotator.errors import (
     AwsThrottled,
     AwsUnavailable,
 )
+from rotator.ratelimit import Pacer
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -101,6 +102,26 @@ def _aware(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def pace(client: Any, pacer: Pacer) -> Any:
+    """Hold every HTTP attempt of a boto3 client (botocore's retries included) to ``pacer``; an answer that
+    says Throttling slows the pacer down, so the other threads back off too, not only the refused one."""
+    service = client.meta.service_model.service_id.hyphenize()
+
+    def before_send(**_: Any) -> None:
+        pacer.acquire()
+
+    def needs_retry(response: Any = None, **_: Any) -> None:
+        if isinstance(response, tuple) and len(response) == 2 and isinstance(response[1], dict):
+            code = response[1].get("Error", {}).get("Code")
+            if code in THROTTLING_CODES:
+                pacer.throttled()
+
+    # Both handlers return None, so botocore's own decisions (send, retry or not) are untouched.
+    client.meta.events.register(f"before-send.{service}", before_send)
+    client.meta.events.register(f"needs-retry.{service}", needs_retry)
+    return client
 
 
 class AwsSessions:

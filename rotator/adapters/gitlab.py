@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import gitlab
 import gitlab.exceptions
 import requests
+import requests.adapters
 
 from rotator.domain import CiVariable, ScopeKind, Secret, VarRef
 from rotator.errors import (
@@ -26,6 +27,7 @@ from rotator.errors import (
     GitLabPermanentError,
     GitLabUnavailable,
 )
+from rotator.ratelimit import Pacer
 
 VARIABLE_NOT_FOUND = ("404 Variable Not Found", "404 GroupVariable Not Found", "404 InstanceVariable Not Found")
 ROLE_NEEDED = {
@@ -107,6 +109,9 @@ def _variable(data: dict[str, Any]) -> CiVariable:
     )
 
 
+variable_from_api = _variable  # for sibling adapters that list variables themselves (gitlab_inventory)
+
+
 def _reveal(value: str | Secret) -> str:
     return value.reveal() if isinstance(value, Secret) else value
 
@@ -165,6 +170,49 @@ class GitLabVariables:
         assert isinstance(data, dict)
         return _variable(data)
 
+    def delete(self, ref: VarRef) -> bool:
+        """DELETE one variable, with filter[environment_scope]. False when it was already gone."""
+        self._throttle()
+        path = f"{scope_path(ref.kind, ref.path)}/{quote(ref.key, safe='')}"
+        try:
+            with gitlab_call(ref.label, ref.kind):
+                self._gl.http_delete(path, query_data=self._filter(ref))
+        except GitLabNotFound as exc:
+            if any(marker in exc.message for marker in VARIABLE_NOT_FOUND):
+                return False
+            raise
+        return True
+
+
+class _PacedAdapter(requests.adapters.HTTPAdapter):
+    """Every HTTP attempt (python-gitlab's own retries included) waits for the pacer; a 429 slows it down
+    and its Retry-After holds every other caller too."""
+
+    def __init__(self, pacer: Pacer, *, pool_maxsize: int) -> None:
+        super().__init__(pool_connections=4, pool_maxsize=pool_maxsize)
+        self._pacer = pacer
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self._pacer.acquire()
+        response = super().send(request, *args, **kwargs)
+        if response.status_code == 429:
+            self._pacer.throttled(_retry_after(response.headers.get("Retry-After")))
+        return response
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: python-gitlab waits it out; the halved rate is enough here
+
+
+def pace(client: gitlab.Gitlab, pacer: Pacer, *, pool_maxsize: int = 32) -> gitlab.Gitlab:
+    """Hold every request of ``client`` to ``pacer`` (its configured requests per second)."""
+    parts = urlsplit(client.url)
+    client.session.mount(f"{parts.scheme}://{parts.netloc}/", _PacedAdapter(pacer, pool_maxsize=pool_maxsize))
+    return client
+
 
 def current_user(client: gitlab.Gitlab) -> dict[str, Any]:
     """GET /user: the identity behind the token (a harmless probe)."""
@@ -174,4 +222,4 @@ def current_user(client: gitlab.Gitlab) -> dict[str, Any]:
     return data
 
 
-__all__ = ["GitLabError", "GitLabVariables", "connect", "current_user", "scope_path"]
+__all__ = ["GitLabError", "GitLabVariables", "connect", "current_user", "pace", "scope_path", "variable_from_api"]

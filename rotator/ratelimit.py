@@ -1,0 +1,136 @@
+"""A thread-safe, adaptive token bucket: one per outside party (GitLab, each AWS account's IAM, Slack).
+
+Callers take a slot with :meth:`AdaptiveTokenBucket.acquire` before every request. Slots are handed out
+in arrival order at the current rate, and up to ``burst`` of them may be taken at once after a quiet
+spell (GCRA-style "virtual scheduling": the bucket remembers when the next slot is free, not a count, so
+waiting happens outside the lock and threads never queue on it).
+
+When the other side pushes back (GitLab 429, AWS Throttling) the adapter calls
+:meth:`AdaptiveTokenBucket.throttled`: the rate is halved (never below ``floor``), and a Retry-After pauses
+every caller, not only the one that was refused. The rate then climbs back linearly to the configured
+rate over ``recovery`` seconds without further pushback. Several refusals of requests already in flight
+count as one (``cooldown``), as TCP halves its window once per round trip, so a burst of 429s does not
+crush the rate to the floor.
+
+Standard library only: use cases and adapters may both hold one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Pacer(Protocol):
+    """What an adapter needs from a rate limiter."""
+
+    def acquire(self) -> float:
+        """Block until the caller may send one request; returns the seconds waited."""
+        ...
+
+    def throttled(self, retry_after: float | None = None) -> None:
+        """The other side refused a request for its rate (429, Throttling): slow down."""
+        ...
+
+
+@dataclass(frozen=True)
+class BucketStats:
+    name: str
+    configured_rate: float
+    current_rate: float
+    acquired: int
+    waited_seconds: float
+    throttled: int
+
+
+class AdaptiveTokenBucket:
+    def __init__(self, rate: float, *, burst: float | None = None, name: str = "", floor_fraction: float = 1 / 16,
+                 recovery: float = 10.0, cooldown: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if not rate > 0 or rate == float("inf"):
+            raise ValueError(f"rate must be a finite number > 0 per second, not {rate!r}")
+        if burst is not None and burst < 1:
+            raise ValueError("burst must be at least 1 request")
+        if not 0 < floor_fraction <= 1:
+            raise ValueError("floor_fraction must be in (0, 1]")
+        self.name = name
+        self.configured_rate = float(rate)
+        self.burst = float(burst if burst is not None else max(1.0, rate))
+        self.floor = self.configured_rate * floor_fraction
+        self.recovery = recovery
+        self.cooldown = cooldown
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next_free = clock()  # when the next slot is due at the current rate (before burst credit)
+        self._paused_until = 0.0
+        # The rate right after the last slow-down, and when that was: the rate recovers linearly from there.
+        self._reduced_rate = self.configured_rate
+        self._reduced_at: float | None = None
+        self._acquired = 0
+        self._waited = 0.0
+        self._throttled = 0
+
+    # --- the two calls adapters make ------------------------------------------------------------------
+    def acquire(self) -> float:
+        with self._lock:
+            now = self._clock()
+            interval = 1.0 / self._rate_at(now)
+            due = max(self._next_free, now)
+            # Up to `burst` slots may be taken at once: a slot may come (burst-1) intervals before it is due.
+            slot = max(now, due - (self.burst - 1) * interval, self._paused_until)
+            self._next_free = max(due, slot) + interval
+            wait = slot - now
+            self._acquired += 1
+            self._waited += wait
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def throttled(self, retry_after: float | None = None) -> None:
+        with self._lock:
+            now = self._clock()
+            self._throttled += 1
+            if retry_after is not None and retry_after > 0:
+                self._paused_until = max(self._paused_until, now + retry_after)
+            if self._reduced_at is not None and now - self._reduced_at < self.cooldown:
+                return  # the same wave of refusals: one slow-down is enough
+            self._reduced_rate = max(self.floor, self._rate_at(now) / 2)
+            self._reduced_at = now
+            # No bursting right after a refusal: the saved-up credit is spent, slots follow the new rate.
+            interval = 1.0 / self._reduced_rate
+            self._next_free = max(self._next_free, now + (self.burst - 1) * interval, self._paused_until)
+
+    # --- observation ----------------------------------------------------------------------------------
+    @property
+    def current_rate(self) -> float:
+        with self._lock:
+            return self._rate_at(self._clock())
+
+    def stats(self) -> BucketStats:
+        with self._lock:
+            return BucketStats(self.name, self.configured_rate, self._rate_at(self._clock()), self._acquired,
+                               self._waited, self._throttled)
+
+    def _rate_at(self, now: float) -> float:
+        if self._reduced_at is None:
+            return self.configured_rate
+        calm = now - self._reduced_at
+        if self.recovery <= 0 or calm >= self.recovery:
+            self._reduced_at = None
+            self._reduced_rate = self.configured_rate
+            return self.configured_rate
+        return self._reduced_rate + (self.configured_rate - self._reduced_rate) * calm / self.recovery
+
+
+class Unlimited:
+    """A Pacer that never waits: for parties the caller chose not to limit."""
+
+    def acquire(self) -> float:
+        return 0.0
+
+    def throttled(self, retry_after: float | None = None) -> None:
+        return None
