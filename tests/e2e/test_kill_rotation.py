@@ -118,12 +118,14 @@ def test_sigkill_at_random_moments_never_breaks_the_invariants(sandbox: Sandbox,
     env = client_env(sandbox.urls(), state_key=Fernet.generate_key().decode())
     # Slow every step down so that a kill lands inside it, and make IAM eventually consistent.
     sandbox.gitlab.faults.add(Fault(match=r"/variables/", latency=0.04))  # type: ignore[attr-defined]
-    sandbox.aws.faults.add(Fault(match=r"^iam:", latency=0.03))
+    sandbox.aws.faults.add(Fault(match=r"^iam:", latency=0.05))
     sandbox.aws.set_propagation_delay(0.8)
     hits: Counter[str] = Counter()
     try:
         for number in range(trials):
-            trial = Trial(point=rng.choice(KILL_POINTS), delay=rng.uniform(0.0, 0.25))
+            point = rng.choice(KILL_POINTS)
+            # retire and delete are one IAM call each: kill soon after their line or the run is over
+            trial = Trial(point=point, delay=rng.uniform(0.0, 0.04 if point in ("retire", "delete") else 0.25))
             code = _run_and_kill([ROTATOR, "rotate", name, "--force", "--config", str(config)], env, trial)
             last = trial.seen[-1] if trial.seen else "startup"
             hits[last if trial.killed else "completed"] += 1
