@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
 from dataclasses import replace
 
 from rotator.domain import (
     AccessKey,
-    CredentialSpec,
     CredentialState,
     IamUser,
     Journal,
@@ -42,34 +40,21 @@ from rotator.publishing import (
     read_target,
     write_pair,
 )
-from rotator.rotation_support import Outcome, Reporter, RotationPorts, RotationResult, verify_new_key
+from rotator.rotation_base import Stop
+from rotator.rotation_retire import RetireSteps
+from rotator.rotation_support import Outcome, RotationPorts, RotationResult, verify_new_key
 
 __all__ = ["Outcome", "RotationPorts", "RotationResult", "Rotator"]
 
 
-class _Stop(Exception):
-    def __init__(self, result: RotationResult) -> None:
-        super().__init__(result.message)
-        self.result = result
-
-
-class Rotator:
+class Rotator(RetireSteps):
     """Runs every step of one credential's rotation that is due now."""
-
-    def __init__(self, ports: RotationPorts, spec: CredentialSpec, *, force: bool = False,
-                 guard: Callable[[], None] | None = None,
-                 on_step: Callable[[str, str], None] | None = None) -> None:
-        self.p = ports
-        self.spec = spec
-        self.force = force
-        self._guard = guard or (lambda: None)
-        self.report = Reporter(ports, spec, on_step)
 
     # --- entry point -------------------------------------------------------------------------------
     def run(self) -> RotationResult:
         try:
             result = self._run()
-        except _Stop as stop:
+        except Stop as stop:
             result = stop.result
         except LeaseLost as exc:
             return self._result(Outcome.BUSY, str(exc))
@@ -148,7 +133,7 @@ class Rotator:
             self._save(replace(journal, phase=Phase.ROLLED_BACK, error="no free key slot"))
             reason = decision.hold_reason or "no free key slot"
             self.report.notify("held", f"rotator: {self.spec.name} held", [reason], "warning")
-            raise _Stop(self._hold(reason))
+            raise Stop(self._hold(reason))
         self._guard()
         self.p.iam.delete_access_key(journal.user_name, decision.delete_key_id)
         self.report.event("make_room", "ok", key_ids=(decision.delete_key_id,),
@@ -181,13 +166,13 @@ class Rotator:
         try:
             user = self.p.iam.get_user(journal.user_name)
         except AwsNotFound:
-            raise _Stop(self._hold(f"IAM user {journal.user_name} no longer exists; the unfinished rotation "
+            raise Stop(self._hold(f"IAM user {journal.user_name} no longer exists; the unfinished rotation "
                                    f"{journal.rotation_id} cannot continue")) from None
         if user.user_id != journal.user_id:
             reason = (f"IAM user {user.name} was recreated (UserId {journal.user_id} → {user.user_id}); "
                       "keys of the old user are not touched")
             self.report.notify("held", f"rotator: {self.spec.name} held", [reason], "warning")
-            raise _Stop(self._hold(reason))
+            raise Stop(self._hold(reason))
         keys = {k.key_id: k for k in self.p.iam.list_access_keys(journal.user_name)}
         if journal.phase is Phase.INTENT:
             # CreateAccessKey may have happened without its result being journaled: any key that was not
@@ -207,7 +192,7 @@ class Rotator:
                 self.report.event("discard_journal", "ok", key_ids=(journal.new_key_id or "",))
                 self.report.step("discard", "stale journal: its new key no longer exists")
                 return None
-            raise _Stop(self._fail(f"targets hold {journal.new_key_id}, which IAM no longer has",
+            raise Stop(self._fail(f"targets hold {journal.new_key_id}, which IAM no longer has",
                                    hint="run `rotator rotate --force` to publish a fresh key"))
         if journal.phase in (Phase.PUBLISHED, Phase.RETIRED) and journal.old_key_id not in keys:
             self._save(replace(journal, phase=Phase.DONE))
@@ -248,7 +233,7 @@ class Rotator:
             self.report.event("delete_key", "ok", key_ids=(new_key.key_id,), reason="never verified")
             message = f"{detail}; new key {new_key.key_id} deleted, old key {journal.old_key_id} untouched"
             self.report.notify("failed", f"rotator: {self.spec.name} rotation failed", [message], "warning")
-            raise _Stop(self._fail(message))
+            raise Stop(self._fail(message))
         self.report.event("verify", "ok", key_ids=(new_key.key_id,), detail=detail)
         self.report.step("verify", detail)
         return self._save(replace(journal, phase=Phase.VERIFIED))
@@ -303,124 +288,16 @@ class Rotator:
             self.report.event("delete_key", "ok", key_ids=(new_key.key_id,), reason="no target could be written")
             message = "no target could be written: " + "; ".join(stale)
             self.report.notify("failed", f"rotator: {self.spec.name} rotation failed", [message], "warning")
-            raise _Stop(self._hold(message) if drift else self._fail(message))
+            raise Stop(self._hold(message) if drift else self._fail(message))
         reason = (f"both keys stay Active: {len(stale)} target(s) still hold {journal.old_key_id}: "
                   + "; ".join(stale))
         self._save(replace(journal, hold_reason=reason))
         self.report.notify("held", f"rotator: {self.spec.name} partially rotated, held",
                            [reason, "fix the targets, then run `rotator rotate` to finish"], "warning")
-        raise _Stop(self._hold(reason, key_id=journal.old_key_id, new_key_id=new_key.key_id))
+        raise Stop(self._hold(reason, key_id=journal.old_key_id, new_key_id=new_key.key_id))
 
     def _mark_partial(self, journal: Journal, marker: str) -> None:
         latest = self._latest(journal)
         self._save(replace(latest, targets_done=latest.targets_done | {marker}))
 
     # --- retire and delete ---------------------------------------------------------------------------
-    def _retire(self, journal: Journal) -> Journal:
-        assert journal.published_at is not None
-        if journal.old_key_id is None:
-            return self._finish(journal)
-        now = self.p.clock.now()
-        retire_at = journal.published_at + self.spec.policy.grace
-        if now < retire_at:
-            raise _Stop(self._result(Outcome.WAITING, f"grace period: {journal.old_key_id} retires at "
-                                                      f"{retire_at.isoformat()}", key_id=journal.new_key_id))
-        self._guard()
-        still = [r.target.label for r in self._read_targets() if r.held_key_id == journal.old_key_id]
-        if still:
-            raise _Stop(self._hold(f"not deactivating {journal.old_key_id}: still held by {', '.join(still)}"))
-        used = self.p.iam.get_access_key_last_used(journal.old_key_id)
-        last = used.last_used_at
-        if last is not None and last > journal.published_at + self.spec.policy.last_used_skew:
-            # Used after publish. Once held, the key may go only after its LastUsedDate has stood still
-            # for a whole grace period (whoever used it has moved to the new pair, or was stopped).
-            quiet = (journal.old_last_used_at is not None and journal.held_at is not None
-                     and last <= journal.old_last_used_at and now >= journal.held_at + self.spec.policy.grace)
-            if not quiet:
-                reason = (f"old key {journal.old_key_id} still in use: {used.describe()} (after the new key was "
-                          f"published at {journal.published_at.isoformat()})")
-                fresh = journal.held_at is None or journal.old_last_used_at != last
-                self._save(replace(journal, hold_reason=reason, old_last_used_at=last,
-                                   held_at=now if fresh else journal.held_at))
-                if fresh:
-                    self.report.notify("held", f"rotator: {self.spec.name} held before retiring the old key", [
-                        reason, "find the job or host still using it and switch it to the GitLab variables; "
-                                "rotator retires the key once it has not been used for a grace period"],
-                        "warning")
-                raise _Stop(self._hold(reason, key_id=journal.new_key_id))
-        self._guard()
-        self.p.iam.set_access_key_status(journal.user_name, journal.old_key_id, active=False)
-        self.report.event("deactivate_key", "ok", key_ids=(journal.old_key_id,))
-        self.report.step("retire", f"deactivated {journal.old_key_id}")
-        return self._save(replace(journal, phase=Phase.RETIRED, deactivated_at=now, hold_reason=None))
-
-    def _delete(self, journal: Journal) -> Journal:
-        assert journal.deactivated_at is not None and journal.old_key_id is not None
-        if self.p.store.incidents_for_key(journal.old_key_id):
-            # A compromised key stays Inactive as evidence (DESIGN §3.6): `revoke --replace` rotates through
-            # this protocol, and a later run resuming its journal must not delete the key either.
-            self.report.event("keep_key", "ok", key_ids=(journal.old_key_id,), reason="evidence of an incident")
-            self.report.step("keep", f"{journal.old_key_id} stays Inactive as evidence of an incident")
-            return self._finish(journal)
-        now = self.p.clock.now()
-        delete_at = journal.deactivated_at + self.spec.policy.delete_after
-        if now < delete_at:
-            raise _Stop(self._result(Outcome.WAITING, f"{journal.old_key_id} is Inactive; deleted at "
-                                                      f"{delete_at.isoformat()}", key_id=journal.new_key_id))
-        self._guard()
-        self.p.iam.delete_access_key(journal.user_name, journal.old_key_id)
-        self.report.event("delete_key", "ok", key_ids=(journal.old_key_id,))
-        self.report.step("delete", f"deleted {journal.old_key_id}")
-        return self._finish(journal)
-
-    def _finish(self, journal: Journal) -> Journal:
-        journal = self._save(replace(journal, phase=Phase.DONE, sealed_secret=None))
-        self._mark_rotated(journal)
-        return journal
-
-    def _mark_rotated(self, journal: Journal) -> None:
-        rotated_at = journal.published_at or self.p.clock.now()
-        self.p.store.set_status(self.spec.name, CredentialState.OK, self.p.clock.now(),
-                                current_key_id=journal.new_key_id, last_rotated_at=rotated_at,
-                                next_due_at=rotated_at + self.spec.policy.rotate_every)
-
-    # --- helpers ------------------------------------------------------------------------------------
-    def _read_targets(self) -> list[TargetReading]:
-        readings = []
-        for target in self.spec.targets:
-            reading = read_target(self.p.variables, target)
-            error = missing_variable_error(reading)
-            if error is not None:
-                raise error
-            readings.append(reading)
-        return readings
-
-    def _check_user_identity(self, user: IamUser) -> None:
-        earlier = [j for j in self.p.store.journals(self.spec.name) if j.user_id]
-        if earlier and earlier[-1].user_id != user.user_id:
-            reason = (f"IAM user {user.name} was recreated (UserId {earlier[-1].user_id} → {user.user_id}) since "
-                      "the last rotation")
-            self.report.notify("held", f"rotator: {self.spec.name} held", [reason], "warning")
-            raise _Stop(self._hold(reason))
-
-    def _latest(self, journal: Journal) -> Journal:
-        latest = self.p.store.open_journal(self.spec.name)
-        return latest if latest is not None and latest.rotation_id == journal.rotation_id else journal
-
-    def _save(self, journal: Journal) -> Journal:
-        journal = replace(journal, updated_at=self.p.clock.now())
-        self.p.store.save_journal(journal)
-        return journal
-
-    def _result(self, outcome: Outcome, message: str, *, key_id: str | None = None,
-                new_key_id: str | None = None) -> RotationResult:
-        return RotationResult(self.spec.name, outcome, message, key_id, new_key_id, tuple(self.report.steps))
-
-    def _hold(self, reason: str, *, key_id: str | None = None, new_key_id: str | None = None) -> RotationResult:
-        self.report.event("hold", "held", reason=reason)
-        return self._result(Outcome.HELD, reason, key_id=key_id, new_key_id=new_key_id)
-
-    def _fail(self, message: str, *, hint: str = "") -> RotationResult:
-        text = f"{message} (next step: {hint})" if hint else message
-        self.report.event("rotation", "failed", error=text)
-        return self._result(Outcome.FAILED, text)
