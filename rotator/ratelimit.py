@@ -100,9 +100,10 @@ class AdaptiveTokenBucket:
                 return  # the same wave of refusals: one slow-down is enough
             self._reduced_rate = max(self.floor, self._rate_at(now) / 2)
             self._reduced_at = now
-            # No bursting right after a refusal: the saved-up credit is spent, slots follow the new rate.
+            # No bursting right after a refusal: the saved-up credit is spent, and the next slot is one
+            # interval away at the new rate.
             interval = 1.0 / self._reduced_rate
-            self._next_free = max(self._next_free, now + (self.burst - 1) * interval, self._paused_until)
+            self._next_free = max(self._next_free, now + self.burst * interval, self._paused_until)
 
     # --- observation ----------------------------------------------------------------------------------
     @property

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from rotator.cli.common import cli_logging, config_option, handle_errors, json_option
 from rotator.errors import UsageError
 
+if TYPE_CHECKING:
+    from rotator.bootstrap import Wiring
+    from rotator.cli.rotate_output import Progress
+    from rotator.domain import CredentialSpec
+    from rotator.fleet import FleetReport
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.option("--all", "all_", is_flag=True, help="Every configured credential.")
+@click.option("--project", "projects", multiple=True, metavar="PATH",
+              help="Only credentials whose key the pipelines of this project can read (repeatable).")
+@click.option("--group", "groups", multiple=True, metavar="PATH",
+              help="Only credentials whose key pipelines under this group can read (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print the plan for each credential; change nothing anywhere.")
 @click.option("--force", is_flag=True, help="Start a new rotation even if the current key is not yet due.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True,
@@ -20,13 +31,24 @@ from rotator.errors import UsageError
 @config_option
 @json_option
 @handle_errors
-def rotate(names: tuple[str, ...], all_: bool, dry_run: bool, force: bool, concurrency: int,
-           config_path: str | None, as_json: bool) -> None:
+def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups: tuple[str, ...], dry_run: bool,
+           force: bool, concurrency: int, config_path: str | None, as_json: bool) -> None:
     """Rotate credentials: create → verify → publish → grace → retire → delete.
 
     Each run first resumes anything an interrupted run left in the journal, then performs every step
     that is due now. With grace and delete_after at "0s" one call ends with only the new key. Each
     credential fails on its own; failures are reported together at the end.
+
+    \b
+    Emergency rotation ("GitLab may be compromised"): --all, optionally narrowed with
+    --project PATH / --group PATH to the credentials whose variables those pipelines can
+    read (project variables, variables of any group above, instance variables), plus
+    --force so keys that are not due are replaced too. Requests to GitLab, IAM (per
+    account) and Slack are held to [gitlab] requests_per_second, [aws]
+    iam_requests_per_second and [slack] messages_per_second; 429 and Throttling slow them
+    down rather than fail. Owners get one batched Slack message per channel, and the
+    security channel one summary. More than 10 credentials show a progress bar instead
+    of step lines.
 
     \b
     Exit codes: 0 every credential is ok (or waiting out its grace period),
@@ -37,16 +59,26 @@ def rotate(names: tuple[str, ...], all_: bool, dry_run: bool, force: bool, concu
       rotator rotate payments-deploy
       rotator rotate --all --dry-run
       rotator rotate --all --force --concurrency 16     # rotate everything now
+      rotator rotate --all --force --group payments     # everything payments' pipelines could read
     """
     from rotator.bootstrap import Wiring
     from rotator.config import load_settings
 
-    if bool(names) == all_:
-        raise UsageError("name one or more credentials, or pass --all (not both)",
-                         hint="`rotator status` lists the configured credentials")
+    selecting = all_ or bool(projects) or bool(groups)
+    if bool(names) == selecting:
+        raise UsageError("name one or more credentials, or pass --all (optionally with --project/--group), "
+                         "not both", hint="`rotator status` lists the configured credentials")
     settings = load_settings(config_path)
     cli_logging()
-    specs = settings.credential_specs() if all_ else tuple(settings.credential(n) for n in dict.fromkeys(names))
+    if selecting:
+        from rotator.fleet import select_credentials
+
+        specs = tuple(select_credentials(settings.credential_specs(), projects=projects, groups=groups))
+        if not specs:
+            raise UsageError(f"no configured credential has a target that {_scope_text(projects, groups)} can read",
+                             hint="check the paths (`rotator status` lists every credential's targets)")
+    else:
+        specs = tuple(settings.credential(n) for n in dict.fromkeys(names))
     wiring = Wiring(settings)
     wiring.resolve_secrets(state_key=not dry_run)
     if dry_run:
@@ -59,13 +91,42 @@ def rotate(names: tuple[str, ...], all_: bool, dry_run: bool, force: bool, concu
         sys.exit(1 if any(p.action == "error" for p in plans) else 0)
 
     from rotator.batch import new_holder, rotate_many
-    from rotator.cli.rotate_output import LiveProgress, print_results
+    from rotator.cli.rotate_output import print_fleet_summary, print_results, progress_for
 
     wiring.store.sync_credentials(settings.credential_specs(), wiring.clock.now())
-    progress = LiveProgress(enabled=not as_json)
-    results = rotate_many(
-        specs, wiring.rotation_ports, holder=new_holder(wiring.actor), lease_ttl=settings.service.lease_ttl,
-        concurrency=concurrency, force=force, on_step=progress.step, on_result=progress.result,
-    )
-    print_results(results, as_json=as_json)
+    holder = new_holder(wiring.actor)
+    report: FleetReport | None = None
+    with progress_for(len(specs), enabled=not as_json) as progress:
+        if selecting and len(specs) > 1:
+            report = _rotate_fleet(wiring, specs, holder, concurrency, force, _scope_text(projects, groups),
+                                   progress)
+            results = report.results
+        else:
+            results = rotate_many(
+                specs, wiring.rotation_ports, holder=holder, lease_ttl=settings.service.lease_ttl,
+                concurrency=concurrency, force=force, on_step=progress.step, on_result=progress.result,
+            )
+    print_results(results, as_json=as_json, fleet=report)
+    if report is not None and not as_json:
+        print_fleet_summary(report)
     sys.exit(0 if all(r.outcome.ok for r in results) else 1)
+
+
+def _scope_text(projects: tuple[str, ...], groups: tuple[str, ...]) -> str:
+    parts = [f"project {p}" for p in projects] + [f"group {g}" for g in groups]
+    return "pipelines of " + ", ".join(parts) if parts else "every configured credential"
+
+
+def _rotate_fleet(wiring: Wiring, specs: tuple[CredentialSpec, ...], holder: str, concurrency: int, force: bool,
+                  scope: str, progress: Progress) -> FleetReport:
+    from rotator.fleet import FleetOptions, PacedNotifier, rotate_fleet
+
+    settings = wiring.settings
+    notifier = wiring.notifier
+    options = FleetOptions(holder=holder, lease_ttl=settings.service.lease_ttl, concurrency=concurrency,
+                           force=force, scope=scope, actor=wiring.actor,
+                           security_channel=settings.slack.security_channel if settings.slack else None)
+    return rotate_fleet(specs, wiring.rotation_ports, options, clock=wiring.clock, store=wiring.store,
+                        notifier=PacedNotifier(notifier, wiring.pacer("slack")) if notifier is not None else None,
+                        buckets=lambda: [bucket.stats() for bucket in wiring.pacers().values()],
+                        on_step=progress.step, on_result=progress.result)

@@ -1,11 +1,14 @@
-"""Printing for `rotate`: live step lines, the final table, JSON."""
+"""Printing for `rotate`: live step lines (or a progress bar for many credentials), the final table, JSON."""
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.markup import escape
@@ -15,10 +18,31 @@ from rotator.cli.common import print_json
 from rotator.planning import Plan
 from rotator.rotation import Outcome, RotationResult
 
+if TYPE_CHECKING:
+    from rotator.fleet import FleetReport
+
+STEP_LINES_UP_TO = 10  # more credentials than this: a progress bar, and a line only for those not ok
+
 OUTCOME_STYLE = {
     Outcome.ROTATED: "green", Outcome.WAITING: "cyan", Outcome.NOT_DUE: "dim",
     Outcome.HELD: "yellow", Outcome.FAILED: "red", Outcome.BUSY: "magenta",
 }
+
+
+class Progress(Protocol):
+    def step(self, credential: str, step: str, detail: str) -> None: ...
+
+    def result(self, result: RotationResult) -> None: ...
+
+    def __enter__(self) -> Progress: ...
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None: ...
+
+
+def progress_for(count: int, *, enabled: bool) -> Progress:
+    """Step lines for a few credentials; a live progress bar for many (stderr in both cases)."""
+    return LiveProgress(enabled=enabled) if count <= STEP_LINES_UP_TO else BarProgress(count, enabled=enabled)
 
 
 class LiveProgress:
@@ -40,12 +64,65 @@ class LiveProgress:
             with self._lock:
                 self._console.print(f"[bold]{escape(result.credential)}[/]  [{style}]{result.outcome.value}[/]")
 
+    def __enter__(self) -> LiveProgress:
+        return self
 
-def print_results(results: Sequence[RotationResult], *, as_json: bool) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        return None
+
+
+class BarProgress:
+    """A rich progress bar with a running count per outcome; a line above it for each credential not ok."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self._total = total
+        self._enabled = enabled
+        self._lock = threading.Lock()
+        self._counts: Counter[Outcome] = Counter()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> BarProgress:
+        if self._enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(TextColumn("rotating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                     TextColumn("{task.description}"), console=Console(stderr=True, highlight=False))
+            self._task = self._bar.add_task("", total=self._total)
+            self._bar.start()
+        return self
+
+    def step(self, credential: str, step: str, detail: str) -> None:
+        return None  # hundreds of credentials: the bar and the final table say enough
+
+    def result(self, result: RotationResult) -> None:
+        if self._bar is None:
+            return
+        with self._lock:
+            self._counts[result.outcome] += 1
+            counts = " ".join(f"[{OUTCOME_STYLE[o]}]{n} {o.value}[/]" for o, n in sorted(self._counts.items()))
+            self._bar.update(self._task, advance=1, description=counts)
+            if not result.outcome.ok:
+                style = OUTCOME_STYLE[result.outcome]
+                self._bar.console.print(f"[bold]{escape(result.credential)}[/]  [{style}]{result.outcome.value}[/]  "
+                                        f"{escape(result.message)}", soft_wrap=True)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def print_results(results: Sequence[RotationResult], *, as_json: bool, fleet: FleetReport | None = None) -> None:
     if as_json:
-        print_json({"results": [
+        payload: dict[str, Any] = {"results": [
             {**asdict(r), "outcome": r.outcome.value, "state": r.state.value, "ok": r.outcome.ok} for r in results
-        ], "ok": all(r.outcome.ok for r in results)})
+        ], "ok": all(r.outcome.ok for r in results)}
+        if fleet is not None:
+            payload["fleet"] = fleet_summary(fleet)
+        print_json(payload)
         return
     table = Table(title="rotation results", title_justify="left")
     for column in ("credential", "outcome", "key", "detail"):
@@ -58,6 +135,35 @@ def print_results(results: Sequence[RotationResult], *, as_json: bool) -> None:
     failed = [r for r in results if not r.outcome.ok]
     if failed:
         Console(stderr=True).print(f"[red]{len(failed)} of {len(results)} credential(s) need attention[/]")
+
+
+def fleet_summary(report: FleetReport) -> dict[str, Any]:
+    seconds = report.elapsed.total_seconds()
+    return {
+        "counts": dict(report.counts), "seconds": round(seconds, 3),
+        "credentials_per_second": round(len(report.results) / seconds, 3) if seconds > 0 else None,
+        "owner_messages": [{"channel": c, "error": e} for c, e in report.owner_posts],
+        "security_summary_error": report.security_post,
+        "rate_limits": [{"party": b.name, "configured_rate": b.configured_rate, "requests": b.acquired,
+                         "throttled": b.throttled, "waited_seconds": round(b.waited_seconds, 3)}
+                        for b in report.buckets],
+    }
+
+
+def print_fleet_summary(report: FleetReport) -> None:
+    summary = fleet_summary(report)
+    console = Console(stderr=True, highlight=False)
+    rate = summary["credentials_per_second"]
+    console.print(f"{len(report.results)} credential(s) in {summary['seconds']}s"
+                  + (f" ({rate}/s)" if rate else "") + "; owners told in "
+                  + f"{len(report.owner_posts)} batched message(s)")
+    for party in summary["rate_limits"]:
+        console.print(f"  {party['party']}: {party['requests']} request(s) at ≤{party['configured_rate']}/s, "
+                      f"throttled {party['throttled']} time(s)")
+    problems = [f"{c}: {e}" for c, e in report.owner_posts if e] + (
+        [f"security summary: {report.security_post}"] if report.security_post else [])
+    for problem in problems:
+        console.print(f"[yellow]Slack: {escape(problem)}[/]")
 
 
 def print_plans(plans: Sequence[Plan], *, as_json: bool) -> None:
