@@ -16,6 +16,7 @@ from rotator.domain import CredentialSpec
 if TYPE_CHECKING:
     from rotator.adapters.aws import AwsSessions, BotoIam, BotoSts
     from rotator.adapters.aws_incident import BotoIncidentIam
+    from rotator.adapters.aws_oidc import BotoOidcIam
     from rotator.adapters.cloudtrail import Backoff, BotoCloudTrail
     from rotator.adapters.db import SqlStore
     from rotator.adapters.gitlab import GitLabVariables
@@ -119,6 +120,19 @@ class Wiring:
 
         return cloudtrail_for_session(self.aws.session(account), self.settings.aws.region,
                                       rate=self.settings.aws.cloudtrail_requests_per_second, backoff=backoff)
+
+    def account_id(self, account: str = "default") -> str:
+        """The 12-digit id of a configured account: from its role ARN, or asked of STS for the ambient one."""
+        from rotator.adapters.aws import caller_identity
+        from rotator.bootstrap_incident import account_ids_of
+
+        known = account_ids_of(self.settings).get(account)
+        return known if known else caller_identity(self.aws.client("sts", account))["account"]
+
+    def oidc_iam(self, account: str = "default") -> BotoOidcIam:
+        from rotator.adapters.aws_oidc import BotoOidcIam
+
+        return BotoOidcIam(self.aws.client("iam", account), self.account_id(account))
 
     @cached_property
     def sts(self) -> BotoSts:

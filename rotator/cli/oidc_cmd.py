@@ -1,0 +1,157 @@
+"""`rotator plan-oidc` and `rotator retire-credential`: the way off static keys."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from rotator.cli.common import cli_logging, config_option, handle_errors, json_option, print_json
+from rotator.errors import UsageError
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("name")
+@click.option("--output", "output_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
+              help="Write provider.json, trust-policy.json, role.json, permissions.json, gitlab-ci.yml, README.md.")
+@click.option("--apply", "apply_", is_flag=True, help="Create the provider and the role in AWS (idempotent).")
+@click.option("--ref", "refs", multiple=True, metavar="BRANCH",
+              help="Protected branch allowed to assume the role (repeatable; default: main).")
+@click.option("--tag", "tags", multiple=True, metavar="PATTERN", help="Protected tag pattern allowed too (e.g. v*).")
+@click.option("--environment", metavar="NAME", help="The GitLab environment of the deploy job (protect it).")
+@click.option("--project", "projects", multiple=True, metavar="PATH",
+              help="Projects allowed (repeatable; default: the credential's project targets, group/* for groups).")
+@click.option("--audience", metavar="AUD", help="The ID token's aud (default: the GitLab URL).")
+@click.option("--role-name", metavar="NAME", help="Default: gitlab-oidc-<credential>.")
+@click.option("--thumbprint", "thumbprints", multiple=True, metavar="HEX",
+              help="Pin a CA thumbprint (40 hex digits); by default none is sent and IAM finds it.")
+@config_option
+@json_option
+@handle_errors
+def plan_oidc(name: str, output_dir: Path | None, apply_: bool, refs: tuple[str, ...], tags: tuple[str, ...],
+              environment: str | None, projects: tuple[str, ...], audience: str | None, role_name: str | None,
+              thumbprints: tuple[str, ...], config_path: str | None, as_json: bool) -> None:
+    """Plan the move of one credential from a static key to GitLab OIDC (and --apply it).
+
+    Generates the IAM OIDC provider for the GitLab URL; a role whose trust policy allows
+    sts:AssumeRoleWithWebIdentity only for ID tokens of the credential's project(s), on the
+    given protected refs (the `sub` claim) and with our audience (`aud`); the same
+    permissions as the IAM user (its attached and inline policies, its groups', its
+    boundary); and the .gitlab-ci.yml snippet using id_tokens. Reads IAM; writes nothing
+    to AWS without --apply.
+
+    \b
+    Then run a pipeline with the snippet, and `rotator retire-credential NAME`.
+
+    \b
+    Exit codes: 0 planned (and applied); 1 an AWS call failed; 2 usage/config error.
+
+    \b
+    Examples:
+      rotator plan-oidc payments-deploy --output oidc/payments --ref main --environment production
+      rotator plan-oidc payments-deploy --apply
+    """
+    from rotator.bootstrap import Wiring
+    from rotator.config import load_settings
+    from rotator.oidc import OidcRequest, build_plan, plan_files, plan_readme
+
+    settings = load_settings(config_path)
+    cli_logging()
+    spec = settings.credential(name)
+    wiring = Wiring(settings)
+    oidc = wiring.oidc_iam(spec.account)
+    account_settings = settings.account(spec.account)
+    request = OidcRequest(
+        credential=spec, gitlab_url=settings.require_gitlab().url, account_id=wiring.account_id(spec.account),
+        permissions=oidc.user_permissions(spec.iam_user),
+        region=(account_settings.region if account_settings and account_settings.region else settings.aws.region),
+        audience=audience, refs=refs or ("main",), tags=tags, environment=environment, projects=projects,
+        role_name=role_name, thumbprints=thumbprints)
+    plan = build_plan(request)
+    files = plan_files(plan, request)
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for file_name, content in files.items():
+            (output_dir / file_name).write_text(content, encoding="utf-8")
+    applied = oidc.apply(plan.resources) if apply_ else []
+    if as_json:
+        print_json({"credential": spec.name, "provider": plan.provider_request, "role_arn": plan.role_arn,
+                    "trust_policy": plan.trust_policy, "subjects": list(plan.subjects),
+                    "managed_policy_arns": list(plan.permissions.managed_policy_arns),
+                    "inline_policies": [n for n, _ in plan.permissions.inline_policies],
+                    "ci_snippet": plan.ci_snippet, "warnings": list(plan.warnings),
+                    "written": sorted(files) if output_dir else [], "applied": applied})
+        return
+    if output_dir is not None:
+        click.echo(f"wrote {', '.join(sorted(files))} to {output_dir}")
+        click.echo(plan_readme(plan, request), nl=False)
+    else:
+        click.echo(plan_readme(plan, request))
+        click.echo("trust-policy.json:\n" + files["trust-policy.json"])
+        click.echo("gitlab-ci.yml:\n" + plan.ci_snippet, nl=False)
+    for line in applied:
+        click.echo(f"applied: {line}", err=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted and deactivated; change nothing.")
+@click.option("--role-name", metavar="NAME", help="The OIDC role to check (default: gitlab-oidc-<credential>).")
+@click.option("--skip-role-check", is_flag=True,
+              help="Do not require the OIDC role to exist and have been assumed (you verified the pipeline otherwise).")
+@config_option
+@json_option
+@handle_errors
+def retire_credential(name: str, yes: bool, dry_run: bool, role_name: str | None, skip_role_check: bool,
+                      config_path: str | None, as_json: bool) -> None:
+    """Remove a credential's static key for good, after a pipeline succeeded with its OIDC role.
+
+    Checks that the OIDC role exists and has been assumed (a pipeline proved it works),
+    then deletes the credential's GitLab variables (key id and secret, every target) and
+    deactivates every Active key of the IAM user (kept Inactive: a human can turn one back
+    on if a forgotten job still needs it). Refuses while a rotation is unfinished; holds
+    the credential's lease meanwhile. Then remove the credential from the config.
+
+    \b
+    Exit codes: 0 retired (or dry run); 1 refused or failed; 2 usage/config error
+    (including no --yes without a terminal to confirm on).
+
+    \b
+    Examples:
+      rotator retire-credential payments-deploy --dry-run
+      rotator retire-credential payments-deploy --yes
+    """
+    from rotator.batch import new_holder
+    from rotator.bootstrap import Wiring
+    from rotator.config import load_settings
+    from rotator.oidc import role_name_for
+    from rotator.retire import RetirePorts
+    from rotator.retire import retire_credential as retire
+
+    settings = load_settings(config_path)
+    cli_logging()
+    spec = settings.credential(name)
+    wiring = Wiring(settings)
+    wiring.resolve_secrets(slack=False, state_key=False)
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("retire-credential deletes GitLab variables and deactivates keys: confirm with --yes",
+                             hint="run it from a terminal to be asked, or pass --yes (try --dry-run first)")
+        click.confirm(f"Delete the GitLab variables of {spec.name} and deactivate every key of {spec.iam_user}?",
+                      abort=True)
+    ports = RetirePorts(variables=wiring.variables, iam=wiring.iam(spec.account), oidc=wiring.oidc_iam(spec.account),
+                        store=wiring.store, clock=wiring.clock, actor=wiring.actor)
+    echo = None if as_json else (lambda line: click.echo(line, err=True))
+    result = retire(spec, ports, role_name=role_name or role_name_for(spec.name), holder=new_holder(wiring.actor),
+                    lease_ttl=settings.service.lease_ttl, dry_run=dry_run, skip_role_check=skip_role_check,
+                    on_step=echo)
+    if as_json:
+        print_json({"credential": result.credential, "dry_run": result.dry_run, "deleted": result.deleted,
+                    "deactivated": result.deactivated, "role_last_used": result.role_last_used,
+                    "steps": result.steps})
+    elif not dry_run:
+        click.echo(f"{spec.name}: deleted {len(result.deleted)} variable(s), deactivated "
+                   f"{len(result.deactivated)} key(s); now remove [[credentials]] {spec.name!r} from "
+                   f"{settings.source}")
