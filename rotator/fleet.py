@@ -116,9 +116,11 @@ class OwnerDigest:
             credentials = list(dict.fromkeys(h.credential for h in held))
             severity = max((h.severity for h in held), key=_severity_rank)
             lines: list[str] = []
-            for item in held:
-                lines.append(f"{item.credential}: {item.title}")
-                lines += [f"    {line}" for line in item.lines]
+            # What needs the owner first; routine news ("rotated") as one line each, details only for the rest.
+            for item in sorted(held, key=lambda h: (-_severity_rank(h.severity), h.credential)):
+                lines.append(item.title.removeprefix("rotator: "))
+                if _severity_rank(item.severity) >= _severity_rank("warning"):
+                    lines += [f"    {line}" for line in item.lines]
             title = f"{heading}: {len(credentials)} of your credential(s)"
             try:
                 notifier.post(channel, title, _capped(lines), severity=severity)
