@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 
 from rotator.domain import (
     AccessKey,
@@ -45,6 +46,9 @@ from rotator.rotation_retire import RetireSteps
 from rotator.rotation_support import Outcome, RotationPorts, RotationResult, verify_new_key
 
 __all__ = ["Outcome", "RotationPorts", "RotationResult", "Rotator"]
+
+# Key CreateDate comes from AWS's clock, the journal's started_at from ours.
+CLOCK_SKEW = timedelta(minutes=2)
 
 
 class Rotator(RetireSteps):
@@ -175,9 +179,15 @@ class Rotator(RetireSteps):
             raise Stop(self._hold(reason))
         keys = {k.key_id: k for k in self.p.iam.list_access_keys(journal.user_name)}
         if journal.phase is Phase.INTENT:
-            # CreateAccessKey may have happened without its result being journaled: any key that was not
-            # there at intent time and is not referenced anywhere is ours, and has no recorded secret.
-            orphans = [k for k in keys if k not in journal.prior_key_ids]
+            # CreateAccessKey may have happened without its result being journaled. Ours, provably: a key
+            # that was not there at intent time, was created after it, and that no target holds.
+            created_after = [k.key_id for k in keys.values() if k.key_id not in journal.prior_key_ids
+                             and k.created_at >= journal.started_at - CLOCK_SKEW]
+            held = {r.held_key_id for r in self._read_targets() if r.held_key_id} if created_after else set()
+            if held & set(created_after):
+                raise Stop(self._hold(f"keys {', '.join(sorted(held & set(created_after)))} appeared during an "
+                                      "interrupted rotation and a target holds them; a human must check them"))
+            orphans = created_after
             for key_id in orphans:
                 self._guard()
                 self.p.iam.delete_access_key(journal.user_name, key_id)

@@ -361,3 +361,16 @@ def test_events_never_hold_a_secret() -> None:
     secret = w.iam.key(result.new_key_id or "").secret
     assert secret not in repr(w.store.event_rows)
     assert secret not in repr(w.notifier.posted)
+
+
+def test_fm1_an_unjournaled_key_a_target_now_holds_is_not_deleted() -> None:
+    w = make_world(grace=timedelta(hours=1))
+    w.iam.crash_after = "CreateAccessKey"
+    with pytest.raises(Crash):
+        w.run(grace=timedelta(hours=1))
+    orphan = next(k for k in w.iam.key_ids("ci-payments") if k != old_key(w))
+    # someone put the new key into a target by hand before the restart: it is not provably ours alone
+    w.variables.seed(PROJECT.kind, PROJECT.path, PROJECT.access_key_id_var, orphan)
+    result = w.run(grace=timedelta(hours=1))
+    assert result.outcome is Outcome.HELD and orphan in result.message
+    assert orphan in w.iam.key_ids("ci-payments")
