@@ -148,8 +148,8 @@ class Rotator(RetireSteps):
         return self.p.iam.create_access_key(journal.user_name)
 
     def _replaced_keys(self, journal: Journal, readings: list[TargetReading], keys: list[AccessKey]) -> set[str]:
-        """Keys proven replaced: the old key of a published rotation of this very user, or a key older than
-        the Active key every (readable) target holds."""
+        """Keys proven replaced: the old key of a published rotation of this very user, or any other key
+        when every target is readable and holds the same Active key (each target has moved past it)."""
         replaced = {
             j.old_key_id for j in self.p.store.journals(self.spec.name)
             if j.old_key_id and j.user_id == journal.user_id
@@ -159,7 +159,7 @@ class Rotator(RetireSteps):
         if len(held) == 1 and None not in held:
             current = next((k for k in keys if k.key_id in held and k.status is KeyStatus.ACTIVE), None)
             if current is not None:
-                replaced |= {k.key_id for k in keys if k.created_at < current.created_at}
+                replaced |= {k.key_id for k in keys if k.key_id != current.key_id}
         # A key named in an incident is evidence: making room never deletes it; a human decides.
         return {key_id for key_id in replaced if not self.p.store.incidents_for_key(key_id)}
 

@@ -374,3 +374,23 @@ def test_fm1_an_unjournaled_key_a_target_now_holds_is_not_deleted() -> None:
     result = w.run(grace=timedelta(hours=1))
     assert result.outcome is Outcome.HELD and orphan in result.message
     assert orphan in w.iam.key_ids("ci-payments")
+
+
+def test_fm6_a_newer_inactive_key_nobody_holds_also_makes_room() -> None:
+    w = make_world()
+    spare = w.iam._new_key("ci-payments")  # created after the key the targets hold, then deactivated
+    spare.status = KeyStatus.INACTIVE
+    result = w.run()
+    assert result.outcome is Outcome.ROTATED and spare.key_id not in w.iam.key_ids("ci-payments")
+    assert w.every_target_works() and w.iam.max_keys_seen <= 2
+
+
+def test_fm6_an_inactive_key_is_kept_when_a_target_cannot_be_read() -> None:
+    w = make_world()
+    spare = w.iam._new_key("ci-payments")
+    spare.status = KeyStatus.INACTIVE
+    hidden = w.variables.vars[(GROUP.kind, GROUP.path, GROUP.access_key_id_var, GROUP.environment_scope)]
+    w.variables.vars[(GROUP.kind, GROUP.path, GROUP.access_key_id_var, GROUP.environment_scope)] = replace(
+        hidden, hidden=True, masked=True)
+    result = w.run()
+    assert result.outcome is Outcome.HELD and spare.key_id in w.iam.key_ids("ci-payments")
