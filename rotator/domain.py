@@ -362,7 +362,8 @@ def decide_room(keys: Iterable[AccessKey], referenced: set[str], replaced: set[s
     if unknown_references:
         why = "a target's key-id variable is hidden, so no key can be proven unreferenced"
     elif any(k.status is KeyStatus.INACTIVE for k in keys):
-        why = "the Inactive key was not replaced by a rotation rotator journaled, or a target still holds it"
+        why = ("the Inactive key cannot be proven replaced (a target still holds it, targets disagree, or it is "
+               "evidence of an incident)")
     else:
         why = "both keys are Active"
     return RoomDecision(
