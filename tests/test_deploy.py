@@ -79,7 +79,18 @@ def called_actions() -> set[str]:
 
 
 def required_actions() -> set[str]:
-    return declared_actions() | called_actions()
+    """What rotator's own principal needs: every call, except those only an operator's move of a credential
+    to GitLab OIDC makes (`plan-oidc --apply`, `retire-credential`; see oidc-migration-policy.json)."""
+    return (declared_actions() | called_actions()) - operator_only_actions()
+
+
+OPERATOR_ADAPTER = ROOT / "rotator" / "adapters" / "aws_oidc.py"
+
+
+def operator_only_actions() -> set[str]:
+    """Actions declared in the OIDC migration adapter and nowhere else."""
+    elsewhere = {match for path in CODE if path != OPERATOR_ADAPTER for match in _DECLARED.findall(path.read_text())}
+    return set(_DECLARED.findall(OPERATOR_ADAPTER.read_text())) - elsewhere
 
 
 def policy(name: str) -> dict[str, Any]:
@@ -111,7 +122,7 @@ def test_the_scan_finds_what_the_code_is_known_to_call() -> None:
 
 
 @pytest.mark.parametrize("name", ["iam-policy.json", "cross-account-role.json", "cross-account-trust-policy.json",
-                                  "irsa-trust-policy.json"])
+                                  "irsa-trust-policy.json", "oidc-migration-policy.json"])
 def test_no_policy_has_a_wildcard_action(name: str) -> None:
     document = policy(name)
     assert document["Version"] == "2012-10-17"
@@ -136,6 +147,17 @@ def test_the_cross_account_role_covers_every_call_made_in_another_account() -> N
     elsewhere = {a for a in required_actions() if a != "sts:AssumeRole" and not a.startswith("kms:")}
     assert sorted(a for a in elsewhere if a.lower() not in grants) == []
     assert "sts:assumerole" not in grants
+
+
+def test_the_oidc_migration_policy_covers_plan_oidc_and_retire_credential_and_no_more() -> None:
+    grants = allowed(policy("oidc-migration-policy.json"))
+    needed = set(_DECLARED.findall(OPERATOR_ADAPTER.read_text())) | {"iam:ListAccessKeys", "iam:UpdateAccessKey"}
+    assert sorted(a for a in needed if a.lower() not in grants) == []
+    assert operator_only_actions() and not operator_only_actions() & {a.lower() for a in allowed(policy(
+        "iam-policy.json"))}  # the service itself cannot create roles
+    for action, statements in grants.items():  # roles it creates or changes are the gitlab-oidc-* ones only
+        if "role" in action and action != "iam:listattachedrolepolicies":
+            assert all(r.endswith(":role/gitlab-oidc-*") for s in statements for r in _as_list(s["Resource"])), action
 
 
 def test_key_actions_are_scoped_to_the_ci_user_path() -> None:
