@@ -9,6 +9,7 @@ arn:aws:iam::X:role/... live in account X's IAM backend, so calls signed with th
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,10 +62,8 @@ def account_client(sandbox: Sandbox, account_id: str, service: str) -> Any:
 
 def seed_account(sandbox: Sandbox, name: str, account_id: str, prefix: str) -> Account:
     iam = account_client(sandbox, account_id, "iam")
-    try:
+    with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
         iam.create_role(RoleName="rotator", AssumeRolePolicyDocument=TRUST)  # what rotator assumes
-    except iam.exceptions.EntityAlreadyExistsException:
-        pass
     user = f"ci-{prefix}-{name}"
     iam.create_user(UserName=user)
     key = iam.create_access_key(UserName=user)["AccessKey"]
