@@ -110,7 +110,7 @@ def service_config(sandbox: Sandbox, seeded: Sequence[Seeded], *, database_url: 
     lines = [
         "[service]", f'database_url = "{database_url}"', 'state_key_env = "ROTATOR_STATE_KEY"',
         f'listen = "{listen}"', f'tick = "{tick}"', f'lease_ttl = "{lease_ttl}"', f'stop_timeout = "{stop_timeout}"',
-        "", "[aws]", 'region = "us-east-1"',
+        "", "[aws]", 'region = "us-east-1"', "iam_requests_per_second = 1000.0",
         "", "[gitlab]", f'url = "{urls["gitlab_url"]}"', 'token_env = "ROTATOR_GITLAB_TOKEN"',
         "requests_per_second = 1000.0",
         "", "[policy]", *(f'{key} = "{value}"' for key, value in settings.items()),
