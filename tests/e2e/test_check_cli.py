@@ -1,0 +1,60 @@
+"""`rotator check`: ✔ per probe against the emulators; ✘ with the reason, and exit 1, when a party refuses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rotator.sandbox.runner import Sandbox
+from rotator.sandbox.seed import client_env, config_toml
+from tests.sandbox_support import running_sandbox, seed_one, writes_in
+
+ROTATOR = str(Path(sys.executable).with_name("rotator"))
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with running_sandbox() as running:
+        yield running
+
+
+def _check(config: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ROTATOR, "check", "--config", str(config), *extra], env=env, text=True,
+                          capture_output=True, timeout=120, check=False)
+
+
+def test_every_probe_passes_and_nothing_is_written(sandbox: Sandbox, tmp_path: Path) -> None:
+    seed = seed_one(sandbox)
+    config = tmp_path / "rotator.toml"
+    config.write_text(config_toml(sandbox.urls(), [seed], database_url=f"sqlite:///{tmp_path / 'r.db'}"))
+    for log in (sandbox.aws.log, sandbox.gitlab.log, sandbox.slack.log):  # type: ignore[attr-defined]
+        log.clear()
+    done = _check(config, client_env(sandbox.urls()))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines and all(line.startswith("✔") for line in lines)
+    assert any("sts:GetCallerIdentity" in line for line in lines)
+    assert any("GET /user" in line for line in lines) and any("slack auth.test" in line for line in lines)
+    assert sum("gitlab variables of" in line for line in lines) == len(seed.targets)
+    assert writes_in(sandbox) == {"aws": [], "gitlab": [], "slack": []}
+
+
+def test_a_refusing_party_is_a_cross_with_the_reason_and_exit_1(sandbox: Sandbox, tmp_path: Path) -> None:
+    seed = seed_one(sandbox)
+    text = config_toml(sandbox.urls(), [seed], database_url=f"sqlite:///{tmp_path / 'r.db'}")
+    config = tmp_path / "rotator.toml"
+    config.write_text(text.replace(f'project = "{seed.targets[0].path}"', 'project = "nobody/nothing"'))
+    env = client_env(sandbox.urls())
+    env["ROTATOR_SLACK_TOKEN"] = "xoxb-not-the-sandbox-token"
+    done = _check(config, env, "--json")
+    assert done.returncode == 1
+    probes = {p["name"]: p for p in json.loads(done.stdout)["probes"]}
+    assert probes["gitlab variables of project nobody/nothing"]["ok"] is False
+    assert "404" in probes["gitlab variables of project nobody/nothing"]["detail"]
+    assert probes["slack auth.test"]["ok"] is False and "invalid_auth" in probes["slack auth.test"]["detail"]
+    assert probes["gitlab GET /user"]["ok"] is True  # one failure does not stop the other probes
