@@ -58,7 +58,7 @@ def acquire(store: Store, name: str, holder: str, ttl: timedelta, clock: Clock) 
 
 def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease_ttl: timedelta,
                force: bool = False, on_step: Callable[[str, str], None] | None = None,
-               interrupt: Callable[[], None] | None = None) -> RotationResult:
+               interrupt: Callable[[], None] | None = None, resume_only: bool = False) -> RotationResult:
     """Run one credential under its lease. The lease is renewed before every outside step; losing it
     (a replica took over after expiry, or an incident preempted) stops this run at a journaled point.
 
@@ -80,7 +80,7 @@ def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease
                             hint="nothing to do: the holder continues from the journal")
 
     try:
-        return Rotator(ports, spec, force=force, guard=guard, on_step=on_step).run()
+        return Rotator(ports, spec, force=force, guard=guard, on_step=on_step, resume_only=resume_only).run()
     finally:
         store.release_lease(name, holder)
 
@@ -88,14 +88,15 @@ def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease
 def rotate_many(specs: Sequence[CredentialSpec], ports_for: Callable[[CredentialSpec], RotationPorts], *,
                 holder: str, lease_ttl: timedelta, concurrency: int = 1, force: bool = False,
                 on_result: Callable[[RotationResult], None] | None = None,
-                on_step: Callable[[str, str, str], None] | None = None) -> list[RotationResult]:
+                on_step: Callable[[str, str, str], None] | None = None,
+                resume_only: bool = False) -> list[RotationResult]:
     """Every credential runs; one failure never stops the others. Results come back in input order."""
 
     def one(spec: CredentialSpec) -> RotationResult:
         step = None if on_step is None else (lambda name, detail: on_step(spec.name, name, detail))
         try:
             result = rotate_one(ports_for(spec), spec, holder=holder, lease_ttl=lease_ttl, force=force,
-                                on_step=step)
+                                on_step=step, resume_only=resume_only)
         except RotatorError as exc:  # building the ports failed (e.g. an account role cannot be assumed)
             result = RotationResult(spec.name, Outcome.FAILED, str(exc))
         if on_result is not None:

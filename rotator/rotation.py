@@ -72,9 +72,13 @@ class Rotator(RetireSteps):
         journal = self.p.store.open_journal(self.spec.name)
         if journal is not None:
             journal = self._resume(journal)
-            if journal is None:
-                return self._start()  # the unfinished rotation was cleared; start afresh if due
-            return self._continue(journal)
+            if journal is not None:
+                return self._continue(journal)
+            if self.resume_only:
+                return self._result(Outcome.NOT_DUE, "recovered an interrupted rotation; nothing else to do")
+            return self._start()  # the unfinished rotation was cleared; start afresh if due
+        if self.resume_only:
+            return self._result(Outcome.NOT_DUE, "no interrupted rotation to recover")
         return self._start()
 
     # --- start a new rotation ------------------------------------------------------------------------

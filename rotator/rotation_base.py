@@ -25,10 +25,12 @@ class RotationBase:
 
     def __init__(self, ports: RotationPorts, spec: CredentialSpec, *, force: bool = False,
                  guard: Callable[[], None] | None = None,
-                 on_step: Callable[[str, str], None] | None = None) -> None:
+                 on_step: Callable[[str, str], None] | None = None, resume_only: bool = False) -> None:
+        """``resume_only``: finish or undo an interrupted rotation, but never start a new one."""
         self.p = ports
         self.spec = spec
         self.force = force
+        self.resume_only = resume_only
         self._guard = guard or (lambda: None)
         self.report = Reporter(ports, spec, on_step)
 

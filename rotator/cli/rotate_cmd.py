@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rotator.cli.rotate_output import Progress
     from rotator.domain import CredentialSpec
     from rotator.fleet import FleetReport
+    from rotator.rotation import RotationResult
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,6 +97,7 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
     wiring.store.sync_credentials(settings.credential_specs(), wiring.clock.now())
     holder = new_holder(wiring.actor)
     report: FleetReport | None = None
+    recovered = _recover_others(wiring, specs, holder, progress_enabled=not as_json)
     with progress_for(len(specs), enabled=not as_json) as progress:
         if selecting and len(specs) > 1:
             report = _rotate_fleet(wiring, specs, holder, concurrency, force, _scope_text(projects, groups),
@@ -106,10 +108,28 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
                 specs, wiring.rotation_ports, holder=holder, lease_ttl=settings.service.lease_ttl,
                 concurrency=concurrency, force=force, on_step=progress.step, on_result=progress.result,
             )
+    results = [*recovered, *results]
     print_results(results, as_json=as_json, fleet=report)
     if report is not None and not as_json:
         print_fleet_summary(report)
     sys.exit(0 if all(r.outcome.ok for r in results) else 1)
+
+
+def _recover_others(wiring: Wiring, selected: tuple[CredentialSpec, ...], holder: str, *,
+                    progress_enabled: bool) -> list[RotationResult]:
+    """Recovery runs at every start: an interrupted rotation of a credential not named on this command line
+    is finished (or undone) too, but no new rotation is started for it."""
+    from rotator.batch import rotate_many
+    from rotator.cli.rotate_output import LiveProgress
+
+    chosen = {spec.name for spec in selected}
+    pending = [spec for spec in wiring.settings.credential_specs()
+               if spec.name not in chosen and wiring.store.open_journal(spec.name) is not None]
+    if not pending:
+        return []
+    progress = LiveProgress(enabled=progress_enabled)
+    return rotate_many(pending, wiring.rotation_ports, holder=holder, lease_ttl=wiring.settings.service.lease_ttl,
+                       resume_only=True, on_step=progress.step, on_result=progress.result)
 
 
 def _scope_text(projects: tuple[str, ...], groups: tuple[str, ...]) -> str:

@@ -141,3 +141,23 @@ def test_canary_secrets_never_reach_any_sink(sandbox: Sandbox, tmp_path: Path) -
         assert canary.encode() not in at_rest, f"{label} in the database at rest"
     assert new_key is not None and new_key.encode() in at_rest  # key ids are recorded (they are not secrets)
     assert "debug" in sinks["stderr"].lower() or "rotation step" in sinks["stderr"]  # logs were produced
+
+
+def test_rotate_recovers_every_interrupted_rotation_not_only_the_named_one(sandbox: Sandbox, tmp_path: Path) -> None:
+    crashed, other = seed_one(sandbox), seed_one(sandbox)
+    config = _config(sandbox, tmp_path, [crashed, other])
+    env = client_env(sandbox.urls())
+    process = subprocess.Popen([ROTATOR, "rotate", crashed.name, "--force", "--config", str(config)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:
+        if " publish " in line:  # the first of two targets is done: the second still holds the old pair
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert len(user_keys(sandbox, crashed.iam_user)) == 2
+    done = _rotator(["rotate", other.name, "--force", "--json", "--config", str(config)], env)
+    assert done.returncode == 0, done.stderr
+    outcomes = {r["credential"]: r["outcome"] for r in json.loads(done.stdout)["results"]}
+    assert outcomes == {crashed.name: "rotated", other.name: "rotated"}
+    assert every_target_works(sandbox, crashed) == [] and len(user_keys(sandbox, crashed.iam_user)) == 1

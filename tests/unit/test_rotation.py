@@ -394,3 +394,14 @@ def test_fm6_an_inactive_key_is_kept_when_a_target_cannot_be_read() -> None:
         hidden, hidden=True, masked=True)
     result = w.run()
     assert result.outcome is Outcome.HELD and spare.key_id in w.iam.key_ids("ci-payments")
+
+
+def test_resume_only_finishes_an_interrupted_rotation_but_starts_none() -> None:
+    w = make_world()
+    assert Rotator(w.ports(), w.spec, resume_only=True).run().outcome is Outcome.NOT_DUE
+    assert w.iam.calls.count("CreateAccessKey") == 0  # due, but not asked for: nothing started
+    w.variables.crash_after_write = 1
+    with pytest.raises(Crash):
+        w.run()
+    result = Rotator(w.ports(), w.spec, resume_only=True).run()
+    assert result.outcome is Outcome.ROTATED and w.every_target_works()
