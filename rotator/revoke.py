@@ -187,21 +187,28 @@ def accounts_for(account_id: str, result: Containment, ports: ContainmentPorts) 
     return []
 
 
-def _identify_from_aws(result: Containment, ports: ContainmentPorts) -> KeyIdentity:
+def _owning_accounts(result: Containment, ports: ContainmentPorts, by_hand: str) -> tuple[str, list[str]]:
+    """sts:GetAccessKeyInfo → the owning account id and the configured accounts that reach it.
+    ``by_hand`` completes the hint: what a human does when rotator cannot."""
     key_id = result.key_id
     try:
         account_id = ports.directory.account_of_key(key_id)
     except AwsError as exc:
         result.tried.append(f"sts:GetAccessKeyInfo: {exc.message}")
         raise NotContained(f"cannot tell which AWS account owns {key_id}", result.tried,
-                           hint="grant sts:GetAccessKeyInfo to rotator's credentials, or deactivate the key by "
-                                "hand in the IAM console") from None
+                           hint=f"grant sts:GetAccessKeyInfo to rotator's credentials, or {by_hand}") from None
     result.tried.append(f"sts:GetAccessKeyInfo: account {account_id}")
     names = accounts_for(account_id, result, ports)
     if not names:
         raise NotContained(f"{key_id} belongs to AWS account {account_id}, which no configured account reaches",
                            result.tried, hint=f"add an [[aws.accounts]] entry with a role in account {account_id}, "
-                                              "or deactivate the key by hand in that account's IAM console")
+                                              f"or {by_hand}")
+    return account_id, names
+
+
+def _identify_from_aws(result: Containment, ports: ContainmentPorts) -> KeyIdentity:
+    key_id = result.key_id
+    account_id, names = _owning_accounts(result, ports, "deactivate the key by hand in its account's IAM console")
     for name in names:
         try:
             used = ports.iam_for(name).get_access_key_last_used(key_id)
@@ -292,18 +299,7 @@ def _contain_temporary(result: Containment, ports: ContainmentPorts, role: str |
                                result.tried, hint="pass --role NAME (the role the session belongs to); for a "
                                                   "session of an IAM user, revoke that user's access key")
     else:
-        try:
-            account_id = ports.directory.account_of_key(key_id)
-        except AwsError as exc:
-            result.tried.append(f"sts:GetAccessKeyInfo: {exc.message}")
-            raise NotContained(f"cannot tell which AWS account owns {key_id}", result.tried,
-                               hint="grant sts:GetAccessKeyInfo, or revoke the role's sessions in the "
-                                    "console") from None
-        result.tried.append(f"sts:GetAccessKeyInfo: account {account_id}")
-        names = accounts_for(account_id, result, ports)
-        if not names:
-            raise NotContained(f"{key_id} belongs to AWS account {account_id}, which no configured account reaches",
-                               result.tried, hint=f"add an [[aws.accounts]] entry with a role in account {account_id}")
+        account_id, names = _owning_accounts(result, ports, "revoke the role's sessions in the IAM console")
         identity = KeyIdentity(key_id, names[0], account_id, None, "--role", role_name=role)
     result.identity = identity
     result.t0 = next_whole_second(ports.clock.now())
