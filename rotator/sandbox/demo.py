@@ -18,14 +18,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import boto3
 from rich.console import Console
 from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
 
 from rotator.sandbox.runner import Sandbox, start_sandbox
-from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml, pair_works, seed_credentials
+from rotator.sandbox.seed import (
+    CredentialSeed,
+    TargetSeed,
+    client_env,
+    config_toml,
+    pair_works,
+    seed_credentials,
+    stage_attack,
+)
 
 SEEDS = [
     CredentialSeed("payments-deploy", "ci-payments-deploy", (
@@ -210,26 +217,6 @@ class Demo:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def stage_attack(sandbox: Sandbox, seed: CredentialSeed) -> str:
-    """The leaked key at work: persistence, a minted session used in two more regions, spend in a region
-    nobody uses (staged: moto cannot run instances). Returns the minted session key id."""
-    aws = sandbox.aws
-    creds: dict[str, Any] = {"aws_access_key_id": seed.key_id, "aws_secret_access_key": seed.secret,
-                             "endpoint_url": aws.url}
-    boto3.client("iam", region_name="us-east-1", **creds).create_user(UserName="backdoor-admin")
-    session = boto3.client("sts", region_name="us-east-1", **creds).get_session_token()["Credentials"]
-    minted: dict[str, Any] = {"aws_access_key_id": session["AccessKeyId"], "endpoint_url": aws.url,
-                              "aws_secret_access_key": session["SecretAccessKey"],
-                              "aws_session_token": session["SessionToken"]}
-    boto3.client("ec2", region_name="eu-west-1", **minted).describe_instances()
-    boto3.client("sts", region_name="ap-southeast-2", **minted).get_caller_identity()
-    aws.stage_events([{"eventName": "RunInstances", "eventSource": "ec2.amazonaws.com",
-                       "awsRegion": "ap-southeast-2", "sourceIPAddress": "198.51.100.23",
-                       "userIdentity": {"type": "IAMUser", "userName": seed.iam_user,
-                                        "accessKeyId": session["AccessKeyId"]}}])
-    return str(session["AccessKeyId"])
 
 
 def _free_port() -> int:

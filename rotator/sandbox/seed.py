@@ -10,12 +10,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import gitlab
 from botocore.config import Config
 from cryptography.fernet import Fernet
+
+if TYPE_CHECKING:
+    from rotator.sandbox.runner import Sandbox
 
 DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -167,3 +170,23 @@ def pair_works(urls: Mapping[str, str], key_id: str, secret: str) -> bool:
     except sts.exceptions.ClientError:
         return False
     return True
+
+
+def stage_attack(sandbox: Sandbox, seed: CredentialSeed, *, backdoor_user: str = "backdoor-admin") -> str:
+    """The leaked key at work: persistence, a minted session used in two more regions, spend in a region
+    nobody uses (staged: moto cannot run instances). Returns the minted session key id."""
+    aws = sandbox.aws
+    creds: dict[str, Any] = {"aws_access_key_id": seed.key_id, "aws_secret_access_key": seed.secret,
+                             "endpoint_url": aws.url}
+    boto3.client("iam", region_name="us-east-1", **creds).create_user(UserName=backdoor_user)
+    session = boto3.client("sts", region_name="us-east-1", **creds).get_session_token()["Credentials"]
+    minted: dict[str, Any] = {"aws_access_key_id": session["AccessKeyId"], "endpoint_url": aws.url,
+                              "aws_secret_access_key": session["SecretAccessKey"],
+                              "aws_session_token": session["SessionToken"]}
+    boto3.client("ec2", region_name="eu-west-1", **minted).describe_instances()
+    boto3.client("sts", region_name="ap-southeast-2", **minted).get_caller_identity()
+    aws.stage_events([{"eventName": "RunInstances", "eventSource": "ec2.amazonaws.com",
+                       "awsRegion": "ap-southeast-2", "sourceIPAddress": "198.51.100.23",
+                       "userIdentity": {"type": "IAMUser", "userName": seed.iam_user,
+                                        "accessKeyId": session["AccessKeyId"]}}])
+    return str(session["AccessKeyId"])

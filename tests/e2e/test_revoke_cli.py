@@ -12,9 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
 from rotator.adapters.db import SqlStore, make_engine, upgrade_to_head
@@ -29,6 +27,7 @@ from rotator.sandbox.seed import (
     pair_works,
     put_pair,
     seed_credentials,
+    stage_attack,
 )
 from rotator.sandbox.server import Fault
 
@@ -91,23 +90,8 @@ def make_case(sandbox: Sandbox, tmp_path: Path) -> Case:
 
 
 def attack(case: Case) -> str:
-    """The leaked key at work before anyone noticed: persistence, a minted session used in two more regions,
-    and spend in a region nobody uses (staged, as moto cannot run instances there). Returns the minted key id."""
-    aws = case.sandbox.aws
-    creds: dict[str, Any] = {"aws_access_key_id": case.seed.key_id, "aws_secret_access_key": case.seed.secret,
-                             "endpoint_url": aws.url}
-    boto3.client("iam", region_name="us-east-1", **creds).create_user(UserName=f"backdoor-{uuid.uuid4().hex[:6]}")
-    session = boto3.client("sts", region_name="us-east-1", **creds).get_session_token()["Credentials"]
-    minted: dict[str, Any] = {"aws_access_key_id": session["AccessKeyId"], "endpoint_url": aws.url,
-                              "aws_secret_access_key": session["SecretAccessKey"],
-                              "aws_session_token": session["SessionToken"]}
-    boto3.client("ec2", region_name="eu-west-1", **minted).describe_instances()
-    boto3.client("sts", region_name="ap-southeast-2", **minted).get_caller_identity()
-    aws.stage_events([{"eventName": "RunInstances", "eventSource": "ec2.amazonaws.com", "awsRegion": "ap-southeast-2",
-                       "sourceIPAddress": "198.51.100.23",
-                       "userIdentity": {"type": "IAMUser", "userName": case.seed.iam_user,
-                                        "accessKeyId": session["AccessKeyId"]}}])
-    return str(session["AccessKeyId"])
+    """The leaked key at work before anyone noticed (see stage_attack). Returns the minted session key id."""
+    return stage_attack(case.sandbox, case.seed, backdoor_user=f"backdoor-{uuid.uuid4().hex[:6]}")
 
 
 def held_pair(sandbox: Sandbox, scope: str, path: str, key_var: str, secret_var: str,
