@@ -36,7 +36,8 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
            force: bool, concurrency: int, config_path: str | None, as_json: bool) -> None:
     """Rotate credentials: create → verify → publish → grace → retire → delete.
 
-    Each run first resumes anything an interrupted run left in the journal, then performs every step
+    Each run first resumes anything an interrupted run left in the journal (for every configured
+    credential; those not named are only recovered, never newly rotated), then performs every step
     that is due now. With grace and delete_after at "0s" one call ends with only the new key. Each
     credential fails on its own; failures are reported together at the end.
 
