@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 
 from rotator.adapters.cloudtrail import cloudtrail_for_session
-from rotator.audit import run_audit
+from rotator.incident.audit.run import run_audit
 from rotator.sandbox.aws import start_aws
 
 GOAL = 1.2

@@ -31,13 +31,13 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam.models import iam_backends
 from sqlalchemy import update
 
-from rotator.adapters.db import SqlStore, upgrade_to_head
-from rotator.adapters.db_models import CredentialRow
-from rotator.config import load_settings
+from rotator.adapters.db.models import CredentialRow
+from rotator.adapters.db.store import SqlStore, upgrade_to_head
+from rotator.config.settings import load_settings
 from rotator.logs import configure_logging
 from rotator.sandbox.runner import Sandbox, start_sandbox
 from rotator.sandbox.seed import client_env
-from rotator.service import Service
+from rotator.service.runner import Service
 
 RSS_GOAL_MB = 150.0
 TICK_GOAL_MS = 100.0

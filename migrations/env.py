@@ -4,7 +4,7 @@
 Apply migrations:  rotator db upgrade --config rotator.toml
 Write a new one (against a database at head), then review and tidy what autogenerate wrote:
 
-    python -c "from alembic import command; from rotator.adapters.db_migrate import alembic_config; \
+    python -c "from alembic import command; from rotator.adapters.db.migrate import alembic_config; \
 command.revision(alembic_config(url='sqlite:///dev.db'), message='what changed', autogenerate=True)"
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from rotator.adapters.db import metadata
-from rotator.adapters.db_engine import WRITE_INTENT, make_engine
+from rotator.adapters.db.engine import WRITE_INTENT, make_engine
+from rotator.adapters.db.store import metadata
 
 # Any constant works; it only has to be the same in every replica that may migrate at once.
 _PG_MIGRATION_LOCK = 7_264_173_402

@@ -31,7 +31,7 @@ from moto.core.utils import utcnow
 from moto.iam.models import iam_backends
 from sqlalchemy import make_url
 
-from rotator.adapters.db import SqlStore
+from rotator.adapters.db.store import SqlStore
 from rotator.domain import Phase
 from rotator.sandbox.runner import Sandbox, start_sandbox
 from rotator.sandbox.seed import aws_client, client_env

@@ -52,7 +52,7 @@ def test_use_cases_never_import_adapters_or_sdks(name: str) -> None:
         pytest.skip(f"rotator/{name}.py does not exist")
     names = _imports(ast.parse(path.read_text()), top_level_only=False)
     bad = [n for n in names if n.split(".")[0] in SDKS or n.startswith(("rotator.adapters", "rotator.cli",
-                                                                       "rotator.bootstrap", "rotator.sandbox"))]
+                                                                       "rotator.wiring.root", "rotator.sandbox"))]
     assert bad == [], f"rotator/{name}.py reaches outward: {bad}"
 
 

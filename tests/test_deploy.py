@@ -17,10 +17,10 @@ from botocore import xform_name
 from botocore.session import get_session
 from prometheus_client.parser import text_string_to_metric_families
 
-from rotator.config import parse_settings
+from rotator.config.settings import parse_settings
 from rotator.logs import is_secret_field, redact_text
-from rotator.observability import Metrics
-from rotator.service_ports import FleetSnapshot
+from rotator.service.observability import Metrics
+from rotator.service.ports import FleetSnapshot
 
 yaml = pytest.importorskip("yaml")
 

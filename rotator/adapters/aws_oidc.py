@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from rotator.adapters.aws import aws_call
 from rotator.errors import AwsError
-from rotator.oidc_ports import OidcResources, UserPermissions
+from rotator.oidc.ports import OidcResources, UserPermissions
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient

@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from rotator.adapters.aws import THROTTLING_CODES, aws_call, translate
 from rotator.errors import AwsError, AwsThrottled, AwsUnavailable
-from rotator.incident_ports import TrailPage
+from rotator.incident.ports import TrailPage
 
 # One attempt per call: the loop below owns retrying, so that each attempt passes the token bucket.
 LOOKUP_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=30,

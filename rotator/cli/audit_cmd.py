@@ -63,15 +63,15 @@ def audit(key_id: str, since: str | None, output_dir: str | None, config_path: s
     and reconnaissance, and says what it could not cover. Changes nothing in AWS. The report
     is attached to the key's incident in the store, when there is one.
     """
-    from rotator.revoke import check_key_id
+    from rotator.incident.containment import check_key_id
 
     key_id = check_key_id(key_id)
     now = datetime.now(UTC)
     since_at = parse_since(since, now) if since is not None else None
 
-    from rotator.bootstrap import Wiring
     from rotator.cli.audit_run import run_audit_command
-    from rotator.config import load_settings
+    from rotator.config.settings import load_settings
+    from rotator.wiring.root import Wiring
 
     wiring = Wiring(load_settings(config_path, partial=True))
     complete = run_audit_command(wiring, key_id, since=since_at, now=now, output_dir=output_dir, as_json=as_json)

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import click
 
-from rotator.audit import AuditReport, audit_window
-from rotator.audit_report import render_markdown, report_json
-from rotator.bootstrap import Wiring
-from rotator.bootstrap_incident import TEMPORARY_KEY_LIFETIME, audit_for, containment_ports_of
 from rotator.cli.common import print_json
 from rotator.cli.revoke_output import write_reports
 from rotator.errors import AwsError, RotatorError
-from rotator.revoke import NotContained, identify
-from rotator.revoke_report import with_new_audit
+from rotator.incident.audit.report import render_markdown, report_json
+from rotator.incident.audit.run import AuditReport, audit_window
+from rotator.incident.containment import NotContained, identify
+from rotator.incident.report import with_new_audit
+from rotator.wiring.incident import TEMPORARY_KEY_LIFETIME, audit_for, containment_ports_of
+from rotator.wiring.root import Wiring
 
 
 def run_audit_command(wiring: Wiring, key_id: str, *, since: datetime | None, now: datetime,

@@ -45,8 +45,8 @@ def check(config_path: str | None, as_json: bool) -> None:
     Example:
       ROTATOR_GITLAB_TOKEN=glpat-... rotator check --config /etc/rotator/rotator.toml
     """
-    from rotator.bootstrap import Wiring
-    from rotator.config import load_settings
+    from rotator.config.settings import load_settings
+    from rotator.wiring.root import Wiring
 
     settings = load_settings(config_path)
     cli_logging()
@@ -66,14 +66,14 @@ def check(config_path: str | None, as_json: bool) -> None:
 def run_probes(wiring: object) -> list[ProbeResult]:
     from rotator.adapters.aws import caller_identity
     from rotator.adapters.gitlab import current_user
-    from rotator.bootstrap import Wiring
+    from rotator.wiring.root import Wiring
 
     assert isinstance(wiring, Wiring)
     settings = wiring.settings
     results: list[ProbeResult] = []
 
     def database() -> str:
-        from rotator.adapters.db import redact_url
+        from rotator.adapters.db.store import redact_url
 
         wiring.store.list_statuses()
         return f"{redact_url(settings.service.database_url)} reachable, schema at head"

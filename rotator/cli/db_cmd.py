@@ -34,8 +34,8 @@ def upgrade(config_path: str | None, as_json: bool) -> None:
       rotator db upgrade --json      {"changed": true, "database": "...", "from": null, "to": "0001"}
     """
     # Imported here so `rotator --help` and the other commands never load SQLAlchemy or Alembic for it.
-    from rotator.adapters.db import redact_url, upgrade_to_head
-    from rotator.config import load_settings
+    from rotator.adapters.db.store import redact_url, upgrade_to_head
+    from rotator.config.settings import load_settings
 
     settings = load_settings(config_path, partial=True)
     url = settings.service.database_url

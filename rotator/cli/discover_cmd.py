@@ -81,11 +81,11 @@ def discover(emit_config: bool, concurrency: int, config_path: str | None, as_js
       rotator discover --emit-config >> rotator.toml    # then review owners and policy
       rotator discover --json | jq '.keys[] | select(.tracked | not)'
     """
-    from rotator.bootstrap import Wiring
-    from rotator.config import load_settings
-    from rotator.discovery import discover as run_discovery
-    from rotator.discovery_report import as_json as report_json
-    from rotator.discovery_report import emit_config as config_text
+    from rotator.config.settings import load_settings
+    from rotator.inventory.discover import discover as run_discovery
+    from rotator.inventory.report import as_json as report_json
+    from rotator.inventory.report import emit_config as config_text
+    from rotator.wiring.root import Wiring
 
     settings = load_settings(config_path, partial=True)  # a first run may have no [[credentials]] yet
     settings.require_gitlab()
@@ -111,7 +111,7 @@ def _print_report(report: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from rotator.discovery_report import summary_line, text_sections
+    from rotator.inventory.report import summary_line, text_sections
 
     console = Console(file=sys.stdout, width=max(Console().width, 160), highlight=False)
     for title, columns, rows in text_sections(report):

@@ -52,9 +52,9 @@ def plan_oidc(name: str, output_dir: Path | None, apply_: bool, refs: tuple[str,
       rotator plan-oidc payments-deploy --output oidc/payments --ref main --environment production
       rotator plan-oidc payments-deploy --apply
     """
-    from rotator.bootstrap import Wiring
-    from rotator.config import load_settings
-    from rotator.oidc import OidcRequest, build_plan, plan_files, plan_readme
+    from rotator.config.settings import load_settings
+    from rotator.oidc.plan import OidcRequest, build_plan, plan_files, plan_readme
+    from rotator.wiring.root import Wiring
 
     settings = load_settings(config_path)
     cli_logging()
@@ -123,12 +123,12 @@ def retire_credential(name: str, yes: bool, dry_run: bool, role_name: str | None
       rotator retire-credential payments-deploy --dry-run
       rotator retire-credential payments-deploy --yes
     """
-    from rotator.batch import new_holder
-    from rotator.bootstrap import Wiring
-    from rotator.config import load_settings
-    from rotator.oidc import role_name_for
-    from rotator.retire import RetirePorts
-    from rotator.retire import retire_credential as retire
+    from rotator.config.settings import load_settings
+    from rotator.oidc.plan import role_name_for
+    from rotator.oidc.retire_credential import RetirePorts
+    from rotator.oidc.retire_credential import retire_credential as retire
+    from rotator.rotation.batch import new_holder
+    from rotator.wiring.root import Wiring
 
     settings = load_settings(config_path)
     cli_logging()

@@ -1,7 +1,7 @@
 """`rotator revoke --key ID`: contain a compromised access key first, then everything else.
 
 Until the key is verified Inactive this module imports nothing slow: no pydantic, SQLAlchemy,
-python-gitlab or slack_sdk (see rotator.revoke_config and benchmarks/containment_latency.py).
+python-gitlab or slack_sdk (see rotator.config.early and benchmarks/containment_latency.py).
 """
 
 from __future__ import annotations
@@ -55,14 +55,14 @@ def revoke(key_id: str, reason: str, replace_key: bool, no_audit: bool, dry_run:
     Works with only [aws] in the config, or with no config file at all.
     """
     from rotator.errors import UsageError
-    from rotator.revoke import NotContained, check_key_id, contain
+    from rotator.incident.containment import NotContained, check_key_id, contain
 
     key_id = check_key_id(key_id)
     if role is not None and not key_id.startswith("ASIA"):
         raise UsageError("--role applies to temporary (ASIA) keys only", hint="drop --role for an AKIA key")
 
-    from rotator.bootstrap_incident import ContainmentWiring
-    from rotator.revoke_config import load_containment_settings
+    from rotator.config.early import load_containment_settings
+    from rotator.wiring.incident import ContainmentWiring
 
     early = ContainmentWiring(load_containment_settings(config_path))
     try:

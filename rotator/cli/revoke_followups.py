@@ -6,11 +6,11 @@ import getpass
 import socket
 import sys
 
-from rotator.bootstrap_incident import ContainmentWiring, follow_up_ports
 from rotator.cli.revoke_output import announce, print_outcome, write_incident_reports
 from rotator.errors import ConfigError
-from rotator.revoke import Containment, Step, StepStatus
-from rotator.revoke_followup import EXIT_FOLLOW_UP_FAILED, FollowUpOptions, IncidentOutcome, follow_up
+from rotator.incident.containment import Containment, Step, StepStatus
+from rotator.incident.followup import EXIT_FOLLOW_UP_FAILED, FollowUpOptions, IncidentOutcome, follow_up
+from rotator.wiring.incident import ContainmentWiring, follow_up_ports
 
 
 def _fallback_actor() -> str:
@@ -26,8 +26,8 @@ def run_follow_ups(containment: Containment, early: ContainmentWiring, *, config
     """Returns the exit code: 0 every step done, 3 some follow-up failed (the key stays contained)."""
     if not as_json:
         announce(containment)
-    from rotator.bootstrap import Wiring
-    from rotator.config import load_settings
+    from rotator.config.settings import load_settings
+    from rotator.wiring.root import Wiring
 
     options = FollowUpOptions(reason=reason, replace=replace, audit=audit, dry_run=containment.dry_run)
     try:

@@ -14,9 +14,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from rotator.cli.common import print_json
-from rotator.revoke import Containment, NotContained, StepStatus, iso_seconds
-from rotator.revoke_followup import IncidentOutcome
-from rotator.revoke_report import STATUS_MARK, headline, incident_json, render_incident_markdown
+from rotator.incident.containment import Containment, NotContained, StepStatus, iso_seconds
+from rotator.incident.followup import IncidentOutcome
+from rotator.incident.report import STATUS_MARK, headline, incident_json, render_incident_markdown
 
 STATUS_STYLE = {
     StepStatus.DONE: "green", StepStatus.ALREADY: "green", StepStatus.NOTHING: "dim",

@@ -11,11 +11,11 @@ from rotator.cli.common import cli_logging, config_option, handle_errors, json_o
 from rotator.errors import UsageError
 
 if TYPE_CHECKING:
-    from rotator.bootstrap import Wiring
     from rotator.cli.rotate_output import Progress
     from rotator.domain import CredentialSpec
-    from rotator.fleet import FleetReport
-    from rotator.rotation import RotationResult
+    from rotator.rotation.engine import RotationResult
+    from rotator.rotation.fleet import FleetReport
+    from rotator.wiring.root import Wiring
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,8 +63,8 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
       rotator rotate --all --force --concurrency 16     # rotate everything now
       rotator rotate --all --force --group payments     # everything payments' pipelines could read
     """
-    from rotator.bootstrap import Wiring
-    from rotator.config import load_settings
+    from rotator.config.settings import load_settings
+    from rotator.wiring.root import Wiring
 
     selecting = all_ or bool(projects) or bool(groups)
     if bool(names) == selecting:
@@ -73,7 +73,7 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
     settings = load_settings(config_path)
     cli_logging()
     if selecting:
-        from rotator.fleet import select_credentials
+        from rotator.rotation.fleet import select_credentials
 
         specs = tuple(select_credentials(settings.credential_specs(), projects=projects, groups=groups))
         if not specs:
@@ -85,15 +85,15 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
     wiring.resolve_secrets(state_key=not dry_run)
     if dry_run:
         from rotator.cli.rotate_output import print_plans
-        from rotator.planning import plan_rotation
+        from rotator.rotation.plan import plan_rotation
 
         plans = [plan_rotation(spec, iam=wiring.iam(spec.account), variables=wiring.variables,
                                store=wiring.store, clock=wiring.clock, force=force) for spec in specs]
         print_plans(plans, as_json=as_json)
         sys.exit(1 if any(p.action == "error" for p in plans) else 0)
 
-    from rotator.batch import new_holder, rotate_many
     from rotator.cli.rotate_output import print_fleet_summary, print_results, progress_for
+    from rotator.rotation.batch import new_holder, rotate_many
 
     wiring.store.sync_credentials(settings.credential_specs(), wiring.clock.now())
     holder = new_holder(wiring.actor)
@@ -120,8 +120,8 @@ def _recover_others(wiring: Wiring, selected: tuple[CredentialSpec, ...], holder
                     progress_enabled: bool) -> list[RotationResult]:
     """Recovery runs at every start: an interrupted rotation of a credential not named on this command line
     is finished (or undone) too, but no new rotation is started for it."""
-    from rotator.batch import rotate_many
     from rotator.cli.rotate_output import LiveProgress
+    from rotator.rotation.batch import rotate_many
 
     chosen = {spec.name for spec in selected}
     pending = [spec for spec in wiring.settings.credential_specs()
@@ -140,7 +140,7 @@ def _scope_text(projects: tuple[str, ...], groups: tuple[str, ...]) -> str:
 
 def _rotate_fleet(wiring: Wiring, specs: tuple[CredentialSpec, ...], holder: str, concurrency: int, force: bool,
                   scope: str, progress: Progress) -> FleetReport:
-    from rotator.fleet import FleetOptions, PacedNotifier, rotate_fleet
+    from rotator.rotation.fleet import FleetOptions, PacedNotifier, rotate_fleet
 
     settings = wiring.settings
     notifier = wiring.notifier

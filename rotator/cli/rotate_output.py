@@ -15,11 +15,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from rotator.cli.common import print_json
-from rotator.planning import Plan
-from rotator.rotation import Outcome, RotationResult
+from rotator.rotation.engine import Outcome, RotationResult
+from rotator.rotation.plan import Plan
 
 if TYPE_CHECKING:
-    from rotator.fleet import FleetReport
+    from rotator.rotation.fleet import FleetReport
 
 STEP_LINES_UP_TO = 10  # more credentials than this: a progress bar, and a line only for those not ok
 

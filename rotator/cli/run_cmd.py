@@ -36,9 +36,9 @@ def run(once: bool, config_path: str | None) -> None:
       rotator run
       rotator run --once --config /etc/rotator/rotator.toml
     """
-    from rotator.config import load_settings
+    from rotator.config.settings import load_settings
     from rotator.logs import configure_logging
-    from rotator.service import run_service
+    from rotator.service.runner import run_service
 
     settings = load_settings(config_path)
     configure_logging(settings.service.log_level)

@@ -33,8 +33,8 @@ def status(config_path: str | None, as_json: bool) -> None:
       rotator status
       rotator status --json | jq '.credentials[] | select(.state != "ok")'
     """
-    from rotator.bootstrap import Wiring
-    from rotator.config import load_settings
+    from rotator.config.settings import load_settings
+    from rotator.wiring.root import Wiring
 
     settings = load_settings(config_path)
     cli_logging()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.config import parse_settings
+from rotator.config.settings import parse_settings
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import (
     CredentialSeed,

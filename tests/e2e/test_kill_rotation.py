@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from rotator.adapters.db import SqlStore
+from rotator.adapters.db.store import SqlStore
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml
 from rotator.sandbox.server import Fault

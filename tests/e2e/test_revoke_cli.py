@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.adapters.db import SqlStore, make_engine, upgrade_to_head
+from rotator.adapters.db.store import SqlStore, make_engine, upgrade_to_head
 from rotator.domain import KeyOwner
 from rotator.sandbox.runner import Sandbox, start_sandbox
 from rotator.sandbox.seed import (

@@ -14,9 +14,9 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, inspect
 
-from rotator.adapters.db import SqlStore, upgrade_to_head
-from rotator.batch import lease_name
+from rotator.adapters.db.store import SqlStore, upgrade_to_head
 from rotator.domain import CredentialState, Phase
+from rotator.rotation.batch import lease_name
 from rotator.sandbox.runner import Sandbox
 from tests.service_support import (
     ROTATOR,

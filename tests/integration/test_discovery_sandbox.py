@@ -21,13 +21,13 @@ from moto.core.utils import utcnow
 from moto.iam.models import iam_backends
 
 from rotator.adapters.gitlab_inventory import GitLabInventory
-from rotator.bootstrap import Wiring
-from rotator.config import parse_settings
-from rotator.discovery import DiscoveryReport, discover
-from rotator.discovery_report import as_json, emit_config, summary_line, text_sections
+from rotator.config.settings import parse_settings
 from rotator.domain import ScopeKind
+from rotator.inventory.discover import DiscoveryReport, discover
+from rotator.inventory.report import as_json, emit_config, summary_line, text_sections
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import aws_client, client_env, create_iam_user, ensure_group, ensure_project, gitlab_admin
+from rotator.wiring.root import Wiring
 from tests.sandbox_support import clear_logs, running_sandbox, unique, writes_in
 
 

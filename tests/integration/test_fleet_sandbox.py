@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from rotator.batch import new_holder
-from rotator.bootstrap import Wiring
-from rotator.config import parse_settings
+from rotator.config.settings import parse_settings
 from rotator.domain import ScopeKind, TargetSpec
-from rotator.fleet import FleetOptions, PacedNotifier, exposed_to, rotate_fleet, select_credentials
-from rotator.rotation import Outcome
+from rotator.rotation.batch import new_holder
+from rotator.rotation.engine import Outcome
+from rotator.rotation.fleet import FleetOptions, PacedNotifier, exposed_to, rotate_fleet, select_credentials
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, aws_client, client_env, config_toml, seed_credentials
 from rotator.sandbox.server import Fault
+from rotator.wiring.root import Wiring
 from tests.sandbox_support import every_target_works, running_sandbox, unique, user_keys
 
 SECURITY = "#security-incidents"

@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, make_url, text
 
-from rotator.adapters.db import (
+from rotator.adapters.db.store import (
     current_revision,
     downgrade_to,
     ensure_at_head,
@@ -94,7 +94,7 @@ def test_ensure_at_head_refuses_an_empty_database_with_the_next_step(empty_db_ur
 
 REPLICA = """
 import os, pathlib, time
-from rotator.adapters.db import upgrade_to_head
+from rotator.adapters.db.store import upgrade_to_head
 sync = pathlib.Path(os.environ["SYNC_DIR"])
 (sync / f"ready-{os.getpid()}").touch()
 while not (sync / "go").exists():

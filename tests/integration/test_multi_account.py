@@ -19,14 +19,14 @@ from typing import Any
 import boto3
 import pytest
 
-from rotator.batch import new_holder, rotate_many
-from rotator.bootstrap import Wiring
 from rotator.cli.check_cmd import run_probes
-from rotator.config import parse_settings
-from rotator.discovery import discover
-from rotator.rotation import Outcome
+from rotator.config.settings import parse_settings
+from rotator.inventory.discover import discover
+from rotator.rotation.batch import new_holder, rotate_many
+from rotator.rotation.engine import Outcome
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import TargetSeed, client_env, gitlab_admin, pair_works, put_pair
+from rotator.wiring.root import Wiring
 from tests.sandbox_support import running_sandbox, unique
 
 EXTERNAL_ID = "external-id-for-a1"

@@ -16,16 +16,16 @@ import boto3
 import pytest
 
 from rotator.adapters.cloudtrail import Backoff, cloudtrail_for_session
-from rotator.adapters.db import SqlStore, make_engine, upgrade_to_head
-from rotator.adapters.key_index import tracked_key_owner
-from rotator.audit import run_audit
-from rotator.bootstrap_incident import ContainmentWiring
+from rotator.adapters.db.key_index import tracked_key_owner
+from rotator.adapters.db.store import SqlStore, make_engine, upgrade_to_head
+from rotator.config.early import ContainmentSettings
 from rotator.domain import Journal, KeyOwner, Phase
 from rotator.errors import AwsThrottled, StoreError
-from rotator.revoke import StepStatus, contain, session_deny_policy_name
-from rotator.revoke_config import ContainmentSettings
+from rotator.incident.audit.run import run_audit
+from rotator.incident.containment import StepStatus, contain, session_deny_policy_name
 from rotator.sandbox.aws import AwsSandbox, start_aws
 from rotator.sandbox.server import Fault
+from rotator.wiring.incident import ContainmentWiring
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 QUICK = Backoff(base=0.02, cap=0.05, max_throttled=3, max_transient=1)

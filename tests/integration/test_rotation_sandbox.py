@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from rotator.batch import new_holder, rotate_many
-from rotator.bootstrap import Wiring
-from rotator.config import parse_settings
-from rotator.rotation import Outcome, RotationResult
+from rotator.config.settings import parse_settings
+from rotator.rotation.batch import new_holder, rotate_many
+from rotator.rotation.engine import Outcome, RotationResult
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml
 from rotator.sandbox.server import Fault
+from rotator.wiring.root import Wiring
 from tests.sandbox_support import (
     every_target_works,
     max_keys_ever,

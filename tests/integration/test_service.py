@@ -17,13 +17,13 @@ import pytest
 from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
 
-from rotator.adapters.db import SqlStore, upgrade_to_head
-from rotator.batch import lease_name
-from rotator.config import Settings, load_settings
+from rotator.adapters.db.store import SqlStore, upgrade_to_head
+from rotator.config.settings import Settings, load_settings
 from rotator.domain import CredentialState, Incident, Phase
-from rotator.rotation_support import Outcome
+from rotator.rotation.batch import lease_name
+from rotator.rotation.results import Outcome
 from rotator.sandbox.runner import Sandbox
-from rotator.service import Service, run_service
+from rotator.service.runner import Service, run_service
 from tests.service_support import (
     Seeded,
     age_keys,

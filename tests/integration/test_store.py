@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from rotator.adapters.db import SqlStore, make_engine, upgrade_to_head
+from rotator.adapters.db.store import SqlStore, make_engine, upgrade_to_head
 from rotator.domain import (
     CredentialSpec,
     CredentialState,

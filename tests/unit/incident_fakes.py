@@ -12,7 +12,7 @@ from typing import Any
 
 from rotator.domain import KeyLastUsed, KeyStatus
 from rotator.errors import AwsError, AwsNotFound
-from rotator.incident_ports import TrailPage
+from rotator.incident.ports import TrailPage
 from tests.unit.fakes import FakeClock, FakeIam, FakeStore
 
 ACCOUNT = "123456789012"

@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from rotator.audit import AuditReport, run_audit
-from rotator.batch import rotate_one
 from rotator.domain import CredentialSpec, ScopeKind, TargetSpec
-from rotator.revoke import Containment, ContainmentPorts, StepStatus, contain
-from rotator.revoke_followup import FollowUpOptions, FollowUpPorts, IncidentOutcome, follow_up
-from rotator.revoke_replace import ReplacePorts, replace_key
-from rotator.rotation import RotationPorts
+from rotator.incident.audit.run import AuditReport, run_audit
+from rotator.incident.containment import Containment, ContainmentPorts, StepStatus, contain
+from rotator.incident.followup import FollowUpOptions, FollowUpPorts, IncidentOutcome, follow_up
+from rotator.incident.replace import ReplacePorts, replace_key
+from rotator.rotation.batch import rotate_one
+from rotator.rotation.engine import RotationPorts
 from tests.unit.fakes import T0, FakeCiVariables, FakeClock, FakeNotifier, FakeSealer, FakeSts
 from tests.unit.incident_fakes import ACCOUNT, FakeCloudTrail, FakeDirectory, FakeIncidentIam, FakeIncidentStore
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rotator.audit import LOOKBACK, WINDOW_MARGIN, audit_window, run_audit
-from rotator.audit_analysis import Category, TrailEvent, classify, event_from_record, ip_outside, summarize
-from rotator.audit_report import render_markdown, report_json, slack_lines
 from rotator.errors import AwsAccessDenied, AwsThrottled
+from rotator.incident.audit.analysis import Category, TrailEvent, classify, event_from_record, ip_outside, summarize
+from rotator.incident.audit.report import render_markdown, report_json, slack_lines
+from rotator.incident.audit.run import LOOKBACK, WINDOW_MARGIN, audit_window, run_audit
 from tests.unit.incident_fakes import ACCOUNT, FakeCloudTrail, record
 
 KEY = "AKIAAAAAAAAAAAAAAAAA"

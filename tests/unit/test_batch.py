@@ -8,8 +8,8 @@ import subprocess
 import sys
 from datetime import timedelta
 
-from rotator.batch import held_by_dead_local_process, new_holder, rotate_one
-from rotator.rotation import Outcome
+from rotator.rotation.batch import held_by_dead_local_process, new_holder, rotate_one
+from rotator.rotation.engine import Outcome
 from tests.unit.test_rotation import make_world
 
 

@@ -1,4 +1,4 @@
-"""rotator.config: every validation rule, its exact one-line message, and the secret look-ups."""
+"""rotator.config.settings: every validation rule, its exact one-line message, and the secret look-ups."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import get_args
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from rotator.config import Settings, describe_settings, load_settings, parse_settings, resolve_config_path
+from rotator.config.settings import Settings, describe_settings, load_settings, parse_settings, resolve_config_path
 from rotator.domain import Policy, ScopeKind, Secret
 from rotator.errors import ConfigError, UsageError
 

@@ -9,10 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from rotator.config import parse_settings
-from rotator.discovery import DiscoveryPorts, DiscoveryReport, discover
-from rotator.discovery_report import as_json, emit_config, text_sections
-from rotator.discovery_rules import Location, Scope, ancestors, credential_name_for, find_shadowing, partner_name
+from rotator.config.settings import parse_settings
 from rotator.domain import (
     AccessKey,
     CiVariable,
@@ -24,6 +21,9 @@ from rotator.domain import (
     TargetSpec,
 )
 from rotator.errors import AwsAccessDenied, AwsNotFound, GitLabForbidden
+from rotator.inventory.discover import DiscoveryPorts, DiscoveryReport, discover
+from rotator.inventory.report import as_json, emit_config, text_sections
+from rotator.inventory.rules import Location, Scope, ancestors, credential_name_for, find_shadowing, partner_name
 from tests.unit.fakes import T0, FakeClock
 
 PROD, STAGING, STRANGER = "111111111111", "222222222222", "999999999999"

@@ -14,9 +14,9 @@ import pytest
 
 from rotator.domain import CiVariable, CredentialSpec, Event, ScopeKind, TargetSpec, VarRef
 from rotator.errors import AwsNotFound, LeaseBusy, RotatorError, UsageError
-from rotator.oidc import OidcRequest, build_plan, plan_files, subject_patterns
-from rotator.oidc_ports import OidcResources, UserPermissions
-from rotator.retire import NotProven, RetirePorts, retire_credential
+from rotator.oidc.plan import OidcRequest, build_plan, plan_files, subject_patterns
+from rotator.oidc.ports import OidcResources, UserPermissions
+from rotator.oidc.retire_credential import NotProven, RetirePorts, retire_credential
 from tests.unit.fakes import T0, FakeClock, FakeIam, FakeStore
 
 GITLAB = "https://gitlab.example.com"

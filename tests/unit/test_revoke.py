@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from rotator.config.early import AccountRole, ContainmentSettings, config_path
 from rotator.domain import KeyOwner, KeyStatus
 from rotator.errors import AwsAccessDenied, UsageError
-from rotator.revoke import (
+from rotator.incident.containment import (
     VERIFY_ATTEMPTS,
     ContainmentPorts,
     NotContained,
@@ -17,7 +18,6 @@ from rotator.revoke import (
     session_deny_document,
     session_deny_policy_name,
 )
-from rotator.revoke_config import AccountRole, ContainmentSettings, config_path
 from tests.unit.fakes import T0
 from tests.unit.incident_fakes import FakeIncidentIam
 from tests.unit.revoke_world import make_world, step
@@ -184,8 +184,8 @@ def test_the_key_account_is_matched_to_the_configured_role() -> None:
 def test_containment_settings_read_only_aws_and_service(tmp_path: object) -> None:
     from pathlib import Path
 
-    from rotator.config import resolve_config_path
-    from rotator.revoke_config import load_containment_settings
+    from rotator.config.early import load_containment_settings
+    from rotator.config.settings import resolve_config_path
 
     folder = Path(str(tmp_path))
     file = folder / "rotator.toml"
@@ -206,10 +206,10 @@ def test_the_containment_path_imports_nothing_slow() -> None:
     import subprocess
     import sys
 
-    probe = ("import sys, rotator.cli.revoke_cmd, rotator.revoke, rotator.revoke_config, rotator.bootstrap_incident, "
-             "rotator.adapters.aws_incident, rotator.adapters.key_index; "
+    probe = ("import sys, rotator.cli.revoke_cmd, rotator.incident.containment, rotator.config.early, "
+             "rotator.wiring.incident, rotator.adapters.aws_incident, rotator.adapters.db.key_index; "
              "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
              "{'gitlab', 'slack_sdk', 'sqlalchemy', 'alembic', 'pydantic', 'structlog', 'rich'} "
-             "or m in {'rotator.config', 'rotator.rotation'})))")
+             "or m in {'rotator.config.settings', 'rotator.rotation.engine'})))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from rotator.batch import lease_name
 from rotator.domain import CredentialSpec, Incident, Journal, KeyStatus, Phase
 from rotator.errors import AwsError, StoreError
-from rotator.revoke import StepStatus
-from rotator.revoke_followup import FollowUpOptions, FollowUpPorts, follow_up
+from rotator.incident.containment import StepStatus
+from rotator.incident.followup import FollowUpOptions, FollowUpPorts, follow_up
+from rotator.rotation.batch import lease_name
 from tests.unit.fakes import T0
 from tests.unit.incident_fakes import FakeIncidentStore, record
 from tests.unit.revoke_world import GROUP, PROJECT, make_world, step
@@ -123,7 +123,7 @@ def test_replace_puts_a_working_pair_in_every_target_and_keeps_the_old_key() -> 
 def test_a_later_rotation_never_deletes_a_key_named_in_an_incident() -> None:
     world = make_world()
     world.store.save_incident(Incident("i-1", world.key_id, "default", "ci-payments", "r", "", T0))
-    from rotator.rotation import Rotator
+    from rotator.rotation.engine import Rotator
 
     spec = CredentialSpec("payments", "ci-payments", targets=(PROJECT,))
     spec = spec.__class__(**{**spec.__dict__, "policy": spec.policy.__class__(grace=timedelta(0),

@@ -19,7 +19,7 @@ from rotator.domain import (
     TargetSpec,
 )
 from rotator.errors import AwsThrottled
-from rotator.rotation import Outcome, RotationPorts, Rotator
+from rotator.rotation.engine import Outcome, RotationPorts, Rotator
 from tests.unit.fakes import (
     T0,
     Crash,

@@ -1,4 +1,4 @@
-"""Which credentials are due: the pure rules of rotator.scheduling."""
+"""Which credentials are due: the pure rules of rotator.service.scheduling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from rotator.domain import CredentialState, Phase, Policy
-from rotator.scheduling import (
+from rotator.service.ports import DueCandidate
+from rotator.service.scheduling import (
     FAILED_RETRY_AFTER,
     HELD_RETRY_AFTER,
     DriftSchedule,
@@ -16,7 +17,6 @@ from rotator.scheduling import (
     jitter_offset,
     select_due,
 )
-from rotator.service_ports import DueCandidate
 
 NOW = datetime(2026, 1, 5, 10, 30, tzinfo=UTC)  # a Monday
 POLICY = Policy(rotate_every=timedelta(days=30), grace=timedelta(hours=1), delete_after=timedelta(days=7))

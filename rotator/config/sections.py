@@ -1,0 +1,222 @@
+"""The sections of the config file as frozen pydantic models; rotator.config.settings assembles and loads them.
+
+Every model forbids unknown keys; values are checked by the small rules in rotator.config.rules, so each
+problem comes back as one line naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    model_validator,
+)
+
+from rotator.config.rules import (
+    ConfigProblem,
+    check_account_name,
+    check_cidr,
+    check_cron_window,
+    check_database_url,
+    check_env_name,
+    check_environment_scope,
+    check_gitlab_path,
+    check_http_url,
+    check_iam_user,
+    check_listen,
+    check_name,
+    check_nonblank,
+    check_region,
+    check_role_arn,
+    check_session_name,
+    check_slack_destination,
+    check_variable_name,
+    duration,
+    one_secret_source,
+    positive,
+)
+from rotator.domain import Policy, ScopeKind, TargetSpec
+
+
+def _relative_to_config(value: str, info: ValidationInfo) -> str:
+    """A relative *_file path means "next to the config file", as in Prometheus: the config and the
+    secrets it names usually ship together, whatever directory the service is started from."""
+    path = Path(check_nonblank(value)).expanduser()
+    base = (info.context or {}).get("base_dir")
+    return str(path if path.is_absolute() or base is None else Path(base) / path)
+
+
+Duration = Annotated[timedelta, BeforeValidator(duration)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(duration), AfterValidator(positive)]
+Rate = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+EnvName = Annotated[str, AfterValidator(check_env_name)]
+FilePath = Annotated[str, AfterValidator(_relative_to_config)]
+NonBlank = Annotated[str, AfterValidator(check_nonblank)]
+Region = Annotated[str, AfterValidator(check_region)]
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+SlackDestination = Annotated[str, AfterValidator(check_slack_destination)]
+CronWindow = Annotated[str, AfterValidator(check_cron_window)]
+VariableName = Annotated[str, AfterValidator(check_variable_name)]
+GitLabPath = Annotated[str, AfterValidator(check_gitlab_path)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServiceSettings(_Section):
+    database_url: Annotated[str, AfterValidator(check_database_url)] = "sqlite:///rotator.db"
+    state_key_env: EnvName = "ROTATOR_STATE_KEY"
+    state_key_file: FilePath | None = None
+    state_kms_key_id: NonBlank | None = None
+    listen: Annotated[str, AfterValidator(check_listen)] = "127.0.0.1:9466"
+    tick: PositiveDuration = timedelta(seconds=30)
+    lease_ttl: PositiveDuration = timedelta(minutes=2)
+    stop_timeout: Duration = timedelta(seconds=30)
+    actor: NonBlank | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _one_state_key_source(self) -> ServiceSettings:
+        one_secret_source(self, "state_key")
+        return self
+
+
+class AccountSettings(_Section):
+    name: Annotated[str, AfterValidator(check_account_name)]
+    role_arn: Annotated[str, AfterValidator(check_role_arn)]
+    external_id_env: EnvName | None = None
+    external_id_file: FilePath | None = None
+    session_name: Annotated[str, AfterValidator(check_session_name)] = "rotator"
+    region: Region | None = None
+
+    @model_validator(mode="after")
+    def _one_external_id_source(self) -> AccountSettings:
+        if self.name == "default":
+            raise ConfigProblem(("name",), "'default' is reserved for the ambient credentials; choose another name")
+        one_secret_source(self, "external_id")
+        return self
+
+
+class AwsSettings(_Section):
+    region: Region = "us-east-1"
+    audit_regions: Annotated[tuple[Region, ...], Field(min_length=1)] | None = None
+    known_cidrs: tuple[Annotated[str, AfterValidator(check_cidr)], ...] = ()
+    accounts: tuple[AccountSettings, ...] = ()
+    iam_requests_per_second: Rate = 10.0
+    cloudtrail_requests_per_second: Rate = 2.0
+
+    @model_validator(mode="after")
+    def _unique_account_names(self) -> AwsSettings:
+        seen: dict[str, int] = {}
+        for index, account in enumerate(self.accounts):
+            if account.name in seen:
+                raise ConfigProblem(("accounts",), f"duplicate account name {account.name!r} "
+                                    f"(aws.accounts[{seen[account.name]}] and aws.accounts[{index}])")
+            seen[account.name] = index
+        return self
+
+
+class GitLabSettings(_Section):
+    url: HttpUrl
+    token_env: EnvName = "ROTATOR_GITLAB_TOKEN"
+    token_file: FilePath | None = None
+    requests_per_second: Rate = 10.0
+    timeout: PositiveDuration = timedelta(seconds=30)
+    ca_file: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> GitLabSettings:
+        one_secret_source(self, "token")
+        return self
+
+
+def _with_trailing_slash(url: str) -> str:
+    # slack_sdk appends the method name to base_url as is: ".../api" + "chat.postMessage" would be wrong.
+    return url if url.endswith("/") else url + "/"
+
+
+class SlackSettings(_Section):
+    token_env: EnvName = "ROTATOR_SLACK_TOKEN"
+    token_file: FilePath | None = None
+    api_url: Annotated[HttpUrl, AfterValidator(_with_trailing_slash)] = "https://slack.com/api/"
+    security_channel: SlackDestination | None = None
+    messages_per_second: Rate = 1.0
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> SlackSettings:
+        one_secret_source(self, "token")
+        return self
+
+
+class PolicySettings(_Section):
+    rotate_every: PositiveDuration = timedelta(days=30)
+    grace: Duration = timedelta(hours=1)
+    delete_after: Duration = timedelta(days=7)
+    verify_timeout: PositiveDuration = timedelta(seconds=60)
+    last_used_skew: Duration = timedelta(minutes=5)
+    window: CronWindow | None = None
+    jitter: Duration = timedelta(0)
+
+    def to_policy(self) -> Policy:
+        return Policy(**{name: getattr(self, name) for name in PolicySettings.model_fields})
+
+
+class TargetSettings(_Section):
+    project: GitLabPath | None = None
+    group: GitLabPath | None = None
+    instance: StrictBool = False
+    environment_scope: Annotated[str, AfterValidator(check_environment_scope)] = "*"
+    access_key_id_var: VariableName = "AWS_ACCESS_KEY_ID"
+    secret_access_key_var: VariableName = "AWS_SECRET_ACCESS_KEY"
+    create_missing: StrictBool = False
+
+    @model_validator(mode="after")
+    def _exactly_one_scope(self) -> TargetSettings:
+        found = [name for name, present in (("project", self.project is not None),
+                                            ("group", self.group is not None), ("instance", self.instance))
+                 if present]
+        if len(found) != 1:
+            listed = ", ".join(found[:-1]) + " and " + found[-1] if len(found) > 1 else "none"
+            raise ConfigProblem((), f"exactly one of project, group or instance = true is required (found {listed})")
+        if self.instance and self.environment_scope != "*":
+            raise ConfigProblem(("environment_scope",), "instance variables have no environment scope; remove it")
+        if self.access_key_id_var == self.secret_access_key_var:
+            raise ConfigProblem(("secret_access_key_var",), "must differ from access_key_id_var")
+        return self
+
+    def spec(self) -> TargetSpec:
+        kind = ScopeKind.PROJECT if self.project else ScopeKind.GROUP if self.group else ScopeKind.INSTANCE
+        return TargetSpec(kind=kind, path=self.project or self.group, environment_scope=self.environment_scope,
+                          access_key_id_var=self.access_key_id_var,
+                          secret_access_key_var=self.secret_access_key_var, create_missing=self.create_missing)
+
+
+class CredentialSettings(_Section):
+    name: Annotated[str, AfterValidator(check_name)]
+    iam_user: Annotated[str, AfterValidator(check_iam_user)]
+    account: Annotated[str, AfterValidator(check_account_name)] = "default"
+    owners: tuple[SlackDestination, ...] = ()
+    # Per-credential overrides of [policy]; None means "as in [policy]".
+    rotate_every: PositiveDuration | None = None
+    grace: Duration | None = None
+    delete_after: Duration | None = None
+    verify_timeout: PositiveDuration | None = None
+    last_used_skew: Duration | None = None
+    window: CronWindow | None = None
+    jitter: Duration | None = None
+    targets: Annotated[tuple[TargetSettings, ...], Field(min_length=1)]
+
+    def policy(self, base: Policy) -> Policy:
+        overrides = {name: getattr(self, name) for name in PolicySettings.model_fields}
+        return replace(base, **{name: value for name, value in overrides.items() if value is not None})

@@ -1,0 +1,170 @@
+"""Prometheus metrics and the /healthz, /readyz, /metrics endpoints of the service.
+
+The metrics live in a registry of their own (not prometheus_client's global one), so several services
+in one process (tests, the demo) never collide. Per-credential numbers (key age, states, incidents)
+are read from the database at scrape time: every replica reports the same fleet, and a tick pays
+nothing for them.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rotator.domain import CredentialState
+from rotator.errors import StoreError
+from rotator.rotation.results import Outcome
+from rotator.service.ports import FleetSnapshot
+
+log = structlog.get_logger("rotator.service.observability")
+
+# Steps range from a GitLab PUT (tens of ms) to STS verification (IAM propagation, up to a minute).
+STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+
+
+class FleetCollector(Collector):
+    """rotator_key_age_seconds, rotator_credentials and rotator_incidents_total, read on each scrape."""
+
+    def __init__(self, snapshot: Callable[[], FleetSnapshot], now: Callable[[], datetime]) -> None:
+        self._snapshot = snapshot
+        self._now = now
+
+    def describe(self) -> Iterable[Metric]:
+        # Lets the registry learn the names without a database query at registration.
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            fleet = self._snapshot()
+        except StoreError as exc:
+            # /metrics still answers with what the process knows; /readyz reports the database.
+            log.warning("metrics: the database is unavailable, fleet metrics omitted", error=str(exc))
+            return []
+        return self._families(fleet)
+
+    def _families(self, fleet: FleetSnapshot | None = None) -> list[Metric]:
+        ages = GaugeMetricFamily("rotator_key_age_seconds", "Age of the access key each credential's GitLab "
+                                 "targets hold, from IAM's CreateDate.", labels=["credential"])
+        states = GaugeMetricFamily("rotator_credentials", "Configured credentials by state "
+                                   "(ok, rotating, held, failed).", labels=["state"])
+        incidents = CounterMetricFamily("rotator_incidents", "Compromised-key incidents recorded "
+                                        "(rotator revoke), across every replica.")
+        if fleet is not None:
+            now = self._now()
+            for name, created in sorted(fleet.key_created_at.items()):
+                if created is not None:
+                    ages.add_metric([name], max(0.0, (now - created).total_seconds()))
+            for state in CredentialState:
+                states.add_metric([state.value], fleet.states.get(state, 0))
+            incidents.add_metric([], fleet.incidents)
+        return [ages, states, incidents]
+
+
+class Metrics:
+    """Every metric the service exports, in its own registry."""
+
+    def __init__(self, snapshot: Callable[[], FleetSnapshot], now: Callable[[], datetime]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.rotations = Counter("rotator_rotations", "Runs of the rotation protocol by outcome "
+                                 "(rotated, waiting, not_due, held, failed, busy).", ["outcome"],
+                                 registry=self.registry)
+        self.step_duration = Histogram("rotator_step_duration_seconds", "Time each rotation step took, "
+                                       "from the end of the previous step.", ["step"], buckets=STEP_BUCKETS,
+                                       registry=self.registry)
+        self.last_tick = Gauge("rotator_last_tick_timestamp_seconds", "Unix time the last tick finished.",
+                               registry=self.registry)
+        for outcome in Outcome:
+            self.rotations.labels(outcome.value)  # every outcome shows, at 0, from the first scrape
+        self.registry.register(FleetCollector(snapshot, now))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+# --- HTTP ------------------------------------------------------------------------------------------------
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """'127.0.0.1:9466' or '[::]:9466' → (host, port)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, ipv6: bool) -> None:
+        self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        super().__init__(address, handler)
+
+
+class HealthServer:
+    """Serves /healthz, /readyz and /metrics on ``listen`` from a daemon thread.
+
+    ``readiness`` returns the reasons the service is not ready (empty when ready).
+    """
+
+    def __init__(self, listen: str, *, metrics: Metrics, readiness: Callable[[], Sequence[str]]) -> None:
+        host, port = parse_listen(listen)
+        self._metrics = metrics
+        self._readiness = readiness
+        self._server = _Server((host, port), self._handler_class(), ipv6=":" in host)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rotator-http", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        text = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://[{text}]:{port}" if ":" in text else f"http://{text}:{port}"
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "rotator"
+            sys_version = ""
+
+            def do_GET(self) -> None:  # the name http.server dispatches to
+                status, content_type, body = server.answer(self.path.split("?", 1)[0])
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # probes every few seconds would drown the log
+
+        return Handler
+
+    def answer(self, path: str) -> tuple[int, str, bytes]:
+        text = "text/plain; charset=utf-8"
+        if path == "/healthz":
+            return 200, text, b"ok\n"
+        if path == "/readyz":
+            problems = list(self._readiness())
+            if problems:
+                return 503, text, ("not ready:\n" + "".join(f"- {p}\n" for p in problems)).encode()
+            return 200, text, b"ready\n"
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, self._metrics.exposition()
+        return 404, text, b"not found: try /healthz, /readyz or /metrics\n"

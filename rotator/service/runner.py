@@ -1,0 +1,331 @@
+"""`rotator run`: the long-running service.
+
+An APScheduler 3.x BackgroundScheduler fires one tick job every ``[service] tick`` (max_instances=1,
+coalesced). The job store holds nothing of value: 3.x job stores cannot be shared between processes,
+so the schedule lives in the database (credentials.next_due_at, the journal) and every replica asks
+it what is due; per-credential leases make sure only one replica acts on a credential.
+
+Signals are only recorded by their handlers; the main thread acts on them:
+SIGTERM/SIGINT stop (the running rotation stops before its next outside step, its lease is released),
+SIGHUP reloads the config (a bad one is rejected and the running one kept; leases are untouched).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from rotator.errors import ConfigError, RotatorError, StoreError
+from rotator.rotation.batch import new_holder
+from rotator.rotation.results import RotationResult
+from rotator.service.observability import HealthServer, Metrics
+from rotator.service.ports import FleetSnapshot
+from rotator.service.scheduling import DriftSchedule
+from rotator.service.tick import DriftResult, TickContext, TickSummary, run_tick
+from rotator.wiring.root import Wiring
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from rotator.config.settings import Settings
+    from rotator.domain import CredentialSpec
+
+log = structlog.get_logger("rotator.service")
+
+OnEvent = Callable[[str, Mapping[str, Any]], None]
+
+TICK_JOB_ID = "rotator-tick"
+# Credentials rotated at once within one tick; each still follows the full protocol under its lease.
+TICK_CONCURRENCY = 4
+# Drift checks: every credential's targets are compared with IAM about this often, a few per tick.
+DRIFT_CHECK_EVERY = timedelta(hours=6)
+DRIFT_CHECKS_PER_TICK = 25
+
+
+class ListenError(RotatorError):
+    """The health and metrics endpoint cannot listen on [service] listen."""
+
+
+class Service:
+    """One replica. ``start`` → (``tick_once`` | ``serve``) → ``stop``; ``run_service`` does it all."""
+
+    def __init__(self, settings: Settings, *, on_event: OnEvent | None = None,
+                 drift_every: timedelta = DRIFT_CHECK_EVERY, drift_budget: int = DRIFT_CHECKS_PER_TICK) -> None:
+        self.settings = settings
+        self.wiring = Wiring(settings, create_new_database=False)
+        self.holder = new_holder(self.wiring.actor)
+        self._on_event = on_event
+        self._drift_every = drift_every
+        self._drift_budget = drift_budget
+        self._drift: DriftSchedule | None = None
+        # Built once per config (10,000 specs take most of a second to build), not on every tick.
+        self._specs: tuple[CredentialSpec, ...] = ()
+        self._tick_lock = threading.Lock()  # held while a tick runs; stop waits on it
+        self._tick_started: float | None = None  # monotonic start of the running tick
+        self._last_progress: float | None = None  # monotonic end of the last tick, or of a credential in it
+        self._last_tick_error: str | None = None
+        self._stop_requested = False
+        self._reload_requested = False
+        self._scheduler: BackgroundScheduler | None = None
+        self._http: HealthServer | None = None
+        # Looked up on each scrape: a reload may replace the wiring.
+        self.metrics = Metrics(self._fleet_snapshot, lambda: datetime.now(UTC))
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Everything before the first tick: secrets present (else ConfigError), the database at head
+        (else SchemaNotCurrent: the service never migrates), credentials synced from the config."""
+        self.wiring.resolve_secrets()
+        self._specs = self.settings.credential_specs()
+        self.wiring.store.sync_credentials(self._specs, self.wiring.clock.now())
+        self._drift = self._new_drift_schedule(self.settings)
+
+    def start(self) -> None:
+        """prepare(), then the HTTP endpoints and the tick scheduler (first tick right away)."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self.prepare()
+        try:
+            self._http = HealthServer(self.settings.service.listen, metrics=self.metrics,
+                                      readiness=self.readiness).start()
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {self.settings.service.listen}: {exc.strerror or exc}",
+                              hint="free the port or change [service] listen") from exc
+        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True,
+                                                                    "misfire_grace_time": None})
+        scheduler.add_job(self._tick_job, IntervalTrigger(seconds=self._tick_seconds(), timezone=UTC),
+                          id=TICK_JOB_ID, next_run_time=datetime.now(UTC))
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("service started", holder=self.holder, listen=self._http.url,
+                 credentials=len(self.settings.credentials), tick=self._tick_seconds())
+        self._emit("started", url=self._http.url, holder=self.holder, credentials=len(self.settings.credentials))
+
+    def serve(self, *, duration: float | None = None) -> None:
+        """Block, acting on requested stops and reloads, until stopped or ``duration`` seconds passed."""
+        deadline = None if duration is None else time.monotonic() + duration
+        while not self._stop_requested:
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload()
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+
+    def stop(self) -> bool:
+        """Stop ticking, let the running step finish (at most stop_timeout), release leases, close.
+
+        Returns False when a step was still running at the deadline: its lease then expires after
+        lease_ttl and the journal lets the next start resume it.
+        """
+        self._stop_requested = True
+        self._emit("stopping")
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        timeout = self.settings.service.stop_timeout.total_seconds()
+        finished = self._tick_lock.acquire(timeout=timeout)
+        if finished:
+            self._tick_lock.release()
+        else:
+            log.error("a step was still running at stop_timeout; exiting anyway",
+                      stop_timeout=timeout, hint="its lease expires after lease_ttl; the journal resumes it")
+        if self._http is not None:
+            self._http.stop()
+        if finished:
+            self.wiring.store.close()
+        log.info("service stopped", clean=finished)
+        self._emit("stopped", clean=finished)
+        return finished
+
+    @property
+    def url(self) -> str | None:
+        """Base URL of /healthz, /readyz and /metrics once started (the real port when listen ends in :0)."""
+        return None if self._http is None else self._http.url
+
+    def request_stop(self) -> None:
+        # A plain flag, safe to set from a signal handler; running rotations read it before every
+        # outside step and stop there.
+        self._stop_requested = True
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+
+    # --- ticks ---------------------------------------------------------------------------------------
+    def tick_once(self) -> TickSummary:
+        """Run one tick now, in this thread (``run --once``, tests, benchmarks)."""
+        with self._tick_lock:
+            return self._tick()
+
+    def _tick_job(self) -> None:
+        if not self._tick_lock.acquire(blocking=False):
+            return  # a tick_once() is running: this one would find nothing left to do
+        try:
+            self._tick()
+        except StoreError as exc:
+            self._last_tick_error = str(exc)
+            log.error("tick failed: the database is unavailable", error=str(exc))
+            self._emit("tick_failed", error=str(exc))
+        finally:
+            self._tick_lock.release()
+
+    def _tick(self) -> TickSummary:
+        self._tick_started = time.monotonic()
+        try:
+            summary = run_tick(self._tick_context())
+        finally:
+            self._tick_started = None
+        self._last_progress = time.monotonic()
+        self._last_tick_error = None
+        self.metrics.last_tick.set(time.time())
+        self._emit("tick", due=len(summary.due), ok=summary.ok, seconds=summary.seconds, counts=summary.counts())
+        return summary
+
+    def _tick_context(self) -> TickContext:
+        wiring, settings = self.wiring, self.settings  # a reload during the tick affects the next one
+        return TickContext(
+            specs=self._specs, queries=wiring.service_queries, ports_for=wiring.rotation_ports,
+            clock=wiring.clock, holder=self.holder, lease_ttl=settings.service.lease_ttl,
+            concurrency=TICK_CONCURRENCY, drift=self._drift, stop_requested=lambda: self._stop_requested,
+            on_result=self._record_result, on_step=self._record_step, on_drift=self._record_drift,
+        )
+
+    def _record_result(self, result: RotationResult) -> None:
+        self._last_progress = time.monotonic()
+        self.metrics.rotations.labels(result.outcome.value).inc()
+        self._emit("result", credential=result.credential, outcome=result.outcome.value, message=result.message)
+
+    def _record_step(self, credential: str, step: str, seconds: float) -> None:
+        self._last_progress = time.monotonic()
+        self.metrics.step_duration.labels(step).observe(seconds)
+        self._emit("step", credential=credential, step=step, seconds=seconds)
+
+    def _record_drift(self, result: DriftResult) -> None:
+        self._last_progress = time.monotonic()
+        self._emit("drift", credential=result.credential, outcome=result.outcome, message=result.message)
+
+    # --- readiness -----------------------------------------------------------------------------------
+    def readiness(self) -> Sequence[str]:
+        """Why the replica is not ready: the database does not answer, or no tick finished (or made
+        progress) recently. Empty when ready."""
+        problems: list[str] = []
+        try:
+            self.wiring.service_queries.ping()
+        except StoreError as exc:
+            problems.append(f"database unreachable: {exc}")
+        recent = max(3 * self._tick_seconds(), 60.0)
+        now = time.monotonic()
+        if self._last_tick_error is not None:
+            problems.append(f"the last tick failed: {self._last_tick_error}")
+        elif (self._last_progress is None or now - self._last_progress > recent) and (
+                self._tick_started is None or now - self._tick_started > recent):
+            problems.append(f"no tick finished in the last {recent:.0f}s")
+        return problems
+
+    def _fleet_snapshot(self) -> FleetSnapshot:
+        return self.wiring.service_queries.fleet_snapshot()
+
+    # --- reload --------------------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Re-read the config file. A config that does not load, lacks a secret, or changes what needs a
+        restart (database_url, listen) is rejected and the running one kept. Leases are untouched."""
+        from rotator.config.settings import load_settings
+
+        source = self.settings.source
+        try:
+            new = load_settings(source)
+            for field in ("database_url", "listen"):
+                if getattr(new.service, field) != getattr(self.settings.service, field):
+                    raise ConfigError(source, f"service.{field}", "changed; this needs a restart",
+                                      hint="restart the service to apply it")
+            wiring = self.wiring.sharing_database(new)
+            wiring.resolve_secrets()
+            specs = new.credential_specs()
+            wiring.store.sync_credentials(specs, wiring.clock.now())
+        except RotatorError as exc:
+            log.error("config reload rejected; still running on the previous config", config=source,
+                      error=str(exc))
+            self._emit("reload_rejected", error=str(exc))
+            return False
+        old_tick, old_level = self._tick_seconds(), self.settings.service.log_level
+        self.settings, self.wiring, self._specs = new, wiring, specs
+        if new.service.log_level != old_level:
+            from rotator.logs import configure_logging
+
+            configure_logging(new.service.log_level)
+        self._drift = self._new_drift_schedule(new)
+        if self._scheduler is not None and self._tick_seconds() != old_tick:
+            from apscheduler.triggers.interval import IntervalTrigger
+
+            self._scheduler.reschedule_job(TICK_JOB_ID, trigger=IntervalTrigger(seconds=self._tick_seconds(),
+                                                                                timezone=UTC))
+        log.info("config reloaded", config=source, credentials=len(new.credentials))
+        self._emit("reloaded", credentials=len(new.credentials))
+        return True
+
+    # --- helpers -------------------------------------------------------------------------------------
+    def _tick_seconds(self) -> float:
+        return self.settings.service.tick.total_seconds()
+
+    def _new_drift_schedule(self, settings: Settings) -> DriftSchedule:
+        return DriftSchedule((c.name for c in settings.credentials), every=self._drift_every,
+                             budget=self._drift_budget, start=datetime.now(UTC))
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self._on_event is not None:
+            self._on_event(kind, data)
+
+
+def run_service(settings: Settings, *, once: bool = False, duration: float | None = None,
+                on_event: OnEvent | None = None) -> int:
+    """Run the service in the foreground; the exit code of `rotator run`.
+
+    ``once``: one tick, then 0 if everything is ok, 1 if anything failed or is held (no HTTP endpoint).
+    ``duration``: stop by itself after that many seconds (the demo). ``on_event(kind, data)`` hears
+    started, tick, result, step, drift, reloaded, reload_rejected, tick_failed, stopping and stopped.
+    Signal handlers are installed when called from the main thread. Raises RotatorError (exit 1, or 2 for
+    config errors) when the service cannot start, e.g. SchemaNotCurrent: run `rotator db upgrade`.
+    """
+    service = Service(settings, on_event=on_event)
+    restore = _install_signals(service)
+    try:
+        if once:
+            service.prepare()
+            summary = service.tick_once()
+            service.wiring.store.close()
+            return 0 if summary.ok else 1
+        service.start()
+        try:
+            service.serve(duration=duration)
+        finally:
+            clean = service.stop()
+        return 0 if clean else 1
+    finally:
+        restore()
+
+
+def _install_signals(service: Service) -> Callable[[], None]:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        service.request_stop()
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        service.request_reload()
+
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop), (signal.SIGHUP, on_hup))}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore

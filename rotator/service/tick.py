@@ -1,0 +1,198 @@
+"""One tick of the service: recover interrupted rotations, run due rotations, then due retire and delete
+steps, then a rationed batch of drift checks. Every credential runs under its own lease
+(rotator.rotation.batch.rotate_one) and fails on its own; the summary reports them together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from rotator.domain import CredentialSpec, CredentialState
+from rotator.errors import LeaseLost, RotatorError
+from rotator.ports import Clock
+from rotator.rotation.batch import lease_name, rotate_one
+from rotator.rotation.results import Outcome, Reporter, RotationPorts, RotationResult
+from rotator.rotation.targets import check_drift, missing_variable_error, read_target
+from rotator.service.ports import ServiceQueries
+from rotator.service.scheduling import DriftSchedule, DueWork, select_due
+
+log = structlog.get_logger("rotator.service.tick")
+
+# Outcomes that do not make a tick (or `run --once`) fail: BUSY means another replica, or an incident,
+# owns the credential right now, which is how replicas are meant to share the work.
+_TICK_OK = frozenset({Outcome.ROTATED, Outcome.WAITING, Outcome.NOT_DUE, Outcome.BUSY})
+
+
+class Interrupted(LeaseLost):
+    """The service is stopping: the rotation stops before its next outside step, at a journaled point,
+    and the next start (or another replica) resumes it."""
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    credential: str
+    outcome: str  # clean | drift | skipped | failed
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("clean", "skipped")
+
+
+@dataclass(frozen=True)
+class TickSummary:
+    started_at: datetime
+    seconds: float
+    due: tuple[DueWork, ...] = ()
+    results: tuple[RotationResult, ...] = ()
+    drift: tuple[DriftResult, ...] = ()
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed and nothing is held."""
+        return all(r.outcome in _TICK_OK for r in self.results) and all(d.ok for d in self.drift)
+
+    def counts(self) -> dict[str, int]:
+        tally: dict[str, int] = {}
+        for result in self.results:
+            tally[result.outcome.value] = tally.get(result.outcome.value, 0) + 1
+        for check in self.drift:
+            tally[f"drift_{check.outcome}"] = tally.get(f"drift_{check.outcome}", 0) + 1
+        return tally
+
+
+@dataclass
+class TickContext:
+    """Everything a tick needs; the service builds one per tick from its current settings and wiring."""
+
+    specs: Sequence[CredentialSpec]
+    queries: ServiceQueries
+    ports_for: Callable[[CredentialSpec], RotationPorts]
+    clock: Clock
+    holder: str
+    lease_ttl: timedelta
+    concurrency: int = 4
+    drift: DriftSchedule | None = None
+    stop_requested: Callable[[], bool] = lambda: False  # checked before every outside step
+    on_result: Callable[[RotationResult], None] | None = None
+    on_step: Callable[[str, str, float], None] | None = None  # credential, step, seconds since the previous step
+    on_drift: Callable[[DriftResult], None] | None = None
+
+
+def run_tick(ctx: TickContext) -> TickSummary:
+    started = ctx.clock.now()
+    began = time.monotonic()
+    by_name: Mapping[str, CredentialSpec] = {spec.name: spec for spec in ctx.specs}
+    due = select_due(ctx.queries.due_candidates(started), {n: s.policy for n, s in by_name.items()}, started)
+    results = _run_due(ctx, [by_name[work.credential] for work in due])
+    worked = {work.credential for work in due}
+    drift: list[DriftResult] = []
+    if ctx.drift is not None and not ctx.stop_requested():
+        for name in ctx.drift.take_due(ctx.clock.now()):
+            if ctx.stop_requested():
+                break
+            if name in worked or name not in by_name:
+                continue  # a credential rotated this tick was just compared with IAM anyway
+            drift.append(_drift_check(ctx, by_name[name]))
+    summary = TickSummary(started_at=started, seconds=time.monotonic() - began, due=tuple(due),
+                          results=tuple(results), drift=tuple(drift), interrupted=ctx.stop_requested())
+    log.info("tick", due=len(due), duration_ms=round(summary.seconds * 1000, 1), ok=summary.ok,
+             interrupted=summary.interrupted, **summary.counts())
+    return summary
+
+
+def _run_due(ctx: TickContext, specs: Sequence[CredentialSpec]) -> list[RotationResult]:
+    """Rotate each spec (in the given order of start) under its lease; stop starting new ones on stop."""
+
+    def interrupt() -> None:
+        if ctx.stop_requested():
+            raise Interrupted("the service is stopping: the rotation stops here and resumes from the journal",
+                              hint="nothing to do: the next start, or another replica, continues it")
+
+    def one(spec: CredentialSpec) -> RotationResult | None:
+        if ctx.stop_requested():
+            return None  # never started: the next tick (or another replica) picks it up
+        last = [time.monotonic()]
+
+        def on_step(step: str, detail: str) -> None:
+            now = time.monotonic()
+            if ctx.on_step is not None:
+                ctx.on_step(spec.name, step, now - last[0])
+            last[0] = now
+
+        try:
+            result = rotate_one(ctx.ports_for(spec), spec, holder=ctx.holder, lease_ttl=ctx.lease_ttl,
+                                on_step=on_step, interrupt=interrupt)
+        except RotatorError as exc:  # building the ports failed (an account role could not be assumed)
+            result = RotationResult(spec.name, Outcome.FAILED, str(exc))
+        if result.outcome not in _TICK_OK:
+            log.warning("rotation not ok", credential=spec.name, outcome=result.outcome.value,
+                        message=result.message)
+        if ctx.on_result is not None:
+            ctx.on_result(result)
+        return result
+
+    if not specs:
+        return []
+    if ctx.concurrency <= 1 or len(specs) == 1:
+        outcomes = [one(spec) for spec in specs]
+    else:
+        with ThreadPoolExecutor(max_workers=min(ctx.concurrency, len(specs)), thread_name_prefix="tick") as pool:
+            outcomes = list(pool.map(one, specs))
+    return [result for result in outcomes if result is not None]
+
+
+def _drift_check(ctx: TickContext, spec: CredentialSpec) -> DriftResult:
+    """Compare what the GitLab targets hold with the user's keys in IAM, under the credential's lease.
+
+    Drift (a target holding a key IAM does not have, or targets disagreeing) holds the credential and
+    tells its owners once; a clean check refreshes the key the status (and the key-age metric) shows.
+    """
+    try:
+        ports = ctx.ports_for(spec)
+    except RotatorError as exc:
+        return _drift_done(ctx, DriftResult(spec.name, "failed", str(exc)))
+    store, name = ports.store, lease_name(spec.name)
+    if not store.try_acquire_lease(name, ctx.holder, ctx.lease_ttl, ctx.clock.now()):
+        return _drift_done(ctx, DriftResult(spec.name, "skipped", "another process holds the credential"))
+    try:
+        status = store.get_status(spec.name)
+        if status is None or status.state is not CredentialState.OK or store.open_journal(spec.name) is not None:
+            return _drift_done(ctx, DriftResult(spec.name, "skipped", "not at rest"))
+        keys = {key.key_id: key for key in ports.iam.list_access_keys(spec.iam_user)}
+        readings = [read_target(ports.variables, target) for target in spec.targets]
+        problems = [str(p) for r in readings
+                    if (p := missing_variable_error(r) or check_drift(r, set(keys))) is not None]
+        held = {r.held_key_id for r in readings if r.held_key_id}
+        if len(held) > 1:
+            problems.append(f"targets hold different keys ({', '.join(sorted(held))})")
+        now = ctx.clock.now()
+        if problems:
+            reason = "; ".join(problems)
+            reporter = Reporter(ports, spec, None)
+            reporter.event("drift_check", "held", reason=reason)
+            reporter.notify("drift", f"rotator: {spec.name} drift, credential held", [reason], "warning")
+            store.set_status(spec.name, CredentialState.HELD, now, last_error=reason)
+            return _drift_done(ctx, DriftResult(spec.name, "drift", reason))
+        current = keys.get(next(iter(held))) if held else None
+        store.set_status(spec.name, CredentialState.OK, now, current_key_id=current.key_id if current else None,
+                         key_created_at=current.created_at if current else None)
+        return _drift_done(ctx, DriftResult(spec.name, "clean"))
+    except RotatorError as exc:
+        log.warning("drift check failed", credential=spec.name, error=str(exc))
+        return _drift_done(ctx, DriftResult(spec.name, "failed", str(exc)))
+    finally:
+        store.release_lease(name, ctx.holder)
+
+
+def _drift_done(ctx: TickContext, result: DriftResult) -> DriftResult:
+    if ctx.on_drift is not None:
+        ctx.on_drift(result)
+    return result
