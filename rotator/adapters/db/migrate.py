@@ -23,7 +23,8 @@ from rotator.errors import SchemaNotCurrent, StoreError
 _HERE = Path(__file__).resolve()
 # A wheel installs the migrations next to the package; a source checkout (or editable install) has them
 # at the repository root. The packaged copy wins: a stray site-packages/migrations belongs to someone else.
-_CANDIDATE_DIRS = (_HERE.parents[1] / "_migrations", _HERE.parents[2] / "migrations")
+_PACKAGE = _HERE.parents[2]  # rotator/ (this file is rotator/adapters/db/migrate.py)
+_CANDIDATE_DIRS = (_PACKAGE / "_migrations", _PACKAGE.parent / "migrations")
 
 # Alembic's `context` and `op` are process-wide proxies: two migrations in one process must not overlap.
 # (Other processes are kept in turn by the database itself; see migrations/env.py.)
