@@ -371,3 +371,25 @@ def decide_room(keys: Iterable[AccessKey], referenced: set[str], replaced: set[s
         f"the user already has the maximum number of access keys [{described}]: {why}. "
         "A human must confirm which key is unused, deactivate and delete it, then run `rotator rotate` again",
     )
+
+
+def provably_replaced(journals: Iterable[Journal], user_id: str, held_by_targets: Iterable[str | None],
+                      keys: Iterable[AccessKey], evidence: Iterable[str]) -> set[str]:
+    """The keys of a user that something newer provably replaced, so making room may delete them.
+
+    A key is replaced when a published rotation of this very user (same immutable UserId) moved away from
+    it, or when every target is readable and holds the same Active key (each target has moved past every
+    other key). ``held_by_targets`` has one entry per target: the key id it holds, None when unreadable or
+    missing. A key named in an incident (``evidence``) is never replaced: a human decides about it.
+    """
+    replaced = {
+        j.old_key_id for j in journals
+        if j.old_key_id and j.user_id == user_id and j.phase in (Phase.PUBLISHED, Phase.RETIRED, Phase.DONE)
+    }
+    keys = list(keys)
+    held = set(held_by_targets)
+    if len(held) == 1 and None not in held:
+        current = next((k for k in keys if k.key_id in held and k.status is KeyStatus.ACTIVE), None)
+        if current is not None:
+            replaced |= {k.key_id for k in keys if k.key_id != current.key_id}
+    return replaced - set(evidence)

@@ -1,16 +1,27 @@
-"""The RotatorError tree. Imports nothing, so every layer may raise these.
+"""The RotatorError tree and the exit codes of the operator contract. Imports nothing, so every layer may
+raise these.
 
-Every error names what failed and, in ``hint``, the operator's next step. ``exit_code`` follows the
-operator contract: 1 the operation failed, 2 usage or config error.
+Every error names what failed and, in ``hint``, the operator's next step.
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The operator contract's exit codes, the one table every command uses."""
+
+    OK = 0
+    FAILED = 1  # the operation failed (for `revoke`: the key is NOT contained)
+    USAGE = 2  # usage or config error, said before any outside call
+    CONTAINED_FOLLOW_UP_FAILED = 3  # `revoke` contained the key, but a follow-up step failed
 
 
 class RotatorError(Exception):
     """Base of every error rotator raises on purpose."""
 
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.FAILED
 
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)
@@ -24,7 +35,7 @@ class RotatorError(Exception):
 class UsageError(RotatorError):
     """The command line itself is wrong."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class ConfigError(UsageError):

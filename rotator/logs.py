@@ -50,6 +50,15 @@ SECRET_FIELDS = frozenset({
 _SECRET_SUFFIXES = ("_secret", "_password", "_token", "_secret_access_key")
 
 
+# The password of a URL's userinfo: everything from the ':' after the user name to the last '@' before the path.
+_PASSWORD_IN_URL = re.compile(r"(?P<head>://[^:/@]*:)[^/]*@")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe to print or log (a database URL may carry one)."""
+    return _PASSWORD_IN_URL.sub(r"\g<head>***@", url)
+
+
 def is_secret_field(name: str) -> bool:
     normalized = name.lower().replace("-", "_")
     return normalized in SECRET_FIELDS or normalized.endswith(_SECRET_SUFFIXES)

@@ -95,6 +95,10 @@ class CiVariables(Protocol):
     def create(self, ref: VarRef, value: str | Secret, *, masked: bool, hidden: bool,
                protected: bool) -> CiVariable: ...
 
+    def delete(self, ref: VarRef) -> bool:
+        """DELETE with filter[environment_scope]; False when the variable was already gone."""
+        ...
+
 
 class Notifier(Protocol):
     def post(self, channel: str, title: str, lines: Sequence[str], *, severity: str = "info",
@@ -176,4 +180,16 @@ class Store(Protocol):
 
     def expire_lease(self, name: str) -> None:
         """End the current tenure now, whoever holds it (incidents, dead local holders)."""
+        ...
+
+
+class KeyDirectory(Protocol):
+    """Which AWS account an access key id belongs to, asked with the ambient credentials."""
+
+    def account_of_key(self, key_id: str) -> str:
+        """sts:GetAccessKeyInfo: the 12-digit account id. Works for AKIA and ASIA ids of any account."""
+        ...
+
+    def ambient_account(self) -> str:
+        """sts:GetCallerIdentity of the ambient credentials: the account rotator itself runs in."""
         ...

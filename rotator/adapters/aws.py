@@ -100,7 +100,8 @@ def aws_call(operation: str, subject: str = "") -> Iterator[None]:
         raise translate(exc, operation, subject) from None
 
 
-def _aware(value: Any) -> datetime | None:
+def aware_utc(value: Any) -> datetime | None:
+    """A datetime botocore parsed, as timezone-aware UTC; None for anything else."""
     if not isinstance(value, datetime):
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -189,7 +190,7 @@ class BotoIam:
                     keys.append(AccessKey(
                         key_id=meta["AccessKeyId"],
                         status=KeyStatus(meta["Status"]),
-                        created_at=_aware(meta.get("CreateDate")) or datetime.min.replace(tzinfo=UTC),
+                        created_at=aware_utc(meta.get("CreateDate")) or datetime.min.replace(tzinfo=UTC),
                     ))
         return keys
 
@@ -199,7 +200,7 @@ class BotoIam:
         return NewAccessKey(
             key_id=key["AccessKeyId"],
             secret=Secret(key["SecretAccessKey"]),
-            created_at=_aware(key.get("CreateDate")) or datetime.now(UTC),
+            created_at=aware_utc(key.get("CreateDate")) or datetime.now(UTC),
         )
 
     def set_access_key_status(self, user_name: str, key_id: str, *, active: bool) -> None:
@@ -223,7 +224,7 @@ class BotoIam:
         return KeyLastUsed(
             key_id=key_id,
             user_name=answer.get("UserName"),
-            last_used_at=_aware(used.get("LastUsedDate")),
+            last_used_at=aware_utc(used.get("LastUsedDate")),
             service=None if service in (None, "N/A") else service,
             region=None if region in (None, "N/A") else region,
         )

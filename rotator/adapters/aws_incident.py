@@ -8,11 +8,11 @@ AccessDenied always raises: "cannot look" is not "nothing there".
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from rotator.adapters.aws import BotoIam, aws_call, caller_identity, sts_account_for_key
+from rotator.adapters.aws import BotoIam, aware_utc, aws_call, caller_identity, sts_account_for_key
 from rotator.errors import AwsNotFound
 
 if TYPE_CHECKING:
@@ -25,12 +25,6 @@ def _document_text(document: Any) -> str:
     if isinstance(document, str):
         return unquote(document)
     return json.dumps(document, sort_keys=True)
-
-
-def _utc(value: Any) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class BotoIncidentIam(BotoIam):
@@ -70,7 +64,7 @@ class BotoIncidentIam(BotoIam):
                 profile = self._client.get_login_profile(UserName=user_name)["LoginProfile"]
         except AwsNotFound:
             return None  # NoSuchEntity: the user has no console password
-        return _utc(profile.get("CreateDate"))
+        return aware_utc(profile.get("CreateDate"))
 
     def delete_login_profile(self, user_name: str) -> None:
         try:

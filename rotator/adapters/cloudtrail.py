@@ -25,36 +25,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rotator.adapters.aws import THROTTLING_CODES, aws_call, translate
 from rotator.errors import AwsError, AwsThrottled, AwsUnavailable
 from rotator.incident.ports import TrailPage
+from rotator.ratelimit import AdaptiveTokenBucket
 
 # One attempt per call: the loop below owns retrying, so that each attempt passes the token bucket.
 LOOKUP_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=30,
                        user_agent_extra="rotator-audit")
 PAGE_SIZE = 50  # LookupEvents' maximum
-
-
-class TokenBucket:
-    """``rate`` tokens a second, holding one: callers are spaced 1/rate apart, in arrival order."""
-
-    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be > 0 requests per second")
-        self._interval = 1.0 / rate
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._next_free = 0.0
-
-    def take(self) -> float:
-        """Block until this caller's slot; returns the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            slot = max(now, self._next_free)
-            self._next_free = slot + self._interval
-        wait = slot - now
-        if wait > 0:
-            self._sleep(wait)
-        return wait
 
 
 @dataclass(frozen=True)
@@ -85,19 +61,19 @@ class BotoCloudTrail:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[str, AdaptiveTokenBucket] = {}
 
     def enabled_regions(self) -> list[str]:
         with aws_call("ec2:DescribeRegions"):
             answer = self._ec2_client().describe_regions(AllRegions=False)
         return sorted(str(region["RegionName"]) for region in answer.get("Regions", []))
 
-    def _region(self, region: str) -> tuple[Any, TokenBucket]:
+    def _region(self, region: str) -> tuple[Any, AdaptiveTokenBucket]:
         # boto3 sessions are not thread-safe: clients are built one at a time, then shared (clients are).
         with self._lock:
             if region not in self._clients:
                 self._clients[region] = self._client_for(region)
-                self._buckets[region] = TokenBucket(self._rate)
+                self._buckets[region] = AdaptiveTokenBucket(self._rate, burst=1, name=f"cloudtrail:{region}")
             return self._clients[region], self._buckets[region]
 
     def lookup_by_key(self, region: str, key_id: str, start: datetime, end: datetime) -> Iterator[TrailPage]:
@@ -115,13 +91,13 @@ class BotoCloudTrail:
             if not token:
                 return
 
-    def _one_page(self, client: Any, bucket: TokenBucket, region: str, key_id: str,
+    def _one_page(self, client: Any, bucket: AdaptiveTokenBucket, region: str, key_id: str,
                   params: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
         throttled = 0
         transient = 0
         operation = f"cloudtrail:LookupEvents@{region}"
         while True:
-            bucket.take()
+            bucket.acquire()
             try:
                 answer: dict[str, Any] = client.lookup_events(**params)
             except (ClientError, BotoCoreError) as exc:
@@ -179,4 +155,4 @@ def cloudtrail_for_session(session: Any, home_region: str, *, rate: float,
     return BotoCloudTrail(client_for, ec2_client, rate=rate, backoff=backoff)
 
 
-__all__ = ["Backoff", "BotoCloudTrail", "TokenBucket", "cloudtrail_for_session"]
+__all__ = ["Backoff", "BotoCloudTrail", "cloudtrail_for_session"]

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import click
 
-from rotator.cli.common import EXIT_FAILED, EXIT_OK, config_option, handle_errors, json_option
-from rotator.errors import UsageError
+from rotator.cli.common import config_option, handle_errors, json_option
+from rotator.errors import ExitCode, UsageError
 
 EPILOG = """\b
 Exit codes: 0 the audit covered everything; 1 coverage incomplete (a region or a
@@ -69,10 +69,12 @@ def audit(key_id: str, since: str | None, output_dir: str | None, config_path: s
     now = datetime.now(UTC)
     since_at = parse_since(since, now) if since is not None else None
 
-    from rotator.cli.audit_run import run_audit_command
+    from rotator.cli.audit_output import print_key_audit
     from rotator.config.settings import load_settings
-    from rotator.wiring.root import Wiring
+    from rotator.incident.audit.key_audit import audit_key
+    from rotator.wiring.root import Root
 
-    wiring = Wiring(load_settings(config_path, partial=True))
-    complete = run_audit_command(wiring, key_id, since=since_at, now=now, output_dir=output_dir, as_json=as_json)
-    sys.exit(EXIT_OK if complete else EXIT_FAILED)
+    root = Root(load_settings(config_path, partial=True))
+    outcome = audit_key(root.incident.key_audit_ports(), key_id, since=since_at)
+    complete = print_key_audit(outcome, now=now, output_dir=output_dir, as_json=as_json)
+    sys.exit(ExitCode.OK if complete else ExitCode.FAILED)

@@ -10,16 +10,10 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from rotator.errors import ConfigError, RotatorError, UsageError
+from rotator.errors import ConfigError, ExitCode, RotatorError, UsageError
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_CONTAINED_FOLLOWUP_FAILED = 3
-
 
 def config_option(func: Callable[P, R]) -> Callable[P, R]:
     return click.option(
@@ -34,7 +28,7 @@ def json_option(func: Callable[P, R]) -> Callable[P, R]:
     )
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> None:
+def fail(message: str, code: int = ExitCode.FAILED) -> None:
     click.echo(f"rotator: {message}", err=True)
     sys.exit(code)
 

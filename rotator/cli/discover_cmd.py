@@ -85,16 +85,16 @@ def discover(emit_config: bool, concurrency: int, config_path: str | None, as_js
     from rotator.inventory.discover import discover as run_discovery
     from rotator.inventory.report import as_json as report_json
     from rotator.inventory.report import emit_config as config_text
-    from rotator.wiring.root import Wiring
+    from rotator.wiring.root import Root
 
     settings = load_settings(config_path, partial=True)  # a first run may have no [[credentials]] yet
     settings.require_gitlab()
     cli_logging()
-    wiring = Wiring(settings)
-    wiring.resolve_secrets(slack=False, state_key=False)
+    root = Root(settings)
+    root.resolve_secrets(slack=False, state_key=False)
     specs = settings.credential_specs()
     with DiscoveryProgress(enabled=not as_json) as progress:
-        report = run_discovery(specs, settings.policy.to_policy(), wiring.discovery_ports(),
+        report = run_discovery(specs, settings.policy.to_policy(), root.inventory.discovery_ports(),
                                concurrency=concurrency, progress=progress.update)
     emitted = config_text(report, [spec.name for spec in specs]) if emit_config else None
     if as_json:

@@ -53,28 +53,23 @@ def plan_oidc(name: str, output_dir: Path | None, apply_: bool, refs: tuple[str,
       rotator plan-oidc payments-deploy --apply
     """
     from rotator.config.settings import load_settings
-    from rotator.oidc.plan import OidcRequest, build_plan, plan_files, plan_readme
-    from rotator.wiring.root import Wiring
+    from rotator.oidc.plan import plan_files, plan_readme
+    from rotator.wiring.oidc import OidcChoices
+    from rotator.wiring.root import Root
 
     settings = load_settings(config_path)
     cli_logging()
     spec = settings.credential(name)
-    wiring = Wiring(settings)
-    oidc = wiring.oidc_iam(spec.account)
-    account_settings = settings.account(spec.account)
-    request = OidcRequest(
-        credential=spec, gitlab_url=settings.require_gitlab().url, account_id=wiring.account_id(spec.account),
-        permissions=oidc.user_permissions(spec.iam_user),
-        region=(account_settings.region if account_settings and account_settings.region else settings.aws.region),
+    root = Root(settings)
+    plan, request = root.oidc.plan(spec, OidcChoices(
         audience=audience, refs=refs or ("main",), tags=tags, environment=environment, projects=projects,
-        role_name=role_name, thumbprints=thumbprints)
-    plan = build_plan(request)
+        role_name=role_name, thumbprints=thumbprints))
     files = plan_files(plan, request)
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         for file_name, content in files.items():
             (output_dir / file_name).write_text(content, encoding="utf-8")
-    applied = oidc.apply(plan.resources) if apply_ else []
+    applied = root.oidc.apply(spec, plan) if apply_ else []
     if as_json:
         print_json({"credential": spec.name, "provider": plan.provider_request, "role_arn": plan.role_arn,
                     "trust_policy": plan.trust_policy, "subjects": list(plan.subjects),
@@ -124,29 +119,22 @@ def retire_credential(name: str, yes: bool, dry_run: bool, role_name: str | None
       rotator retire-credential payments-deploy --yes
     """
     from rotator.config.settings import load_settings
-    from rotator.oidc.plan import role_name_for
-    from rotator.oidc.retire_credential import RetirePorts
-    from rotator.oidc.retire_credential import retire_credential as retire
-    from rotator.rotation.batch import new_holder
-    from rotator.wiring.root import Wiring
+    from rotator.wiring.root import Root
 
     settings = load_settings(config_path)
     cli_logging()
     spec = settings.credential(name)
-    wiring = Wiring(settings)
-    wiring.resolve_secrets(slack=False, state_key=False)
+    root = Root(settings)
+    root.resolve_secrets(slack=False, state_key=False)
     if not dry_run and not yes:
         if not sys.stdin.isatty():
             raise UsageError("retire-credential deletes GitLab variables and deactivates keys: confirm with --yes",
                              hint="run it from a terminal to be asked, or pass --yes (try --dry-run first)")
         click.confirm(f"Delete the GitLab variables of {spec.name} and deactivate every key of {spec.iam_user}?",
                       abort=True)
-    ports = RetirePorts(variables=wiring.variables, iam=wiring.iam(spec.account), oidc=wiring.oidc_iam(spec.account),
-                        store=wiring.store, clock=wiring.clock, actor=wiring.actor)
     echo = None if as_json else (lambda line: click.echo(line, err=True))
-    result = retire(spec, ports, role_name=role_name or role_name_for(spec.name), holder=new_holder(wiring.actor),
-                    lease_ttl=settings.service.lease_ttl, dry_run=dry_run, skip_role_check=skip_role_check,
-                    on_step=echo)
+    result = root.oidc.retire_credential(spec, role_name=role_name, dry_run=dry_run,
+                                         skip_role_check=skip_role_check, on_step=echo)
     if as_json:
         print_json({"credential": result.credential, "dry_run": result.dry_run, "deleted": result.deleted,
                     "deactivated": result.deactivated, "role_last_used": result.role_last_used,

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import sys
 import uuid
+from typing import TYPE_CHECKING
 
 import click
 
-from rotator.cli.common import EXIT_FAILED, config_option, handle_errors, json_option
+from rotator.cli.common import config_option, handle_errors, json_option
+from rotator.errors import ExitCode
+
+if TYPE_CHECKING:
+    from rotator.incident.containment import Containment
+    from rotator.wiring.containment import ContainmentWiring
 
 EPILOG = """\b
 Exit codes: 0 contained and every step done; 3 contained but a follow-up step
@@ -62,7 +68,7 @@ def revoke(key_id: str, reason: str, replace_key: bool, no_audit: bool, dry_run:
         raise UsageError("--role applies to temporary (ASIA) keys only", hint="drop --role for an AKIA key")
 
     from rotator.config.early import load_containment_settings
-    from rotator.wiring.incident import ContainmentWiring
+    from rotator.wiring.containment import ContainmentWiring
 
     early = ContainmentWiring(load_containment_settings(config_path))
     try:
@@ -72,11 +78,52 @@ def revoke(key_id: str, reason: str, replace_key: bool, no_audit: bool, dry_run:
         from rotator.cli.revoke_output import print_not_contained
 
         print_not_contained(key_id, exc, as_json=as_json)
-        sys.exit(EXIT_FAILED)
+        sys.exit(ExitCode.FAILED)
 
     # Contained (or, with --dry-run, planned). Nothing below can undo it, and all of it may be slow.
-    from rotator.cli.revoke_followups import run_follow_ups
+    sys.exit(_follow_up(containment, early, config_path=config_path, reason=reason, replace=replace_key,
+                        audit=not no_audit, output_dir=output_dir, as_json=as_json,
+                        holder=f"incident/{uuid.uuid4().hex[:8]}"))
 
-    sys.exit(run_follow_ups(containment, early, config_path=config_path, reason=reason, replace=replace_key,
-                            audit=not no_audit, output_dir=output_dir, as_json=as_json,
-                            holder=f"incident/{uuid.uuid4().hex[:8]}"))
+
+def _follow_up(containment: Containment, early: ContainmentWiring, *, config_path: str | None, reason: str,
+               replace: bool, audit: bool, output_dir: str | None, as_json: bool, holder: str) -> int:
+    """Read the whole config, build the composition root, run every follow-up step, print and write the report.
+    Returns the exit code: 0 every step done, 3 some follow-up failed (the key stays contained)."""
+    from rotator.cli.revoke_output import announce, print_outcome, write_incident_reports
+    from rotator.config.settings import load_settings
+    from rotator.errors import ConfigError
+    from rotator.incident.followup import FollowUpOptions, IncidentOutcome, follow_up
+    from rotator.incident.steps import Step, StepStatus
+    from rotator.logs import configure_logging
+    from rotator.wiring.system import default_actor
+
+    if not as_json:
+        announce(containment)
+    options = FollowUpOptions(reason=reason, replace=replace, audit=audit, dry_run=containment.dry_run)
+    try:
+        settings = load_settings(config_path, partial=True)
+    except ConfigError as exc:
+        # The key is contained with [aws] alone; the rest of the file must be fixed for the follow-ups.
+        outcome = IncidentOutcome(containment, [*containment.steps, Step(
+            "config", StepStatus.FAILED, f"{exc}: preempt, record, notify, replace and audit were not run; fix "
+                                         "the file and run revoke again (containment is already done)")])
+        actor = default_actor()
+    else:
+        # stdout carries the result (--json); the step table says what happened, so only warnings are logged.
+        configure_logging("error" if settings.service.log_level == "error" else "warning", stream=sys.stderr)
+        root = early.root(settings)
+        outcome = follow_up(containment, root.incident.follow_up_ports(holder=holder, dry_run=containment.dry_run),
+                            options)
+        actor = root.actor
+    exit_code = outcome.exit_code
+    written = []
+    if output_dir is not None:
+        try:
+            written = write_incident_reports(output_dir, outcome, actor=actor, reason=reason,
+                                             now=early.clock.now())
+        except OSError as exc:
+            outcome.steps.append(Step("report files", StepStatus.FAILED, f"cannot write to {output_dir}: {exc}"))
+            exit_code = ExitCode.CONTAINED_FOLLOW_UP_FAILED
+    print_outcome(outcome, actor=actor, reason=reason, as_json=as_json, written=written)
+    return exit_code

@@ -8,14 +8,10 @@ from typing import TYPE_CHECKING
 import click
 
 from rotator.cli.common import cli_logging, config_option, handle_errors, json_option
-from rotator.errors import UsageError
+from rotator.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from rotator.cli.rotate_output import Progress
-    from rotator.domain import CredentialSpec
-    from rotator.rotation.engine import RotationResult
     from rotator.rotation.fleet import FleetReport
-    from rotator.wiring.root import Wiring
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,7 +60,7 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
       rotator rotate --all --force --group payments     # everything payments' pipelines could read
     """
     from rotator.config.settings import load_settings
-    from rotator.wiring.root import Wiring
+    from rotator.wiring.root import Root
 
     selecting = all_ or bool(projects) or bool(groups)
     if bool(names) == selecting:
@@ -81,73 +77,39 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
                              hint="check the paths (`rotator status` lists every credential's targets)")
     else:
         specs = tuple(settings.credential(n) for n in dict.fromkeys(names))
-    wiring = Wiring(settings)
-    wiring.resolve_secrets(state_key=not dry_run)
+    root = Root(settings)
+    root.resolve_secrets(state_key=not dry_run)
     if dry_run:
         from rotator.cli.rotate_output import print_plans
-        from rotator.rotation.plan import plan_rotation
 
-        plans = [plan_rotation(spec, iam=wiring.iam(spec.account), variables=wiring.variables,
-                               store=wiring.store, clock=wiring.clock, force=force) for spec in specs]
+        plans = root.rotation.plan(specs, force=force)
         print_plans(plans, as_json=as_json)
-        sys.exit(1 if any(p.action == "error" for p in plans) else 0)
+        sys.exit(ExitCode.FAILED if any(p.action == "error" for p in plans) else ExitCode.OK)
 
-    from rotator.cli.rotate_output import print_fleet_summary, print_results, progress_for
-    from rotator.rotation.batch import new_holder, rotate_many
+    from rotator.cli.rotate_output import LiveProgress, print_fleet_summary, print_results, progress_for
+    from rotator.leases import new_holder
 
-    wiring.store.sync_credentials(settings.credential_specs(), wiring.clock.now())
-    holder = new_holder(wiring.actor)
+    root.rotation.sync_credentials()
+    holder = new_holder(root.actor)
     report: FleetReport | None = None
-    recovered = _recover_others(wiring, specs, holder, progress_enabled=not as_json)
+    recovery = LiveProgress(enabled=not as_json)
+    recovered = root.rotation.recover_others(specs, holder=holder, on_step=recovery.step, on_result=recovery.result)
     with progress_for(len(specs), enabled=not as_json) as progress:
         if selecting and len(specs) > 1:
-            report = _rotate_fleet(wiring, specs, holder, concurrency, force, _scope_text(projects, groups),
-                                   progress)
+            report = root.rotation.fleet(specs, holder=holder, concurrency=concurrency, force=force,
+                                         scope=_scope_text(projects, groups), on_step=progress.step,
+                                         on_result=progress.result)
             results = report.results
         else:
-            results = rotate_many(
-                specs, wiring.rotation_ports, holder=holder, lease_ttl=settings.service.lease_ttl,
-                concurrency=concurrency, force=force, on_step=progress.step, on_result=progress.result,
-            )
+            results = root.rotation.rotate(specs, holder=holder, concurrency=concurrency, force=force,
+                                           on_step=progress.step, on_result=progress.result)
     results = [*recovered, *results]
     print_results(results, as_json=as_json, fleet=report)
     if report is not None and not as_json:
         print_fleet_summary(report)
-    sys.exit(0 if all(r.outcome.ok for r in results) else 1)
-
-
-def _recover_others(wiring: Wiring, selected: tuple[CredentialSpec, ...], holder: str, *,
-                    progress_enabled: bool) -> list[RotationResult]:
-    """Recovery runs at every start: an interrupted rotation of a credential not named on this command line
-    is finished (or undone) too, but no new rotation is started for it."""
-    from rotator.cli.rotate_output import LiveProgress
-    from rotator.rotation.batch import rotate_many
-
-    chosen = {spec.name for spec in selected}
-    pending = [spec for spec in wiring.settings.credential_specs()
-               if spec.name not in chosen and wiring.store.open_journal(spec.name) is not None]
-    if not pending:
-        return []
-    progress = LiveProgress(enabled=progress_enabled)
-    return rotate_many(pending, wiring.rotation_ports, holder=holder, lease_ttl=wiring.settings.service.lease_ttl,
-                       resume_only=True, on_step=progress.step, on_result=progress.result)
+    sys.exit(ExitCode.OK if all(r.outcome.ok for r in results) else ExitCode.FAILED)
 
 
 def _scope_text(projects: tuple[str, ...], groups: tuple[str, ...]) -> str:
     parts = [f"project {p}" for p in projects] + [f"group {g}" for g in groups]
     return "pipelines of " + ", ".join(parts) if parts else "every configured credential"
-
-
-def _rotate_fleet(wiring: Wiring, specs: tuple[CredentialSpec, ...], holder: str, concurrency: int, force: bool,
-                  scope: str, progress: Progress) -> FleetReport:
-    from rotator.rotation.fleet import FleetOptions, PacedNotifier, rotate_fleet
-
-    settings = wiring.settings
-    notifier = wiring.notifier
-    options = FleetOptions(holder=holder, lease_ttl=settings.service.lease_ttl, concurrency=concurrency,
-                           force=force, scope=scope, actor=wiring.actor,
-                           security_channel=settings.slack.security_channel if settings.slack else None)
-    return rotate_fleet(specs, wiring.rotation_ports, options, clock=wiring.clock, store=wiring.store,
-                        notifier=PacedNotifier(notifier, wiring.pacer("slack")) if notifier is not None else None,
-                        buckets=lambda: [bucket.stats() for bucket in wiring.pacers().values()],
-                        on_step=progress.step, on_result=progress.result)

@@ -15,8 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from rotator.cli.common import print_json
-from rotator.rotation.engine import Outcome, RotationResult
 from rotator.rotation.plan import Plan
+from rotator.rotation.results import Outcome, RotationResult
 
 if TYPE_CHECKING:
     from rotator.rotation.fleet import FleetReport

@@ -10,7 +10,8 @@ from types import FrameType
 
 import click
 
-from rotator.cli.common import EXIT_FAILED, EXIT_OK, fail, handle_errors
+from rotator.cli.common import fail, handle_errors
+from rotator.errors import ExitCode
 
 EPILOG = """\b
 Examples:
@@ -66,7 +67,7 @@ def sandbox(as_json: bool, port_base: int | None) -> None:
         running = start_sandbox("127.0.0.1", port_base)
     except OSError as exc:
         fail(f"cannot listen: {exc.strerror or exc} (next step: choose another --port-base, or omit it "
-             "to use free ports)", EXIT_FAILED)
+             "to use free ports)", ExitCode.FAILED)
         return
     try:
         running.wait_until_healthy()
@@ -77,4 +78,4 @@ def sandbox(as_json: bool, port_base: int | None) -> None:
             pass
     finally:
         running.stop()
-    sys.exit(EXIT_OK)
+    sys.exit(ExitCode.OK)

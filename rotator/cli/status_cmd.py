@@ -34,13 +34,13 @@ def status(config_path: str | None, as_json: bool) -> None:
       rotator status --json | jq '.credentials[] | select(.state != "ok")'
     """
     from rotator.config.settings import load_settings
-    from rotator.wiring.root import Wiring
+    from rotator.wiring.root import Root
 
     settings = load_settings(config_path)
     cli_logging()
-    wiring = Wiring(settings)
-    store = wiring.store
-    now = wiring.clock.now()
+    root = Root(settings)
+    store = root.store
+    now = root.clock.now()
     store.sync_credentials(settings.credential_specs(), now)
     rows = []
     for spec in settings.credential_specs():

@@ -10,24 +10,22 @@ elsewhere in it then fails the follow-up steps (exit 3) instead of blocking cont
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rotator.config.patterns import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_REGION,
+    ENV_NAME,
+    REGION,
+    ROLE_ARN,
+    account_id_of_role,
+    config_path,
+)
 from rotator.errors import ConfigError
-
-# Kept equal to rotator.config.settings's (tests/unit/test_revoke.py checks it).
-DEFAULT_CONFIG_PATH = "rotator.toml"
-CONFIG_PATH_ENV = "ROTATOR_CONFIG"
-DEFAULT_DATABASE_URL = "sqlite:///rotator.db"
-DEFAULT_REGION = "us-east-1"
-
-_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+")
-_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+")
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -40,8 +38,7 @@ class AccountRole:
 
     @property
     def account_id(self) -> str:
-        match = _ROLE_ARN.fullmatch(self.role_arn)
-        return match.group(1) if match else ""
+        return account_id_of_role(self.role_arn) or ""
 
 
 @dataclass(frozen=True)
@@ -78,11 +75,6 @@ class ContainmentSettings:
         return None
 
 
-def config_path(cli_path: str | None, environ: Mapping[str, str] = os.environ) -> Path:
-    """--config, else $ROTATOR_CONFIG, else ./rotator.toml (as rotator.config.settings.resolve_config_path)."""
-    return Path(cli_path or environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
-
-
 def load_containment_settings(cli_path: str | None, environ: Mapping[str, str] = os.environ) -> ContainmentSettings:
     """[aws] region and accounts, [service] database_url. A missing file means every default."""
     path = config_path(cli_path, environ)
@@ -100,7 +92,7 @@ def load_containment_settings(cli_path: str | None, environ: Mapping[str, str] =
     aws = _table(data, "aws", source)
     service = _table(data, "service", source)
     region = aws.get("region", DEFAULT_REGION)
-    if not isinstance(region, str) or not _REGION.fullmatch(region):
+    if not isinstance(region, str) or not REGION.fullmatch(region):
         raise ConfigError(source, "aws.region", f"{region!r} is not an AWS region name like 'us-east-1'")
     database_url = service.get("database_url", DEFAULT_DATABASE_URL)
     if not isinstance(database_url, str) or "://" not in database_url:
@@ -131,11 +123,11 @@ def _accounts(aws: Mapping[str, Any], source: str) -> tuple[AccountRole, ...]:
             raise ConfigError(source, f"{where}.name", "is required and may not be 'default'")
         if any(account.name == name for account in accounts):
             raise ConfigError(source, f"{where}.name", f"duplicate account name {name!r}")
-        if not isinstance(role_arn, str) or not _ROLE_ARN.fullmatch(role_arn):
+        if not isinstance(role_arn, str) or not ROLE_ARN.fullmatch(role_arn):
             raise ConfigError(source, f"{where}.role_arn", "is not an IAM role ARN like "
                               "'arn:aws:iam::111122223333:role/rotator'")
         env, file, session = entry.get("external_id_env"), entry.get("external_id_file"), entry.get("session_name")
-        if env is not None and (not isinstance(env, str) or not _ENV_NAME.fullmatch(env)):
+        if env is not None and (not isinstance(env, str) or not ENV_NAME.fullmatch(env)):
             raise ConfigError(source, f"{where}.external_id_env", "must be an upper-case environment variable name")
         if file is not None and not isinstance(file, str):
             raise ConfigError(source, f"{where}.external_id_file", "must be a path")

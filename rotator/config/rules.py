@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_args
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from rotator.config.patterns import ENV_NAME, REGION, ROLE_ARN
 from rotator.domain import Secret, parse_duration
 from rotator.errors import ConfigError
 
@@ -65,9 +66,8 @@ check_name = _pattern_rule(r"[a-z0-9][a-z0-9._-]{0,63}",
 check_account_name = check_name
 check_iam_user = _pattern_rule(r"[\w+=,.@-]{1,64}", "a valid IAM user name")
 check_session_name = _pattern_rule(r"[\w+=,.@-]{2,64}", "a valid role session name (2-64 of letters, digits, +=,.@_-)")
-check_role_arn = _pattern_rule(r"arn:aws(-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]+",
-                               "a role ARN like 'arn:aws:iam::111122223333:role/rotator'")
-check_region = _pattern_rule(r"[a-z]{2}(-[a-z]+)+-\d+", "an AWS region like 'us-east-1'")
+check_role_arn = _pattern_rule(ROLE_ARN.pattern, "a role ARN like 'arn:aws:iam::111122223333:role/rotator'")
+check_region = _pattern_rule(REGION.pattern, "an AWS region like 'us-east-1'")
 check_variable_name = _pattern_rule(r"[A-Za-z0-9_]{1,255}", "a GitLab variable key (letters, digits and _)")
 check_gitlab_path = _pattern_rule(r"[\w.][\w.-]*(/[\w.][\w.-]*)*",
                                   "a GitLab full path like 'group/subgroup/project' (no leading or trailing /)")
@@ -84,9 +84,8 @@ def check_nonblank(value: str) -> str:
 
 
 def check_env_name(value: str) -> str:
-    # Never echo the value: the usual mistake here is pasting the secret itself. Upper case only, because a
-    # pasted token (mixed case, '-', '=', '/') then fails here instead of being named in a later message.
-    if not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,127}", value):
+    # Never echo the value: the usual mistake here is pasting the secret itself.
+    if not ENV_NAME.fullmatch(value):
         raise ValueError("must be the NAME of an environment variable (A-Z, 0-9 and _, e.g. ROTATOR_GITLAB_TOKEN), "
                          "not the secret itself")
     return value
@@ -109,14 +108,6 @@ def check_database_url(value: str) -> str:
         raise ValueError("a password in the URL is not allowed (secrets never sit in the config file); "
                          "leave it out and give psycopg PGPASSWORD or PGPASSFILE")
     return value
-
-
-def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def check_listen(value: str) -> str:

@@ -19,11 +19,11 @@ from pydantic import (
     model_validator,
 )
 
+from rotator.config.patterns import DEFAULT_CONFIG_PATH, account_id_of_role, config_path
 from rotator.config.rules import (
     ConfigProblem,
     parse_toml,
     read_secret,
-    redact_url,
     settings_error,
 )
 from rotator.config.sections import (
@@ -39,15 +39,12 @@ from rotator.config.sections import (
 )
 from rotator.domain import CredentialSpec, Secret, format_duration
 from rotator.errors import ConfigError, UsageError
+from rotator.logs import redact_url
 
 __all__ = [
     "AccountSettings", "AwsSettings", "CredentialSettings", "GitLabSettings", "PolicySettings", "ServiceSettings",
     "Settings", "SlackSettings", "TargetSettings", "describe_settings", "load_settings", "parse_settings",
-    "resolve_config_path",
 ]
-
-DEFAULT_CONFIG_PATH = "rotator.toml"
-CONFIG_PATH_ENV = "ROTATOR_CONFIG"
 
 
 class Settings(_Section):
@@ -112,6 +109,10 @@ class Settings(_Section):
         ambient_used = not configured or any(c.account == "default" for c in self.credentials)
         return ("default", *configured) if ambient_used else configured
 
+    def account_ids(self) -> dict[str, str | None]:
+        """Configured account name → AWS account id (from its role ARN); "default" (ambient) → None."""
+        return {"default": None, **{a.name: account_id_of_role(a.role_arn) for a in self.aws.accounts}}
+
     def account(self, name: str) -> AccountSettings | None:
         if name == "default":
             return None
@@ -165,11 +166,6 @@ class Settings(_Section):
 # --- loading ----------------------------------------------------------------------------------------------
 
 
-def resolve_config_path(cli_path: str | None, environ: Mapping[str, str] = os.environ) -> Path:
-    """--config, else $ROTATOR_CONFIG, else ./rotator.toml."""
-    return Path(cli_path or environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
-
-
 def load_settings(cli_path: str | None = None, *, environ: Mapping[str, str] = os.environ,
                   partial: bool = False) -> Settings:
     """Read and validate the config file; raise ConfigError (exit 2) naming the file and key on any problem.
@@ -177,7 +173,7 @@ def load_settings(cli_path: str | None = None, *, environ: Mapping[str, str] = o
     ``partial`` is for commands that need only [aws] and [service] (``revoke``, ``audit``): a missing file
     then means "all defaults", but a file that exists must still be entirely valid.
     """
-    path = resolve_config_path(cli_path, environ)
+    path = config_path(cli_path, environ)
     source = str(path)
     try:
         raw = path.read_bytes()

@@ -16,13 +16,13 @@ with ``--role`` or on the user the store resolves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from rotator.domain import KeyOwner, KeyStatus, is_access_key_id, is_temporary_key_id
 from rotator.errors import AwsError, AwsNotFound, RotatorError, StoreError, UsageError
-from rotator.incident.ports import IncidentIam, KeyDirectory
+from rotator.incident.ports import IncidentIam
 from rotator.incident.steps import (
     Step,
     StepStatus,
@@ -34,6 +34,7 @@ from rotator.incident.steps import (
     session_deny_policy_name,
     t0_of_document,
 )
+from rotator.inventory.locate import KeyLocation, KeyLocator, Unlocated
 from rotator.ports import Clock
 
 VERIFY_ATTEMPTS = 5  # ListAccessKeys reads, about a second apart: IAM is eventually consistent
@@ -41,8 +42,6 @@ VERIFY_ATTEMPTS = 5  # ListAccessKeys reads, about a second apart: IAM is eventu
 
 class NotContained(RotatorError):
     """The key could not be identified or deactivated: exit 1, with everything that was tried."""
-
-    exit_code = 1
 
     def __init__(self, message: str, tried: list[str], *, hint: str = "") -> None:
         super().__init__(message, hint=hint)
@@ -67,8 +66,7 @@ class KeyIdentity:
 @dataclass(frozen=True)
 class ContainmentPorts:
     iam_for: Callable[[str], IncidentIam]  # configured account name → IAM of that account
-    directory: KeyDirectory
-    account_ids: Mapping[str, str | None]  # configured account name → AWS account id; "default" → None
+    locator: KeyLocator  # key id → account → user, for a key the store does not track
     tracked_owner: Callable[[str], KeyOwner | None]  # the store's cheap read; may raise StoreError
     clock: Clock
 
@@ -140,16 +138,9 @@ def identify(key_id: str, ports: ContainmentPorts) -> tuple[KeyIdentity, list[st
     if not probe.temporary:
         identity = _identify_from_store(probe, ports) or _identify_from_aws(probe, ports)
         return identity, probe.tried
-    try:
-        account_id = ports.directory.account_of_key(probe.key_id)
-    except AwsError as exc:
-        raise NotContained(f"cannot tell which AWS account owns {probe.key_id}", [exc.message],
-                           hint="grant sts:GetAccessKeyInfo to rotator's credentials") from None
-    names = accounts_for(account_id, probe, ports)
-    if not names:
-        raise NotContained(f"{probe.key_id} belongs to AWS account {account_id}, which no configured account "
-                           "reaches", probe.tried, hint=f"add an [[aws.accounts]] entry for account {account_id}")
-    return KeyIdentity(probe.key_id, names[0], account_id, None, "aws"), probe.tried
+    location = _located(probe, ports, "look the key up by hand in its account's CloudTrail", find_user=False)
+    assert location.account is not None and location.account_id is not None
+    return KeyIdentity(probe.key_id, location.account, location.account_id, None, "aws"), probe.tried
 
 
 def _identify_from_store(result: Containment, ports: ContainmentPorts) -> KeyIdentity | None:
@@ -161,66 +152,41 @@ def _identify_from_store(result: Containment, ports: ContainmentPorts) -> KeyIde
     if owner is None:
         result.tried.append("store: key not tracked")
         return None
-    if owner.account not in ports.account_ids:
+    account_ids = ports.locator.account_ids
+    if owner.account not in account_ids:
         result.tried.append(f"store: key of user {owner.user_name} in account {owner.account!r}, which is not "
                             "configured any more; asking AWS")
         return None
     result.tried.append(f"store: key of user {owner.user_name} in account {owner.account!r}"
                         + (f" (credential {owner.credential})" if owner.credential else ""))
-    return KeyIdentity(result.key_id, owner.account, ports.account_ids[owner.account], owner.user_name, "store",
+    return KeyIdentity(result.key_id, owner.account, account_ids[owner.account], owner.user_name, "store",
                        credential=owner.credential)
 
 
-def accounts_for(account_id: str, result: Containment, ports: ContainmentPorts) -> list[str]:
-    """The configured accounts whose role lives in ``account_id``; the ambient one if it is that account."""
-    names = [name for name, known in ports.account_ids.items() if known == account_id]
-    if names:
-        return names
-    if "default" in ports.account_ids:
-        if set(ports.account_ids) == {"default"}:
-            return ["default"]  # the ambient credentials are all there is: no need to ask which account
-        try:
-            if ports.directory.ambient_account() == account_id:
-                return ["default"]
-        except AwsError as exc:
-            result.tried.append(f"sts:GetCallerIdentity: {exc.message}")
-    return []
-
-
-def _owning_accounts(result: Containment, ports: ContainmentPorts, by_hand: str) -> tuple[str, list[str]]:
-    """sts:GetAccessKeyInfo → the owning account id and the configured accounts that reach it.
-    ``by_hand`` completes the hint: what a human does when rotator cannot."""
+def _located(result: Containment, ports: ContainmentPorts, by_hand: str, *, find_user: bool) -> KeyLocation:
+    """The locator's answer, or NotContained saying where it stopped. ``by_hand`` completes the hint: what a
+    human does when rotator cannot."""
     key_id = result.key_id
-    try:
-        account_id = ports.directory.account_of_key(key_id)
-    except AwsError as exc:
-        result.tried.append(f"sts:GetAccessKeyInfo: {exc.message}")
+    location = ports.locator.locate(key_id, find_user=find_user)
+    result.tried.extend(location.notes)
+    if location.failure is Unlocated.ACCOUNT_UNKNOWN:
         raise NotContained(f"cannot tell which AWS account owns {key_id}", result.tried,
-                           hint=f"grant sts:GetAccessKeyInfo to rotator's credentials, or {by_hand}") from None
-    result.tried.append(f"sts:GetAccessKeyInfo: account {account_id}")
-    names = accounts_for(account_id, result, ports)
-    if not names:
-        raise NotContained(f"{key_id} belongs to AWS account {account_id}, which no configured account reaches",
-                           result.tried, hint=f"add an [[aws.accounts]] entry with a role in account {account_id}, "
-                                              f"or {by_hand}")
-    return account_id, names
+                           hint=f"grant sts:GetAccessKeyInfo to rotator's credentials, or {by_hand}")
+    if location.failure is Unlocated.NOT_CONFIGURED:
+        raise NotContained(f"{key_id} belongs to AWS account {location.account_id}, which no configured account "
+                           "reaches", result.tried,
+                           hint=f"add an [[aws.accounts]] entry with a role in account {location.account_id}, "
+                                f"or {by_hand}")
+    if location.failure is Unlocated.NO_USER:
+        raise NotContained(f"no configured account knows the access key {key_id}", result.tried,
+                           hint=f"check the key id; if it is real, {by_hand}")
+    return location
 
 
 def _identify_from_aws(result: Containment, ports: ContainmentPorts) -> KeyIdentity:
-    key_id = result.key_id
-    account_id, names = _owning_accounts(result, ports, "deactivate the key by hand in its account's IAM console")
-    for name in names:
-        try:
-            used = ports.iam_for(name).get_access_key_last_used(key_id)
-        except AwsError as exc:
-            result.tried.append(f"iam:GetAccessKeyLastUsed in account {name!r}: {exc.message}")
-            continue
-        if used.user_name:
-            result.tried.append(f"iam:GetAccessKeyLastUsed in account {name!r}: user {used.user_name}")
-            return KeyIdentity(key_id, name, account_id, used.user_name, "aws")
-        result.tried.append(f"iam:GetAccessKeyLastUsed in account {name!r}: no user name")
-    raise NotContained(f"no configured account knows the access key {key_id}", result.tried,
-                       hint="check the key id; if it is real, deactivate it by hand in its account's IAM console")
+    location = _located(result, ports, "deactivate the key by hand in its account's IAM console", find_user=True)
+    assert location.account is not None
+    return KeyIdentity(result.key_id, location.account, location.account_id, location.user_name, "aws")
 
 
 def _deactivate(result: Containment, iam: IncidentIam, identity: KeyIdentity, clock: Clock) -> None:
@@ -299,8 +265,9 @@ def _contain_temporary(result: Containment, ports: ContainmentPorts, role: str |
                                result.tried, hint="pass --role NAME (the role the session belongs to); for a "
                                                   "session of an IAM user, revoke that user's access key")
     else:
-        account_id, names = _owning_accounts(result, ports, "revoke the role's sessions in the IAM console")
-        identity = KeyIdentity(key_id, names[0], account_id, None, "--role", role_name=role)
+        location = _located(result, ports, "revoke the role's sessions in the IAM console", find_user=False)
+        assert location.account is not None
+        identity = KeyIdentity(key_id, location.account, location.account_id, None, "--role", role_name=role)
     result.identity = identity
     result.t0 = next_whole_second(ports.clock.now())
     iam = ports.iam_for(identity.account)
@@ -315,6 +282,6 @@ def _contain_temporary(result: Containment, ports: ContainmentPorts, role: str |
     result.contained = step.status in (StepStatus.DONE, StepStatus.ALREADY)
 
 
-__all__ = ["Containment", "ContainmentPorts", "KeyIdentity", "NotContained", "Step", "StepStatus", "accounts_for",
+__all__ = ["Containment", "ContainmentPorts", "KeyIdentity", "NotContained", "Step", "StepStatus",
            "contain", "identify", "iso_seconds", "session_deny_document", "session_deny_policy_name",
            "t0_of_document"]

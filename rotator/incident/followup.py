@@ -16,17 +16,15 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from rotator.domain import CredentialSpec, Event, Incident, KeyOwner, Phase
-from rotator.errors import RotatorError
+from rotator.errors import ExitCode, RotatorError
 from rotator.incident.audit.report import slack_lines
 from rotator.incident.audit.run import AuditReport
 from rotator.incident.containment import Containment, KeyIdentity, Step, StepStatus, iso_seconds
 from rotator.incident.ports import IncidentStore
 from rotator.incident.report import headline, incident_json, render_incident_markdown, slack_containment_lines
+from rotator.leases import Lease, acquire, lease_name
 from rotator.ports import Clock, Notifier
-from rotator.rotation.batch import lease_name
 
-EXIT_OK = 0
-EXIT_FOLLOW_UP_FAILED = 3
 # Calls whose sessions act as the calling IAM user (AssumeRole's act as the role).
 USER_SESSION_CALLS = frozenset({"GetSessionToken", "GetFederationToken"})
 
@@ -62,8 +60,8 @@ class IncidentOutcome:
     slack_thread: str | None = None
 
     @property
-    def exit_code(self) -> int:
-        return EXIT_FOLLOW_UP_FAILED if any(step.failed for step in self.steps) else EXIT_OK
+    def exit_code(self) -> ExitCode:
+        return ExitCode.CONTAINED_FOLLOW_UP_FAILED if any(step.failed for step in self.steps) else ExitCode.OK
 
 
 @dataclass
@@ -74,16 +72,16 @@ class _State:
     thread: str | None = None
     thread_channel: str | None = None
     credential: str | None = None
-    leases: list[str] = field(default_factory=list)
+    leases: list[Lease] = field(default_factory=list)
     superseded: list[str] = field(default_factory=list)  # rotation ids
 
 
 class IncidentFollowUp:
     def __init__(self, containment: Containment, ports: FollowUpPorts, options: FollowUpOptions) -> None:
         assert containment.contained or containment.dry_run
-        self.c = containment
-        self.p = ports
-        self.o = options
+        self.containment = containment
+        self.ports = ports
+        self.options = options
         self.steps: list[Step] = list(containment.steps)
         tracked = containment.identity.credential if containment.identity else None
         self.state = _State(credential=tracked or self._configured_credential())
@@ -95,18 +93,19 @@ class IncidentFollowUp:
             self._preempt()
             self._record("contained")
             self._notify()
-            if self.o.replace:
+            if self.options.replace:
                 self._replace()
             self._audit()
             self._confirm_preempted()
             outcome = self._outcome()
-            self._record("contained" if outcome.exit_code == EXIT_OK else "contained, follow-ups failed")
+            self._record("contained" if outcome.exit_code == ExitCode.OK else "contained, follow-ups failed")
             return self._outcome()
         finally:
             self._release()
 
     def _outcome(self) -> IncidentOutcome:
-        return IncidentOutcome(self.c, list(self.steps), None if self.c.dry_run else self.state.incident_id,
+        incident_id = None if self.containment.dry_run else self.state.incident_id
+        return IncidentOutcome(self.containment, list(self.steps), incident_id,
                                self.audit_report, self.state.thread)
 
     def _add(self, name: str, status: StepStatus, detail: str) -> Step:
@@ -117,11 +116,11 @@ class IncidentFollowUp:
     # --- store, earlier incidents, preemption ----------------------------------------------------------
     def _open_store(self) -> None:
         try:
-            store = self.p.store()
-            earlier = store.incidents_for_key(self.c.key_id)
-            owner = store.key_owner(self.c.key_id)
+            store = self.ports.store()
+            earlier = store.incidents_for_key(self.containment.key_id)
+            owner = store.key_owner(self.containment.key_id)
         except RotatorError as exc:
-            if self.c.dry_run:
+            if self.containment.dry_run:
                 self._add("store", StepStatus.SKIPPED, f"not read: {exc}")
             else:
                 self._add("store", StepStatus.FAILED, f"{exc}: the incident is not recorded and no rotation "
@@ -135,39 +134,40 @@ class IncidentFollowUp:
             self.state.earlier = last
             self.state.incident_id = last.incident_id
             self.state.thread = last.slack_thread
-            if not self.c.dry_run:
-                self.c.t0 = last.t0  # the incident's T0 is the first containment's
+            if not self.containment.dry_run:
+                self.containment.t0 = last.t0  # the incident's T0 is the first containment's
             self._add("earlier incident", StepStatus.ALREADY, f"incident {last.incident_id} was opened at "
                       f"{iso_seconds(last.t0)} by {last.actor} ({last.status}); this run checked every step again")
 
     def _configured_credential(self) -> str | None:
         """A key the store never saw may still belong to a configured credential: same IAM user, same account."""
-        identity = self.c.identity
+        identity = self.containment.identity
         if identity is None or identity.user_name is None:
             return None
-        return next((spec.name for spec in self.p.configured
+        return next((spec.name for spec in self.ports.configured
                      if (spec.iam_user, spec.account) == (identity.user_name, identity.account)), None)
 
     def _preempt(self) -> None:
         store = self.state.store
         if store is None:
             return
-        now = self.p.clock.now()
         try:
-            journals = [j for j in store.journals_with_key(self.c.key_id) if not j.phase.finished]
+            journals = [j for j in store.journals_with_key(self.containment.key_id) if not j.phase.finished]
             credentials = list(dict.fromkeys([*(j.credential for j in journals),
                                               *([self.state.credential] if self.state.credential else [])]))
-            if self.c.dry_run:
+            if self.containment.dry_run:
                 what = ", ".join(f"rotation {j.rotation_id[:8]} of {j.credential} ({j.phase.value})" for j in journals)
                 self._add("preempt", StepStatus.PLANNED if journals else StepStatus.NOTHING,
                           f"would mark superseded: {what}" if journals else "no rotation of this key is in flight")
                 return
             for credential in credentials:
-                # Expire whoever holds the lease, then take it: the holder's next renew fails and it stops at
-                # a journaled point; no replica can start a rotation of this credential until we are done.
-                store.expire_lease(lease_name(credential))
-                if store.try_acquire_lease(lease_name(credential), self.p.holder, self.p.lease_ttl, now):
-                    self.state.leases.append(lease_name(credential))
+                # Take the lease from whoever holds it: the holder's next renewal fails and it stops at a
+                # journaled point; no replica can start a rotation of this credential until we are done.
+                lease = acquire(store, lease_name(credential), self.ports.holder, self.ports.lease_ttl,
+                                self.ports.clock,
+                                expire_first=True)
+                if lease is not None:
+                    self.state.leases.append(lease)
             for journal in journals:
                 self._supersede(store, journal.rotation_id, journal.credential)
         except RotatorError as exc:
@@ -185,12 +185,13 @@ class IncidentFollowUp:
         journal = next((j for j in store.journals(credential) if j.rotation_id == rotation_id), None)
         if journal is None or journal.phase.finished:
             return
-        now = self.p.clock.now()
+        now = self.ports.clock.now()
         store.save_journal(replace(journal, phase=Phase.SUPERSEDED, updated_at=now, sealed_secret=None,
-                                   error=f"superseded by incident {self.state.incident_id}: {self.c.key_id} "
+                                   error=f"superseded by incident {self.state.incident_id}: {self.containment.key_id} "
                                          "is compromised"))
-        store.append_event(Event(at=now, actor=self.p.actor, action="supersede", outcome="ok", credential=credential,
-                                 key_ids=(self.c.key_id,), detail={"rotation_id": rotation_id,
+        store.append_event(Event(at=now, actor=self.ports.actor, action="supersede", outcome="ok",
+                                 credential=credential,
+                                 key_ids=(self.containment.key_id,), detail={"rotation_id": rotation_id,
                                                                    "incident_id": self.state.incident_id}))
         if rotation_id not in self.state.superseded:
             self.state.superseded.append(rotation_id)
@@ -198,10 +199,10 @@ class IncidentFollowUp:
     def _confirm_preempted(self) -> None:
         """A rotation preempted mid-step may have saved its journal once more after we marked it: mark again."""
         store = self.state.store
-        if store is None or self.c.dry_run:
+        if store is None or self.containment.dry_run:
             return
         try:
-            for journal in store.journals_with_key(self.c.key_id):
+            for journal in store.journals_with_key(self.containment.key_id):
                 if journal.rotation_id in self.state.superseded and not journal.phase.finished:
                     self._supersede(store, journal.rotation_id, journal.credential)
         except RotatorError as exc:
@@ -212,32 +213,33 @@ class IncidentFollowUp:
             return
         for lease in self.state.leases:
             with contextlib.suppress(RotatorError):  # a lease not released expires by itself within lease_ttl
-                self.state.store.release_lease(lease, self.p.holder)
+                lease.release()
 
     # --- record ---------------------------------------------------------------------------------------
     def _record(self, status: str) -> None:
         store = self.state.store
         if store is None:
             return
-        if self.c.dry_run:
+        if self.containment.dry_run:
             if not any(s.name == "record" for s in self.steps):
                 self._add("record", StepStatus.PLANNED, "record the incident in the store")
             return
-        identity = self.c.identity
-        markdown = render_incident_markdown(self.c, self.steps, actor=self.p.actor, reason=self.o.reason,
+        identity = self.containment.identity
+        markdown = render_incident_markdown(self.containment, self.steps, actor=self.ports.actor,
+                                            reason=self.options.reason,
                                             incident_id=self.state.incident_id, audit=self.audit_report)
-        document = incident_json(self.c, self.steps, actor=self.p.actor, reason=self.o.reason,
+        document = incident_json(self.containment, self.steps, actor=self.ports.actor, reason=self.options.reason,
                                  incident_id=self.state.incident_id, audit=self.audit_report,
-                                 exit_code=EXIT_FOLLOW_UP_FAILED if any(s.failed for s in self.steps) else EXIT_OK)
+                                 exit_code=self._outcome().exit_code)
         earlier = self.state.earlier
-        reason = self.o.reason or (earlier.reason if earlier else "")
+        reason = self.options.reason or (earlier.reason if earlier else "")
         incident = Incident(
-            incident_id=self.state.incident_id, key_id=self.c.key_id,
+            incident_id=self.state.incident_id, key_id=self.containment.key_id,
             account=identity.account if identity else None, user_name=identity.user_name if identity else None,
-            actor=earlier.actor if earlier else self.p.actor, reason=reason, t0=self.c.t0,
-            steps={"steps": [s.as_dict() for s in self.steps], "tried": list(self.c.tried),
+            actor=earlier.actor if earlier else self.ports.actor, reason=reason, t0=self.containment.t0,
+            steps={"steps": [s.as_dict() for s in self.steps], "tried": list(self.containment.tried),
                    "runs": [*((earlier.steps.get("runs") or []) if earlier else []),
-                            {"actor": self.p.actor, "at": iso_seconds(self.p.clock.now()), "status": status}]},
+                            {"actor": self.ports.actor, "at": iso_seconds(self.ports.clock.now()), "status": status}]},
             status=status, credential=self.state.credential, report_markdown=markdown,
             report_json=json.dumps(document, sort_keys=True, default=str), slack_thread=self.state.thread,
         )
@@ -251,21 +253,21 @@ class IncidentFollowUp:
 
     # --- Slack ------------------------------------------------------------------------------------------
     def _owners(self) -> tuple[str, ...]:
-        spec = next((s for s in self.p.configured if s.name == self.state.credential), None)
+        spec = next((s for s in self.ports.configured if s.name == self.state.credential), None)
         return spec.owners if spec else ()
 
     def _notify(self) -> None:
         owners = self._owners()
-        channel = self.p.security_channel or (owners[0] if owners else None)
+        channel = self.ports.security_channel or (owners[0] if owners else None)
         if channel is None:
             self._add("notify", StepStatus.SKIPPED, "no [slack] security_channel and no owners to tell")
             return
-        if self.c.dry_run:
+        if self.containment.dry_run:
             self._add("notify", StepStatus.PLANNED, f"post the containment message to {channel}"
                       + (f" and to {', '.join(o for o in owners if o != channel)}" if len(owners) > 1 else ""))
             return
         try:
-            notifier = self.p.notifier()
+            notifier = self.ports.notifier()
         except RotatorError as exc:
             self._add("notify", StepStatus.FAILED, str(exc))
             return
@@ -274,8 +276,9 @@ class IncidentFollowUp:
             return
         self.state.thread_channel = channel
         rerun = self.state.earlier is not None and self.state.thread is not None
-        title = f"rotator: {'revoke re-run: ' if rerun else ''}{headline(self.c)}"
-        lines = slack_containment_lines(self.c, self.steps, self.p.actor, self.o.reason, self.state.incident_id)
+        title = f"rotator: {'revoke re-run: ' if rerun else ''}{headline(self.containment)}"
+        lines = slack_containment_lines(self.containment, self.steps, self.ports.actor, self.options.reason,
+                                        self.state.incident_id)
         posted, failed = [], []
         # A re-run adds to the incident's thread; the owners heard about the incident the first time.
         for destination in dict.fromkeys([channel] if rerun else [channel, *owners]):
@@ -296,10 +299,10 @@ class IncidentFollowUp:
                       + (" (in the incident's existing thread)" if rerun else ""))
 
     def _reply(self, name: str, title: str, lines: list[str], severity: str) -> None:
-        if self.c.dry_run or self.state.thread is None or self.state.thread_channel is None:
+        if self.containment.dry_run or self.state.thread is None or self.state.thread_channel is None:
             return
         try:
-            notifier = self.p.notifier()
+            notifier = self.ports.notifier()
             if notifier is not None:
                 notifier.post(self.state.thread_channel, title, lines, severity=severity, thread=self.state.thread)
         except RotatorError as exc:
@@ -307,46 +310,46 @@ class IncidentFollowUp:
 
     # --- replace and audit -----------------------------------------------------------------------------
     def _replace(self) -> None:
-        identity = self.c.identity
+        identity = self.containment.identity
         if identity is None:
             return
-        spec = next((s for s in self.p.configured if s.name == self.state.credential), None)
+        spec = next((s for s in self.ports.configured if s.name == self.state.credential), None)
         try:
-            step = self.p.replace(identity, spec)
+            step = self.ports.replace(identity, spec)
         except RotatorError as exc:
             step = Step("replace", StepStatus.FAILED, str(exc))
         self.steps.append(step)
-        self._reply("notify replace", f"rotator: replacement of {self.c.key_id}: {step.status.value}",
+        self._reply("notify replace", f"rotator: replacement of {self.containment.key_id}: {step.status.value}",
                     [step.detail], "ok" if step.status is StepStatus.DONE else "warning")
 
     def _audit(self) -> None:
-        if not self.o.audit:
+        if not self.options.audit:
             self._add("audit", StepStatus.SKIPPED, "--no-audit: run `rotator audit --key "
-                      f"{self.c.key_id}` when ready")
+                      f"{self.containment.key_id}` when ready")
             return
-        if self.c.dry_run:
-            self._add("audit", StepStatus.SKIPPED, f"dry run: `rotator audit --key {self.c.key_id}` runs it "
+        if self.containment.dry_run:
+            self._add("audit", StepStatus.SKIPPED, f"dry run: `rotator audit --key {self.containment.key_id}` runs it "
                       "alone (read-only)")
             return
         try:
-            report = self.p.audit(self.c)
+            report = self.ports.audit(self.containment)
         except RotatorError as exc:
             self._add("audit", StepStatus.FAILED, f"coverage incomplete: {exc}")
             return
         self.audit_report = report
         self._add("audit", StepStatus.DONE if report.complete else StepStatus.FAILED, report.verdict)
         self._remember_minted(report)
-        self._reply("notify audit", f"rotator: CloudTrail audit of {self.c.key_id}", slack_lines(report),
+        self._reply("notify audit", f"rotator: CloudTrail audit of {self.containment.key_id}", slack_lines(report),
                     "warning" if report.summary.findings or not report.complete else "info")
 
 
     def _remember_minted(self, report: AuditReport) -> None:
         """Sessions the key minted for its own user are that user's: remembered, `revoke --key ASIA…` can
         cut them later without --role."""
-        identity, store = self.c.identity, self.state.store
+        identity, store = self.containment.identity, self.state.store
         if identity is None or identity.user_name is None or store is None:
             return
-        now = self.p.clock.now()
+        now = self.ports.clock.now()
         try:
             for key in report.keys:
                 if key.minted_via in USER_SESSION_CALLS:

@@ -42,18 +42,6 @@ class IncidentStore(Store, Protocol):
         ...
 
 
-class KeyDirectory(Protocol):
-    """Which AWS account an access key id belongs to, asked with the ambient credentials."""
-
-    def account_of_key(self, key_id: str) -> str:
-        """sts:GetAccessKeyInfo: the 12-digit account id. Works for AKIA and ASIA ids of any account."""
-        ...
-
-    def ambient_account(self) -> str:
-        """sts:GetCallerIdentity of the ambient credentials: the account rotator itself runs in."""
-        ...
-
-
 @dataclass(frozen=True)
 class TrailPage:
     """One LookupEvents page: the CloudTrail records (parsed CloudTrailEvent JSON) and how many

@@ -16,11 +16,9 @@ from datetime import timedelta
 from rotator.domain import CiVariable, CredentialSpec, ScopeKind, TargetSpec
 from rotator.errors import GitLabError, RotatorError
 from rotator.incident.containment import KeyIdentity, Step, StepStatus
+from rotator.inventory.rules import partner_name
 from rotator.ports import CiVariables
-from rotator.rotation.engine import Outcome, RotationPorts, RotationResult
-
-KEY_ID_MARK = "ACCESS_KEY_ID"
-SECRET_MARK = "SECRET_ACCESS_KEY"
+from rotator.rotation.results import Outcome, RotationPorts, RotationResult
 
 
 @dataclass(frozen=True)
@@ -46,13 +44,12 @@ def scopes_of(specs: Iterable[CredentialSpec]) -> list[tuple[ScopeKind, str | No
 
 def _secret_var_for(variable: CiVariable, siblings: Sequence[CiVariable], known: Sequence[TargetSpec],
                     kind: ScopeKind, path: str | None) -> str | None:
+    """The configured partner of a key-id variable, else the conventional one when it exists beside it."""
     for target in known:
         if (target.kind, target.path, target.environment_scope, target.access_key_id_var) == (
                 kind, path, variable.environment_scope, variable.key):
             return target.secret_access_key_var
-    if KEY_ID_MARK not in variable.key:
-        return None
-    guess = variable.key.replace(KEY_ID_MARK, SECRET_MARK)
+    guess = partner_name(variable.key)
     present = any(v.key == guess and v.environment_scope == variable.environment_scope for v in siblings)
     return guess if present else None
 

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from rotator.domain import AccessKey, CiVariable, CredentialSpec, Policy, ScopeKind
 from rotator.errors import AwsError, GitLabError
-from rotator.incident.ports import KeyDirectory
+from rotator.inventory.locate import KeyLocator, Unlocated
 from rotator.inventory.model import (
     DiscoveryReport,
     HiddenVariable,
@@ -66,9 +66,8 @@ class Inventory(Protocol):
 @dataclass(frozen=True)
 class DiscoveryPorts:
     inventory: Inventory
-    directory: KeyDirectory
+    locator: KeyLocator
     iam_for: Callable[[str], Iam]  # configured account name → IAM of that account
-    account_ids: Mapping[str, str | None]  # configured account name → account id; "default" → None (ambient)
     clock: Clock
 
 
@@ -78,7 +77,7 @@ def discover(specs: Sequence[CredentialSpec], default_policy: Policy, ports: Dis
     tell = progress or (lambda phase, done, total: None)
     variables = _read_variables(ports.inventory, report, concurrency, tell)
     located = _key_locations(variables, report)
-    resolver = _Resolver(ports, report)
+    resolver = _Resolver(ports)
     key_ids = sorted({key_id for key_id, _ in located})
     done = 0
     tell("resolve", 0, len(key_ids))
@@ -93,6 +92,8 @@ def discover(specs: Sequence[CredentialSpec], default_policy: Policy, ports: Dis
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="discover") as pool:
         resolutions = dict(zip(key_ids, pool.map(resolve, key_ids), strict=True))
+    if ports.locator.ambient_problem is not None:
+        report.problems.append(f"{ports.locator.ambient_problem} (the ambient credentials' account)")
     tracked = tracked_targets(specs)
     by_user = {(spec.account, spec.iam_user): spec for spec in specs}
     policies = {spec.name: spec.policy for spec in specs}
@@ -165,36 +166,12 @@ def _key_locations(variables: Mapping[Scope, list[CiVariable]],
 
 
 class _Resolver:
-    """Key id → account → user, with the answers every key shares (the ambient account id, each user's
-    key list) asked once."""
+    """Key id → account → user through the one key locator, plus each user's key list, asked once."""
 
-    def __init__(self, ports: DiscoveryPorts, report: DiscoveryReport) -> None:
+    def __init__(self, ports: DiscoveryPorts) -> None:
         self._ports = ports
-        self._report = report
         self.lock = threading.Lock()
-        self._ambient: str | AwsError | None = None
-        self._ambient_asked = False
         self._keys: dict[tuple[str, str], list[AccessKey] | AwsError] = {}
-
-    def account_name(self, account_id: str) -> str | None:
-        for name, known in self._ports.account_ids.items():
-            if known == account_id:
-                return name
-        if "default" not in self._ports.account_ids:
-            return None
-        ambient = self._ambient_account()
-        return "default" if ambient == account_id else None
-
-    def _ambient_account(self) -> str | None:
-        with self.lock:
-            if not self._ambient_asked:
-                self._ambient_asked = True
-                try:
-                    self._ambient = self._ports.directory.ambient_account()
-                except AwsError as exc:
-                    self._ambient = exc
-                    self._report.problems.append(f"sts:GetCallerIdentity of the ambient credentials: {exc}")
-            return self._ambient if isinstance(self._ambient, str) else None
 
     def keys_of(self, account: str, user_name: str) -> list[AccessKey] | AwsError:
         with self.lock:
@@ -210,31 +187,27 @@ class _Resolver:
         return answer
 
     def resolve(self, key_id: str) -> Resolution:
-        try:
-            account_id = self._ports.directory.account_of_key(key_id)
-        except AwsError as exc:
-            return Resolution(key_id, problem=f"sts:GetAccessKeyInfo: {exc.message}")
-        account = self.account_name(account_id)
-        if account is None:
-            return Resolution(key_id, account_id=account_id,
-                              problem=f"account {account_id} is not configured (add an [[aws.accounts]] entry "
-                                      "with a role in it to resolve the user)")
-        try:
-            used = self._ports.iam_for(account).get_access_key_last_used(key_id)
-        except AwsError as exc:
-            return Resolution(key_id, account, account_id, problem=f"iam:GetAccessKeyLastUsed: {exc.message}")
-        if not used.user_name:
-            return Resolution(key_id, account, account_id, problem="iam:GetAccessKeyLastUsed named no user")
-        keys = self.keys_of(account, used.user_name)
+        location = self._ports.locator.locate(key_id)
+        if location.failure is Unlocated.ACCOUNT_UNKNOWN:
+            return Resolution(key_id, problem=location.problem)
+        if location.failure is Unlocated.NOT_CONFIGURED:
+            return Resolution(key_id, account_id=location.account_id,
+                              problem=f"{location.problem} to resolve the user")
+        account = location.account or (location.accounts[0] if location.accounts else None)
+        if location.failure is Unlocated.NO_USER or location.last_used is None or account is None:
+            return Resolution(key_id, account, location.account_id, problem=location.problem)
+        used, user_name = location.last_used, location.last_used.user_name
+        assert user_name is not None
+        keys = self.keys_of(account, user_name)
         if isinstance(keys, AwsError):
-            return Resolution(key_id, account, account_id, used.user_name, last_used_at=used.last_used_at,
+            return Resolution(key_id, account, location.account_id, user_name, last_used_at=used.last_used_at,
                               problem=f"iam:ListAccessKeys: {keys.message}")
         key = next((k for k in keys if k.key_id == key_id), None)
         if key is None:
-            return Resolution(key_id, account, account_id, used.user_name, status="deleted",
+            return Resolution(key_id, account, location.account_id, user_name, status="deleted",
                               last_used_at=used.last_used_at,
-                              problem=f"{key_id} is no longer among the keys of {used.user_name}")
-        return Resolution(key_id, account, account_id, used.user_name, key.status.value, key.created_at,
+                              problem=f"{key_id} is no longer among the keys of {user_name}")
+        return Resolution(key_id, account, location.account_id, user_name, key.status.value, key.created_at,
                           used.last_used_at)
 
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from rotator.domain import CiVariable, CredentialSpec, ScopeKind, is_access_key_id
 
-# (suffix of the key-id variable, suffix of its secret partner), most specific first:
+# (mark of the key-id variable, mark of its secret partner), most specific first:
 # AWS_ACCESS_KEY_ID ↔ AWS_SECRET_ACCESS_KEY, FOO_AWS_ACCESS_KEY_ID ↔ FOO_AWS_SECRET_ACCESS_KEY,
-# *_ACCESS_KEY_ID ↔ *_SECRET_ACCESS_KEY, and the older *_ACCESS_KEY ↔ *_SECRET_KEY.
+# *ACCESS_KEY_ID* ↔ *SECRET_ACCESS_KEY*, and the older *_ACCESS_KEY ↔ *_SECRET_KEY (as a suffix only).
 PARTNER_CONVENTIONS = (("ACCESS_KEY_ID", "SECRET_ACCESS_KEY"), ("ACCESS_KEY", "SECRET_KEY"))
 SECRET_SUFFIXES = tuple(secret for _, secret in PARTNER_CONVENTIONS)
 
@@ -60,11 +60,17 @@ class Flags:
 
 
 def partner_name(key_var: str) -> str | None:
-    """The secret variable that goes with a key-id variable, by naming convention; None when none applies."""
+    """The secret variable that goes with a key-id variable, by naming convention; None when none applies.
+
+    ``*ACCESS_KEY_ID*`` pairs with the same name where (the last) ``ACCESS_KEY_ID`` reads ``SECRET_ACCESS_KEY``,
+    so a prefix or suffix is kept (``AWS_ACCESS_KEY_ID_PROD`` ↔ ``AWS_SECRET_ACCESS_KEY_PROD``); the older
+    ``*_ACCESS_KEY`` pairs with ``*_SECRET_KEY``."""
     upper = key_var.upper()
-    for key_suffix, secret_suffix in PARTNER_CONVENTIONS:
-        if upper.endswith(key_suffix):
-            return key_var[: len(key_var) - len(key_suffix)] + secret_suffix
+    for key_mark, secret_mark in PARTNER_CONVENTIONS:
+        at = upper.rfind(key_mark)
+        if at < 0 or (key_mark == "ACCESS_KEY" and at + len(key_mark) != len(upper)):
+            continue
+        return key_var[:at] + secret_mark + key_var[at + len(key_mark):]
     return None
 
 

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from rotator.domain import CiVariable, VarRef
-
 
 @dataclass(frozen=True)
 class UserPermissions:
@@ -51,14 +49,4 @@ class OidcIam(Protocol):
 
     def role_last_used(self, role_name: str) -> datetime | None:
         """When the role was last assumed (None: never). Raises AwsNotFound when there is no such role."""
-        ...
-
-
-class VariableRemover(Protocol):
-    """GitLab CI/CD variables: read one, delete one (always with filter[environment_scope])."""
-
-    def get(self, ref: VarRef) -> CiVariable | None: ...
-
-    def delete(self, ref: VarRef) -> bool:
-        """False when the variable was already gone."""
         ...

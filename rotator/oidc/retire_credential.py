@@ -23,9 +23,9 @@ from datetime import datetime, timedelta
 
 from rotator.domain import CredentialSpec, Event, KeyStatus
 from rotator.errors import AwsNotFound, LeaseBusy, RotatorError
-from rotator.oidc.ports import OidcIam, VariableRemover
-from rotator.ports import Clock, Iam, Store
-from rotator.rotation.batch import lease_name
+from rotator.leases import holding, lease_name
+from rotator.oidc.ports import OidcIam
+from rotator.ports import CiVariables, Clock, Iam, Store
 
 
 class NotProven(RotatorError):
@@ -34,7 +34,7 @@ class NotProven(RotatorError):
 
 @dataclass(frozen=True)
 class RetirePorts:
-    variables: VariableRemover
+    variables: CiVariables
     iam: Iam
     oidc: OidcIam
     store: Store
@@ -67,21 +67,20 @@ def retire_credential(spec: CredentialSpec, ports: RetirePorts, *, role_name: st
         raise RotatorError(f"credential {spec.name} has an unfinished rotation ({journal.phase.value})",
                            hint=f"finish it first with `rotator rotate {spec.name}`, then retire the credential")
     _check_role(spec, ports, role_name, skip_role_check, result, step)
-    name = lease_name(spec.name)
-    if not dry_run and not ports.store.try_acquire_lease(name, holder, lease_ttl, ports.clock.now()):
-        raise LeaseBusy(f"another rotator process is working on {spec.name}",
-                        hint="wait for it to finish (see `rotator status`), then run this again")
-    try:
+    if dry_run:
         _delete_variables(spec, ports, dry_run, result, step)
         _deactivate_keys(spec, ports, dry_run, result, step)
-        if not dry_run:
-            ports.store.append_event(Event(
-                at=ports.clock.now(), actor=ports.actor, action="retire_credential", outcome="ok",
-                credential=spec.name, key_ids=tuple(result.deactivated),
-                detail={"variables_deleted": result.deleted, "role": role_name}))
-    finally:
-        if not dry_run:
-            ports.store.release_lease(name, holder)
+        return result
+    with holding(ports.store, lease_name(spec.name), holder, lease_ttl, ports.clock) as lease:
+        if lease is None:
+            raise LeaseBusy(f"another rotator process is working on {spec.name}",
+                            hint="wait for it to finish (see `rotator status`), then run this again")
+        _delete_variables(spec, ports, dry_run, result, step)
+        _deactivate_keys(spec, ports, dry_run, result, step)
+        ports.store.append_event(Event(
+            at=ports.clock.now(), actor=ports.actor, action="retire_credential", outcome="ok",
+            credential=spec.name, key_ids=tuple(result.deactivated),
+            detail={"variables_deleted": result.deleted, "role": role_name}))
     return result
 
 

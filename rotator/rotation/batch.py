@@ -1,59 +1,20 @@
-"""Rotate several credentials: each under its own lease, each failing on its own, results reported together."""
+"""Rotate several credentials: each under its own lease, each failing on its own, results reported together.
+
+The one worker pool of rotator: `rotate`, the emergency fleet run, `revoke --replace` and the service's tick
+all run credentials through ``rotate_many``.
+"""
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from rotator.domain import CredentialSpec
 from rotator.errors import LeaseLost, RotatorError
-from rotator.ports import Clock, Store
-from rotator.rotation.engine import Outcome, RotationPorts, RotationResult, Rotator
-
-
-def lease_name(credential: str) -> str:
-    return f"credential:{credential}"
-
-
-def new_holder(actor: str) -> str:
-    """A lease holder name that says who and where: a dead local holder can then be recognised."""
-    return f"{actor} host={socket.gethostname()} pid={os.getpid()} run={uuid.uuid4().hex[:8]}"
-
-
-_HOLDER = re.compile(r" host=(?P<host>\S+) pid=(?P<pid>\d+) run=")
-
-
-def held_by_dead_local_process(holder: str) -> bool:
-    """True when the holder was a process on this host that no longer exists (killed, crashed).
-
-    Its lease would otherwise block this credential for lease_ttl after `kill -9` of a CLI run. Holders on
-    other hosts (replicas) are never judged this way: only expiry frees their leases.
-    """
-    match = _HOLDER.search(holder)
-    if match is None or match["host"] != socket.gethostname() or int(match["pid"]) == os.getpid():
-        return False
-    try:
-        os.kill(int(match["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, under another user
-    return False
-
-
-def acquire(store: Store, name: str, holder: str, ttl: timedelta, clock: Clock) -> bool:
-    if store.try_acquire_lease(name, holder, ttl, clock.now()):
-        return True
-    current = store.lease_holder(name)
-    if current is not None and held_by_dead_local_process(current[0]):
-        store.expire_lease(name)
-        return store.try_acquire_lease(name, holder, ttl, clock.now())
-    return False
+from rotator.leases import Lease, busy_message, holding, lease_name
+from rotator.rotation.engine import Rotator
+from rotator.rotation.results import Outcome, RotationPorts, RotationResult
 
 
 def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease_ttl: timedelta,
@@ -64,39 +25,41 @@ def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease
 
     ``interrupt`` is called at the same points, before the renewal: raising LeaseLost there (the service
     does when it is told to stop) ends the run at that journaled point too, and the lease is released."""
-    store: Store = ports.store
-    clock: Clock = ports.clock
     name = lease_name(spec.name)
-    if not acquire(store, name, holder, lease_ttl, clock):
-        current = store.lease_holder(name)
-        who = f" ({current[0]}, until {current[1].isoformat()})" if current else ""
-        return RotationResult(spec.name, Outcome.BUSY, f"another rotator process is working on this credential{who}")
+    with holding(ports.store, name, holder, lease_ttl, ports.clock) as lease:
+        if lease is None:
+            return RotationResult(spec.name, Outcome.BUSY, busy_message(ports.store, name))
+        held: Lease = lease
 
-    def guard() -> None:
-        if interrupt is not None:
-            interrupt()
-        if not store.renew_lease(name, holder, lease_ttl, clock.now()):
-            raise LeaseLost(f"lost the lease on {spec.name} (taken over, or preempted by an incident)",
-                            hint="nothing to do: the holder continues from the journal")
+        def guard() -> None:
+            if interrupt is not None:
+                interrupt()
+            if not held.renew():
+                raise LeaseLost(f"lost the lease on {spec.name} (taken over, or preempted by an incident)",
+                                hint="nothing to do: the holder continues from the journal")
 
-    try:
         return Rotator(ports, spec, force=force, guard=guard, on_step=on_step, resume_only=resume_only).run()
-    finally:
-        store.release_lease(name, holder)
 
 
 def rotate_many(specs: Sequence[CredentialSpec], ports_for: Callable[[CredentialSpec], RotationPorts], *,
                 holder: str, lease_ttl: timedelta, concurrency: int = 1, force: bool = False,
                 on_result: Callable[[RotationResult], None] | None = None,
-                on_step: Callable[[str, str, str], None] | None = None,
-                resume_only: bool = False) -> list[RotationResult]:
-    """Every credential runs; one failure never stops the others. Results come back in input order."""
+                on_step: Callable[[str, str, str], None] | None = None, resume_only: bool = False,
+                interrupt: Callable[[], None] | None = None,
+                should_start: Callable[[str], bool] = lambda name: True) -> list[RotationResult]:
+    """Every credential runs; one failure never stops the others. Results come back in input order.
 
-    def one(spec: CredentialSpec) -> RotationResult:
+    ``should_start`` is asked with each credential's name just before it starts: once it says no (the
+    process is stopping), no new credential starts and the ones not started are left out of the results;
+    ``interrupt`` stops the running ones at their next journaled point."""
+
+    def one(spec: CredentialSpec) -> RotationResult | None:
+        if not should_start(spec.name):
+            return None
         step = None if on_step is None else (lambda name, detail: on_step(spec.name, name, detail))
         try:
             result = rotate_one(ports_for(spec), spec, holder=holder, lease_ttl=lease_ttl, force=force,
-                                on_step=step, resume_only=resume_only)
+                                on_step=step, interrupt=interrupt, resume_only=resume_only)
         except RotatorError as exc:  # building the ports failed (e.g. an account role cannot be assumed)
             result = RotationResult(spec.name, Outcome.FAILED, str(exc))
         if on_result is not None:
@@ -104,6 +67,21 @@ def rotate_many(specs: Sequence[CredentialSpec], ports_for: Callable[[Credential
         return result
 
     if concurrency <= 1 or len(specs) <= 1:
-        return [one(spec) for spec in specs]
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rotate") as pool:
-        return list(pool.map(one, specs))
+        outcomes = [one(spec) for spec in specs]
+    else:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(specs)), thread_name_prefix="rotate") as pool:
+            outcomes = list(pool.map(one, specs))
+    return [result for result in outcomes if result is not None]
+
+
+def recover_interrupted(specs: Sequence[CredentialSpec], selected: Sequence[CredentialSpec],
+                        has_open_journal: Callable[[str], bool],
+                        ports_for: Callable[[CredentialSpec], RotationPorts], *, holder: str, lease_ttl: timedelta,
+                        on_result: Callable[[RotationResult], None] | None = None,
+                        on_step: Callable[[str, str, str], None] | None = None) -> list[RotationResult]:
+    """Recovery runs at every start: an interrupted rotation of a configured credential that is not among
+    ``selected`` is finished (or undone) too, but no new rotation is started for it."""
+    chosen = {spec.name for spec in selected}
+    pending = [spec for spec in specs if spec.name not in chosen and has_open_journal(spec.name)]
+    return rotate_many(pending, ports_for, holder=holder, lease_ttl=lease_ttl, resume_only=True,
+                       on_step=on_step, on_result=on_result)

@@ -7,10 +7,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rotator.domain import CredentialSpec, Journal, KeyStatus, Phase, format_duration, newest_active, next_rotation_due
+from rotator.domain import (
+    CredentialSpec,
+    Journal,
+    Phase,
+    decide_room,
+    format_duration,
+    next_rotation_due,
+    provably_replaced,
+)
 from rotator.errors import RotatorError
 from rotator.ports import CiVariables, Clock, Iam, Store
-from rotator.rotation.targets import check_drift, missing_variable_error, read_target
+from rotator.rotation.targets import assess_targets
 
 
 @dataclass(frozen=True)
@@ -35,14 +43,11 @@ def _plan(spec: CredentialSpec, iam: Iam, variables: CiVariables, store: Store, 
         return Plan(spec.name, "resume", tuple(_resume_steps(spec, journal, clock)))
     user = iam.get_user(spec.iam_user)
     keys = iam.list_access_keys(user.name)
-    readings = [read_target(variables, t) for t in spec.targets]
-    problems = [str(p) for r in readings if (p := missing_variable_error(r)) is not None]
-    problems += [str(p) for r in readings if (p := check_drift(r, {k.key_id for k in keys})) is not None]
+    assessment = assess_targets(variables, spec.targets, {k.key_id for k in keys})
+    problems = assessment.problems()
     if problems:
         return Plan(spec.name, "hold", tuple(problems))
-    held = {r.held_key_id for r in readings if r.held_key_id}
-    current = newest_active(keys)
-    old_id = next(iter(held), None) or (current.key_id if current else None)
+    old_id = assessment.key_in_use(keys)
     old = next((k for k in keys if k.key_id == old_id), None)
     status = store.get_status(spec.name)
     due = next_rotation_due(old.created_at if old else None, status.last_rotated_at if status else None,
@@ -52,13 +57,20 @@ def _plan(spec: CredentialSpec, iam: Iam, variables: CiVariables, store: Store, 
     described = ", ".join(f"{k.key_id} {k.status.value}" for k in keys) or "no keys"
     steps = [f"record intent: user {user.name} ({user.user_id}) has {described}; replacing {old_id or 'nothing'}"]
     if len(keys) >= 2:
-        spare = [k.key_id for k in keys if k.status is KeyStatus.INACTIVE and k.key_id not in held]
-        steps.append(f"make room: delete {spare[0]} if it is proven replaced, else hold" if spare
-                     else "hold: both keys are Active and a human must pick one to delete")
+        # IAM allows two keys per user: CreateAccessKey will answer LimitExceeded, and the engine makes room
+        # by the same rule as here.
+        evidence = {k.key_id for k in keys if store.incidents_for_key(k.key_id)}
+        replaced = provably_replaced(store.journals(spec.name), user.user_id,
+                                     [r.held_key_id for r in assessment.readings], keys, evidence)
+        referenced = assessment.held | ({old_id} if old_id else set())
+        decision = decide_room(keys, referenced, replaced, unknown_references=assessment.unknown_references)
+        if decision.delete_key_id is None:
+            return Plan(spec.name, "hold", (*steps, f"hold: {decision.hold_reason}"))
+        steps.append(f"make room: delete {decision.delete_key_id} (Inactive, unreferenced, replaced)")
     steps.append(f"create a new access key for {user.name}")
     steps.append(f"verify it with sts:GetCallerIdentity, about once a second for up to "
                  f"{format_duration(spec.policy.verify_timeout)}")
-    for reading in readings:
+    for reading in assessment.readings:
         t = reading.target
         verb = "create" if reading.secret_var is None else "update"
         steps.append(f"publish to {t.label}: {verb} {t.secret_access_key_var}, then {t.access_key_id_var}")

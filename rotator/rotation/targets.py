@@ -1,4 +1,5 @@
-"""Reading and writing one target's key pair in GitLab. Written against ports.CiVariables only.
+"""Reading, judging and writing the key pairs a credential's GitLab targets hold. Written against
+ports.CiVariables only.
 
 Order matters: the secret variable is written first, then the key-id variable. A crash between the two
 leaves the target with the new secret and the old key id; recovery rolls forward and completes the pair,
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rotator.domain import CiVariable, NewAccessKey, TargetSpec
+from rotator.domain import AccessKey, CiVariable, NewAccessKey, TargetSpec, newest_active
 from rotator.errors import GitLabPermanentError
 from rotator.ports import CiVariables
 
@@ -73,6 +74,63 @@ def check_drift(reading: TargetReading, expected: set[str]) -> DriftError | None
         target=reading.target.label,
         hint="find out who changed the variable; put the right key back or remove the target from the config, "
              "then run `rotator rotate` again",
+    )
+
+
+@dataclass(frozen=True)
+class TargetAssessment:
+    """Every target of a credential read once and judged against the user's keys: the one place that says
+    whether the targets lack a variable, hold a key rotator did not put there, or disagree with each other.
+    Rotation, the service's drift check and ``rotate --dry-run`` all decide from it."""
+
+    readings: tuple[TargetReading, ...]
+    missing: tuple[GitLabPermanentError, ...] = ()
+    drift: tuple[DriftError, ...] = ()
+
+    @property
+    def held(self) -> set[str]:
+        """The key ids the readable targets hold."""
+        return {r.held_key_id for r in self.readings if r.held_key_id}
+
+    @property
+    def disagreement(self) -> str | None:
+        held = self.held
+        if len(held) <= 1:
+            return None
+        return f"targets hold different keys ({', '.join(sorted(held))}): fix them by hand, then rotate again"
+
+    @property
+    def unknown_references(self) -> bool:
+        """Some target's key-id variable is hidden: no key can be proven unreferenced."""
+        return any(r.key_id_unreadable for r in self.readings)
+
+    def hold_reasons(self) -> list[str]:
+        """Why a human must look before rotator writes anything: drift and disagreeing targets."""
+        reasons = [str(problem) for problem in self.drift]
+        if self.disagreement is not None:
+            reasons.append(self.disagreement)
+        return reasons
+
+    def problems(self) -> list[str]:
+        return [*(str(problem) for problem in self.missing), *self.hold_reasons()]
+
+    def key_in_use(self, keys: list[AccessKey]) -> str | None:
+        """The key the targets hold, else (no target readable yet) the user's newest Active key."""
+        held = sorted(self.held)
+        if held:
+            return held[0]
+        current = newest_active(keys)
+        return current.key_id if current is not None else None
+
+
+def assess_targets(variables: CiVariables, targets: tuple[TargetSpec, ...], known_key_ids: set[str]) -> (
+        TargetAssessment):
+    """Read every target and judge it against ``known_key_ids`` (the user's keys, or old and new key)."""
+    readings = tuple(read_target(variables, target) for target in targets)
+    return TargetAssessment(
+        readings=readings,
+        missing=tuple(error for r in readings if (error := missing_variable_error(r)) is not None),
+        drift=tuple(error for r in readings if (error := check_drift(r, known_key_ids)) is not None),
     )
 
 

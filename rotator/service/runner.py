@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from rotator.errors import ConfigError, RotatorError, StoreError
-from rotator.rotation.batch import new_holder
+from rotator.leases import new_holder
 from rotator.rotation.results import RotationResult
 from rotator.service.observability import HealthServer, Metrics
 from rotator.service.ports import FleetSnapshot
 from rotator.service.scheduling import DriftSchedule
 from rotator.service.tick import DriftResult, TickContext, TickSummary, run_tick
-from rotator.wiring.root import Wiring
+from rotator.wiring.root import Root
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -59,8 +59,8 @@ class Service:
     def __init__(self, settings: Settings, *, on_event: OnEvent | None = None,
                  drift_every: timedelta = DRIFT_CHECK_EVERY, drift_budget: int = DRIFT_CHECKS_PER_TICK) -> None:
         self.settings = settings
-        self.wiring = Wiring(settings, create_new_database=False)
-        self.holder = new_holder(self.wiring.actor)
+        self.root = Root(settings, create_new_database=False)
+        self.holder = new_holder(self.root.actor)
         self._on_event = on_event
         self._drift_every = drift_every
         self._drift_budget = drift_budget
@@ -75,16 +75,16 @@ class Service:
         self._reload_requested = False
         self._scheduler: BackgroundScheduler | None = None
         self._http: HealthServer | None = None
-        # Looked up on each scrape: a reload may replace the wiring.
+        # Looked up on each scrape: a reload may replace the root.
         self.metrics = Metrics(self._fleet_snapshot, lambda: datetime.now(UTC))
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Everything before the first tick: secrets present (else ConfigError), the database at head
         (else SchemaNotCurrent: the service never migrates), credentials synced from the config."""
-        self.wiring.resolve_secrets()
+        self.root.resolve_secrets()
         self._specs = self.settings.credential_specs()
-        self.wiring.store.sync_credentials(self._specs, self.wiring.clock.now())
+        self.root.store.sync_credentials(self._specs, self.root.clock.now())
         self._drift = self._new_drift_schedule(self.settings)
 
     def start(self) -> None:
@@ -140,7 +140,7 @@ class Service:
         if self._http is not None:
             self._http.stop()
         if finished:
-            self.wiring.store.close()
+            self.root.database.close()
         log.info("service stopped", clean=finished)
         self._emit("stopped", clean=finished)
         return finished
@@ -189,10 +189,10 @@ class Service:
         return summary
 
     def _tick_context(self) -> TickContext:
-        wiring, settings = self.wiring, self.settings  # a reload during the tick affects the next one
+        root, settings = self.root, self.settings  # a reload during the tick affects the next one
         return TickContext(
-            specs=self._specs, queries=wiring.service_queries, ports_for=wiring.rotation_ports,
-            clock=wiring.clock, holder=self.holder, lease_ttl=settings.service.lease_ttl,
+            specs=self._specs, queries=root.database.service_queries, ports_for=root.rotation.ports,
+            clock=root.clock, holder=self.holder, lease_ttl=settings.service.lease_ttl,
             concurrency=TICK_CONCURRENCY, drift=self._drift, stop_requested=lambda: self._stop_requested,
             on_result=self._record_result, on_step=self._record_step, on_drift=self._record_drift,
         )
@@ -217,7 +217,7 @@ class Service:
         progress) recently. Empty when ready."""
         problems: list[str] = []
         try:
-            self.wiring.service_queries.ping()
+            self.root.database.service_queries.ping()
         except StoreError as exc:
             problems.append(f"database unreachable: {exc}")
         recent = max(3 * self._tick_seconds(), 60.0)
@@ -230,7 +230,7 @@ class Service:
         return problems
 
     def _fleet_snapshot(self) -> FleetSnapshot:
-        return self.wiring.service_queries.fleet_snapshot()
+        return self.root.database.service_queries.fleet_snapshot()
 
     # --- reload --------------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -245,17 +245,17 @@ class Service:
                 if getattr(new.service, field) != getattr(self.settings.service, field):
                     raise ConfigError(source, f"service.{field}", "changed; this needs a restart",
                                       hint="restart the service to apply it")
-            wiring = self.wiring.sharing_database(new)
-            wiring.resolve_secrets()
+            root = self.root.sharing_database(new)
+            root.resolve_secrets()
             specs = new.credential_specs()
-            wiring.store.sync_credentials(specs, wiring.clock.now())
+            root.store.sync_credentials(specs, root.clock.now())
         except RotatorError as exc:
             log.error("config reload rejected; still running on the previous config", config=source,
                       error=str(exc))
             self._emit("reload_rejected", error=str(exc))
             return False
         old_tick, old_level = self._tick_seconds(), self.settings.service.log_level
-        self.settings, self.wiring, self._specs = new, wiring, specs
+        self.settings, self.root, self._specs = new, root, specs
         if new.service.log_level != old_level:
             from rotator.logs import configure_logging
 
@@ -299,7 +299,7 @@ def run_service(settings: Settings, *, once: bool = False, duration: float | Non
         if once:
             service.prepare()
             summary = service.tick_once()
-            service.wiring.store.close()
+            service.root.database.close()
             return 0 if summary.ok else 1
         service.start()
         try:

@@ -5,9 +5,9 @@ steps, then a rationed batch of drift checks. Every credential runs under its ow
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,10 +15,12 @@ import structlog
 
 from rotator.domain import CredentialSpec, CredentialState
 from rotator.errors import LeaseLost, RotatorError
+from rotator.leases import holding, lease_name
 from rotator.ports import Clock
-from rotator.rotation.batch import lease_name, rotate_one
-from rotator.rotation.results import Outcome, Reporter, RotationPorts, RotationResult
-from rotator.rotation.targets import check_drift, missing_variable_error, read_target
+from rotator.rotation.batch import rotate_many
+from rotator.rotation.reporting import Reporter
+from rotator.rotation.results import Outcome, RotationPorts, RotationResult
+from rotator.rotation.targets import assess_targets
 from rotator.service.ports import ServiceQueries
 from rotator.service.scheduling import DriftSchedule, DueWork, select_due
 
@@ -110,43 +112,39 @@ def run_tick(ctx: TickContext) -> TickSummary:
 
 def _run_due(ctx: TickContext, specs: Sequence[CredentialSpec]) -> list[RotationResult]:
     """Rotate each spec (in the given order of start) under its lease; stop starting new ones on stop."""
+    last_step: dict[str, float] = {}
+    lock = threading.Lock()
 
     def interrupt() -> None:
         if ctx.stop_requested():
             raise Interrupted("the service is stopping: the rotation stops here and resumes from the journal",
                               hint="nothing to do: the next start, or another replica, continues it")
 
-    def one(spec: CredentialSpec) -> RotationResult | None:
+    def should_start(credential: str) -> bool:
         if ctx.stop_requested():
-            return None  # never started: the next tick (or another replica) picks it up
-        last = [time.monotonic()]
+            return False  # never started: the next tick (or another replica) picks it up
+        with lock:
+            last_step[credential] = time.monotonic()
+        return True
 
-        def on_step(step: str, detail: str) -> None:
-            now = time.monotonic()
-            if ctx.on_step is not None:
-                ctx.on_step(spec.name, step, now - last[0])
-            last[0] = now
+    def on_step(credential: str, step: str, detail: str) -> None:
+        now = time.monotonic()
+        with lock:
+            seconds = now - last_step.get(credential, now)
+            last_step[credential] = now
+        if ctx.on_step is not None:
+            ctx.on_step(credential, step, seconds)
 
-        try:
-            result = rotate_one(ctx.ports_for(spec), spec, holder=ctx.holder, lease_ttl=ctx.lease_ttl,
-                                on_step=on_step, interrupt=interrupt)
-        except RotatorError as exc:  # building the ports failed (an account role could not be assumed)
-            result = RotationResult(spec.name, Outcome.FAILED, str(exc))
+    def on_result(result: RotationResult) -> None:
         if result.outcome not in _TICK_OK:
-            log.warning("rotation not ok", credential=spec.name, outcome=result.outcome.value,
+            log.warning("rotation not ok", credential=result.credential, outcome=result.outcome.value,
                         message=result.message)
         if ctx.on_result is not None:
             ctx.on_result(result)
-        return result
 
-    if not specs:
-        return []
-    if ctx.concurrency <= 1 or len(specs) == 1:
-        outcomes = [one(spec) for spec in specs]
-    else:
-        with ThreadPoolExecutor(max_workers=min(ctx.concurrency, len(specs)), thread_name_prefix="tick") as pool:
-            outcomes = list(pool.map(one, specs))
-    return [result for result in outcomes if result is not None]
+    return rotate_many(specs, ctx.ports_for, holder=ctx.holder, lease_ttl=ctx.lease_ttl,
+                       concurrency=ctx.concurrency, on_step=on_step, on_result=on_result, interrupt=interrupt,
+                       should_start=should_start)
 
 
 def _drift_check(ctx: TickContext, spec: CredentialSpec) -> DriftResult:
@@ -159,37 +157,34 @@ def _drift_check(ctx: TickContext, spec: CredentialSpec) -> DriftResult:
         ports = ctx.ports_for(spec)
     except RotatorError as exc:
         return _drift_done(ctx, DriftResult(spec.name, "failed", str(exc)))
-    store, name = ports.store, lease_name(spec.name)
-    if not store.try_acquire_lease(name, ctx.holder, ctx.lease_ttl, ctx.clock.now()):
-        return _drift_done(ctx, DriftResult(spec.name, "skipped", "another process holds the credential"))
+    store = ports.store
     try:
-        status = store.get_status(spec.name)
-        if status is None or status.state is not CredentialState.OK or store.open_journal(spec.name) is not None:
-            return _drift_done(ctx, DriftResult(spec.name, "skipped", "not at rest"))
-        keys = {key.key_id: key for key in ports.iam.list_access_keys(spec.iam_user)}
-        readings = [read_target(ports.variables, target) for target in spec.targets]
-        problems = [str(p) for r in readings
-                    if (p := missing_variable_error(r) or check_drift(r, set(keys))) is not None]
-        held = {r.held_key_id for r in readings if r.held_key_id}
-        if len(held) > 1:
-            problems.append(f"targets hold different keys ({', '.join(sorted(held))})")
-        now = ctx.clock.now()
-        if problems:
-            reason = "; ".join(problems)
-            reporter = Reporter(ports, spec, None)
-            reporter.event("drift_check", "held", reason=reason)
-            reporter.notify("drift", f"rotator: {spec.name} drift, credential held", [reason], "warning")
-            store.set_status(spec.name, CredentialState.HELD, now, last_error=reason)
-            return _drift_done(ctx, DriftResult(spec.name, "drift", reason))
-        current = keys.get(next(iter(held))) if held else None
-        store.set_status(spec.name, CredentialState.OK, now, current_key_id=current.key_id if current else None,
-                         key_created_at=current.created_at if current else None)
-        return _drift_done(ctx, DriftResult(spec.name, "clean"))
+        with holding(store, lease_name(spec.name), ctx.holder, ctx.lease_ttl, ctx.clock) as lease:
+            if lease is None:
+                return _drift_done(ctx, DriftResult(spec.name, "skipped", "another process holds the credential"))
+            status = store.get_status(spec.name)
+            if status is None or status.state is not CredentialState.OK or store.open_journal(spec.name) is not None:
+                return _drift_done(ctx, DriftResult(spec.name, "skipped", "not at rest"))
+            keys = {key.key_id: key for key in ports.iam.list_access_keys(spec.iam_user)}
+            assessment = assess_targets(ports.variables, spec.targets, set(keys))
+            now = ctx.clock.now()
+            problems = assessment.problems()
+            if problems:
+                reason = "; ".join(problems)
+                reporter = Reporter(ports, spec, None)
+                reporter.event("drift_check", "held", reason=reason)
+                reporter.notify("drift", f"rotator: {spec.name} drift, credential held", [reason], "warning")
+                store.set_status(spec.name, CredentialState.HELD, now, last_error=reason)
+                return _drift_done(ctx, DriftResult(spec.name, "drift", reason))
+            held = sorted(assessment.held)
+            current = keys.get(held[0]) if held else None
+            store.set_status(spec.name, CredentialState.OK, now,
+                             current_key_id=current.key_id if current else None,
+                             key_created_at=current.created_at if current else None)
+            return _drift_done(ctx, DriftResult(spec.name, "clean"))
     except RotatorError as exc:
         log.warning("drift check failed", credential=spec.name, error=str(exc))
         return _drift_done(ctx, DriftResult(spec.name, "failed", str(exc)))
-    finally:
-        store.release_lease(name, ctx.holder)
 
 
 def _drift_done(ctx: TickContext, result: DriftResult) -> DriftResult:

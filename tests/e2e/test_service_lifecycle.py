@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, inspect
 
 from rotator.adapters.db.store import SqlStore, upgrade_to_head
 from rotator.domain import CredentialState, Phase
-from rotator.rotation.batch import lease_name
+from rotator.leases import lease_name
 from rotator.sandbox.runner import Sandbox
 from tests.service_support import (
     ROTATOR,

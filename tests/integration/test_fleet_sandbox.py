@@ -13,9 +13,9 @@ import pytest
 
 from rotator.config.settings import parse_settings
 from rotator.domain import ScopeKind, TargetSpec
-from rotator.rotation.batch import new_holder
-from rotator.rotation.engine import Outcome
+from rotator.leases import new_holder
 from rotator.rotation.fleet import FleetOptions, PacedNotifier, exposed_to, rotate_fleet, select_credentials
+from rotator.rotation.results import Outcome
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, aws_client, client_env, config_toml, seed_credentials
 from rotator.sandbox.server import Fault

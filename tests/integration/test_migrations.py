@@ -22,10 +22,10 @@ from rotator.adapters.db.store import (
     head_revision,
     make_engine,
     metadata,
-    redact_url,
     upgrade_to_head,
 )
 from rotator.errors import SchemaNotCurrent
+from rotator.logs import redact_url
 
 ROTATOR = [sys.executable, "-m", "rotator"]
 

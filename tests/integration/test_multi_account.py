@@ -22,8 +22,9 @@ import pytest
 from rotator.cli.check_cmd import run_probes
 from rotator.config.settings import parse_settings
 from rotator.inventory.discover import discover
-from rotator.rotation.batch import new_holder, rotate_many
-from rotator.rotation.engine import Outcome
+from rotator.leases import new_holder
+from rotator.rotation.batch import rotate_many
+from rotator.rotation.results import Outcome
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import TargetSeed, client_env, gitlab_admin, pair_works, put_pair
 from rotator.wiring.root import Wiring

@@ -11,8 +11,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from rotator.config.settings import parse_settings
-from rotator.rotation.batch import new_holder, rotate_many
-from rotator.rotation.engine import Outcome, RotationResult
+from rotator.leases import new_holder
+from rotator.rotation.batch import rotate_many
+from rotator.rotation.results import Outcome, RotationResult
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml
 from rotator.sandbox.server import Fault

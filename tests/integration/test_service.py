@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rotator.adapters.db.store import SqlStore, upgrade_to_head
 from rotator.config.settings import Settings, load_settings
 from rotator.domain import CredentialState, Incident, Phase
-from rotator.rotation.batch import lease_name
+from rotator.leases import lease_name
 from rotator.rotation.results import Outcome
 from rotator.sandbox.runner import Sandbox
 from rotator.service.runner import Service, run_service

@@ -12,7 +12,7 @@ from rotator.incident.containment import Containment, ContainmentPorts, StepStat
 from rotator.incident.followup import FollowUpOptions, FollowUpPorts, IncidentOutcome, follow_up
 from rotator.incident.replace import ReplacePorts, replace_key
 from rotator.rotation.batch import rotate_one
-from rotator.rotation.engine import RotationPorts
+from rotator.rotation.results import RotationPorts
 from tests.unit.fakes import T0, FakeCiVariables, FakeClock, FakeNotifier, FakeSealer, FakeSts
 from tests.unit.incident_fakes import ACCOUNT, FakeCloudTrail, FakeDirectory, FakeIncidentIam, FakeIncidentStore
 

@@ -203,16 +203,17 @@ class ManualClock:
         self.now += seconds
 
 
-def test_token_bucket_spaces_requests_at_the_rate() -> None:
-    from rotator.adapters.cloudtrail import TokenBucket
+def test_the_per_region_cloudtrail_pace_spaces_requests_at_the_rate() -> None:
+    """CloudTrail allows 2 LookupEvents a second per region: the adapter's bucket (burst 1) spaces them."""
+    from rotator.ratelimit import AdaptiveTokenBucket
 
     clock = ManualClock()
-    bucket = TokenBucket(2.0, clock=clock, sleep=clock.sleep)
+    bucket = AdaptiveTokenBucket(2.0, burst=1, clock=clock, sleep=clock.sleep)
     for _ in range(5):
-        bucket.take()
+        bucket.acquire()
     assert clock.waits == [0.5, 0.5, 0.5, 0.5]  # the first is free, then one every 1/rate seconds
     clock.now += 10
-    assert bucket.take() == 0  # an idle bucket holds one token, not a burst
+    assert bucket.acquire() == 0  # an idle bucket holds one token, not a burst
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

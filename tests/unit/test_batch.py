@@ -8,8 +8,9 @@ import subprocess
 import sys
 from datetime import timedelta
 
-from rotator.rotation.batch import held_by_dead_local_process, new_holder, rotate_one
-from rotator.rotation.engine import Outcome
+from rotator.leases import held_by_dead_local_process, new_holder
+from rotator.rotation.batch import rotate_one
+from rotator.rotation.results import Outcome
 from tests.unit.test_rotation import make_world
 
 

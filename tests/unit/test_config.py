@@ -11,7 +11,8 @@ from typing import get_args
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from rotator.config.settings import Settings, describe_settings, load_settings, parse_settings, resolve_config_path
+from rotator.config.patterns import config_path
+from rotator.config.settings import Settings, describe_settings, load_settings, parse_settings
 from rotator.domain import Policy, ScopeKind, Secret
 from rotator.errors import ConfigError, UsageError
 
@@ -327,9 +328,9 @@ def test_settings_are_frozen() -> None:
 
 
 def test_resolve_config_path_precedence() -> None:
-    assert resolve_config_path("a.toml", {"ROTATOR_CONFIG": "b.toml"}) == Path("a.toml")
-    assert resolve_config_path(None, {"ROTATOR_CONFIG": "b.toml"}) == Path("b.toml")
-    assert resolve_config_path(None, {}) == Path("rotator.toml")
+    assert config_path("a.toml", {"ROTATOR_CONFIG": "b.toml"}) == Path("a.toml")
+    assert config_path(None, {"ROTATOR_CONFIG": "b.toml"}) == Path("b.toml")
+    assert config_path(None, {}) == Path("rotator.toml")
 
 
 def test_load_settings_reads_rotator_config(tmp_path: Path) -> None:
@@ -486,3 +487,32 @@ def test_the_example_file_documents_every_key() -> None:
     sections = {"service", "aws", "gitlab", "slack", "policy", "credentials", "accounts", "targets"}
     assert keys - sections - written == set()
     assert not re.search(r"^#? ?[a-z_]*(token|secret|password|key) = ", text, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("field, value, accepted", [
+    ("region", "us-gov-west-1", True), ("region", "cn-north-1", True), ("region", "us-east", False),
+    ("role_arn", "arn:aws-cn:iam::111122223333:role/ci/rotator", True),
+    ("role_arn", "arn:aws:iam::11112222333:role/rotator", False),
+    ("role_arn", "arn:aws:iam::111122223333:user/rotator", False),
+])
+def test_both_loaders_accept_and_refuse_the_same_aws_values(tmp_path: Path, field: str, value: str,
+                                                            accepted: bool) -> None:
+    """`revoke` reads [aws] with the early stdlib loader before containment, everything else reads it with the
+    full one: a file that one accepts, the other must accept too."""
+    from rotator.config.early import load_containment_settings
+
+    if field == "region":
+        text = f'[aws]\nregion = "{value}"\n'
+    else:
+        text = f'[aws]\n[[aws.accounts]]\nname = "prod"\nrole_arn = "{value}"\n'
+    path = tmp_path / "rotator.toml"
+    path.write_text(text)
+    verdicts = []
+    for load in (lambda: load_containment_settings(str(path)), lambda: load_settings(str(path), partial=True)):
+        try:
+            load()
+        except ConfigError:
+            verdicts.append(False)
+        else:
+            verdicts.append(True)
+    assert verdicts == [accepted, accepted]

@@ -7,8 +7,8 @@ from dataclasses import replace
 from datetime import timedelta
 
 from rotator.domain import CredentialSpec, Policy, ScopeKind, TargetSpec
-from rotator.rotation.engine import Outcome, RotationPorts
 from rotator.rotation.fleet import FleetOptions, PacedNotifier, rotate_fleet, summary_title
+from rotator.rotation.results import Outcome, RotationPorts
 from tests.unit.fakes import T0, FakeCiVariables, FakeClock, FakeIam, FakeNotifier, FakeSealer, FakeStore, FakeSts
 
 SECURITY = "#security"

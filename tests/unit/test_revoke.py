@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rotator.config.early import AccountRole, ContainmentSettings, config_path
+from rotator.config.early import AccountRole, ContainmentSettings
 from rotator.domain import KeyOwner, KeyStatus
 from rotator.errors import AwsAccessDenied, UsageError
 from rotator.incident.containment import (
@@ -185,7 +185,6 @@ def test_containment_settings_read_only_aws_and_service(tmp_path: object) -> Non
     from pathlib import Path
 
     from rotator.config.early import load_containment_settings
-    from rotator.config.settings import resolve_config_path
 
     folder = Path(str(tmp_path))
     file = folder / "rotator.toml"
@@ -195,8 +194,6 @@ def test_containment_settings_read_only_aws_and_service(tmp_path: object) -> Non
     assert settings.region == "eu-west-1"
     assert settings.account_ids() == {"default": None, "prod": "111122223333"}
     assert load_containment_settings(str(folder / "missing.toml")) == ContainmentSettings(str(folder / "missing.toml"))
-    environ = {"ROTATOR_CONFIG": "x.toml"}
-    assert config_path(None, environ) == resolve_config_path(None, environ)
     assert AccountRole("a", "arn:aws:iam::210987654321:role/x").account_id == "210987654321"
 
 

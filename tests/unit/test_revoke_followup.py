@@ -9,7 +9,7 @@ from rotator.domain import CredentialSpec, Incident, Journal, KeyStatus, Phase
 from rotator.errors import AwsError, StoreError
 from rotator.incident.containment import StepStatus
 from rotator.incident.followup import FollowUpOptions, FollowUpPorts, follow_up
-from rotator.rotation.batch import lease_name
+from rotator.leases import lease_name
 from tests.unit.fakes import T0
 from tests.unit.incident_fakes import FakeIncidentStore, record
 from tests.unit.revoke_world import GROUP, PROJECT, make_world, step

@@ -19,7 +19,8 @@ from rotator.domain import (
     TargetSpec,
 )
 from rotator.errors import AwsThrottled
-from rotator.rotation.engine import Outcome, RotationPorts, Rotator
+from rotator.rotation.engine import Rotator
+from rotator.rotation.results import Outcome, RotationPorts
 from tests.unit.fakes import (
     T0,
     Crash,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from collections.abc import Set as AbstractSet
@@ -18,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from rotator.errors import ConfigError, SchemaNotCurrent, StoreError
+from rotator.logs import redact_url
 
 # Set on a Connection (``conn.execution_options(**WRITE_INTENT)``) before a transaction that will write.
 # On SQLite such a transaction starts with BEGIN IMMEDIATE: it takes the write lock up front, so it waits
@@ -25,15 +25,6 @@ from rotator.errors import ConfigError, SchemaNotCurrent, StoreError
 WRITE_INTENT = {"rotator_write": True}
 
 SQLITE_BUSY_TIMEOUT_S = 30
-_PASSWORD_IN_URL = re.compile(r"(?P<head>://[^:/@]*:)[^@]*@")
-
-
-def redact_url(url: str | URL) -> str:
-    """The URL with any password replaced by ***, safe to print or log."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return _PASSWORD_IN_URL.sub(r"\g<head>***@", str(url))
 
 
 def make_engine(url: str | URL) -> Engine:
@@ -45,7 +36,7 @@ def make_engine(url: str | URL) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ConfigError("config", "service.database_url", f"{redact_url(url)!r} is not a database URL",
+        raise ConfigError("config", "service.database_url", f"{redact_url(str(url))!r} is not a database URL",
                           hint="write sqlite:///path/to/rotator.db or postgresql+psycopg://user@host/dbname") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -55,7 +46,8 @@ def make_engine(url: str | URL) -> Engine:
             # Plain postgresql:// would pick psycopg2, which rotator does not ship.
             parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(parsed, pool_pre_ping=True, json_serializer=_json_dumps)
-    raise ConfigError("config", "service.database_url", f"unsupported database {backend!r} in {redact_url(parsed)}",
+    where = redact_url(str(parsed))
+    raise ConfigError("config", "service.database_url", f"unsupported database {backend!r} in {where}",
                       hint="use sqlite:///path/to/rotator.db or postgresql+psycopg://user@host/dbname")
 
 
@@ -130,7 +122,7 @@ def store_error(url: str | URL, doing: str, exc: BaseException) -> StoreError:
     """
     orig = getattr(exc, "orig", None) or exc
     reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-    where = redact_url(url)
+    where = redact_url(str(url))
     if _is_missing_table(orig):
         return SchemaNotCurrent(f"database {where} has no rotator schema: {doing} failed ({reason})",
                                 hint="run `rotator db upgrade`")

@@ -17,8 +17,9 @@ from alembic.util.exc import CommandError
 from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from rotator.adapters.db.engine import WRITE_INTENT, make_engine, redact_url, store_error
+from rotator.adapters.db.engine import WRITE_INTENT, make_engine, store_error
 from rotator.errors import SchemaNotCurrent, StoreError
+from rotator.logs import redact_url
 
 _HERE = Path(__file__).resolve()
 # A wheel installs the migrations next to the package; a source checkout (or editable install) has them
@@ -81,7 +82,7 @@ def ensure_at_head(engine: Engine) -> None:
         hint = ("the database was migrated by a newer rotator: run that version, "
                 "or upgrade this installation of rotator")
     raise SchemaNotCurrent(
-        f"database {redact_url(engine.url)} is at revision {current or 'none (empty database)'}, head is {head}",
+        f"database {redact_url(str(engine.url))} is at revision {current or 'none (empty database)'}, head is {head}",
         hint=hint,
     )
 
@@ -100,14 +101,14 @@ def upgrade_to_head(url: str | URL) -> tuple[str | None, str]:
         except SQLAlchemyError as exc:
             raise store_error(engine.url, "migrating the schema", exc) from exc
         except CommandError as exc:
-            raise StoreError(f"database {redact_url(engine.url)}: migration failed: {exc}",
+            raise StoreError(f"database {redact_url(str(engine.url))}: migration failed: {exc}",
                              hint="the database may have been migrated by a newer rotator; "
                                   "check `rotator --version` against the one that migrated it") from exc
         after = current_revision(engine)
     finally:
         engine.dispose()
     if after is None:
-        raise StoreError(f"database {redact_url(engine.url)}: migration left no revision behind",
+        raise StoreError(f"database {redact_url(str(engine.url))}: migration left no revision behind",
                          hint="report this as a bug in rotator")
     return before, after
 

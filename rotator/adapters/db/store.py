@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from rotator.adapters.db.engine import WRITE_INTENT, make_engine, redact_url, store_error
+from rotator.adapters.db.engine import WRITE_INTENT, make_engine, store_error
 from rotator.adapters.db.migrate import (
     current_revision,
     downgrade_to,
@@ -52,6 +52,7 @@ from rotator.domain import (
     KeyOwner,
 )
 from rotator.errors import StoreError
+from rotator.logs import redact_url
 
 __all__ = [
     "SqlStore",
@@ -62,7 +63,6 @@ __all__ = [
     "make_engine",
     "metadata",
     "migrations_dir",
-    "redact_url",
     "upgrade_to_head",
 ]
 
@@ -125,7 +125,7 @@ class SqlStore:
             return postgresql.insert(_table(model))
         if dialect == "sqlite":
             return sqlite.insert(_table(model))
-        raise StoreError(f"unsupported database {dialect!r} at {redact_url(self._engine.url)}",
+        raise StoreError(f"unsupported database {dialect!r} at {redact_url(str(self._engine.url))}",
                          hint="use SQLite or PostgreSQL")
 
     # credentials ----------------------------------------------------------------------------------------

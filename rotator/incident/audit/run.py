@@ -24,6 +24,8 @@ DELIVERY_DELAY = timedelta(minutes=15)  # CloudTrail delivers most events within
 MINTED_SKEW = timedelta(minutes=1)
 WINDOW_MARGIN = timedelta(minutes=5)  # a minted key's first call may carry an earlier timestamp than its minting
 MAX_KEYS = 50  # bound on keys followed, so a minting loop cannot run away
+# The longest a temporary key lives (GetSessionToken, GetFederationToken): how far back its audit looks.
+TEMPORARY_KEY_LIFETIME = timedelta(hours=36)
 MAX_WORKERS = 64
 
 
@@ -88,6 +90,14 @@ def audit_window(now: datetime, *, key_created_at: datetime | None = None,
     earliest = now - LOOKBACK
     start = since or (key_created_at - WINDOW_MARGIN if key_created_at else earliest)
     return max(start, earliest), now
+
+
+def key_window(now: datetime, *, key_created_at: datetime | None, temporary: bool,
+               since: datetime | None = None) -> tuple[datetime, datetime]:
+    """The audit window of one key: from --since, else its creation, else (a temporary key, whose creation
+    IAM does not list) its longest possible life, else 90 days."""
+    created = key_created_at or (now - TEMPORARY_KEY_LIFETIME if temporary else None)
+    return audit_window(now, key_created_at=created, since=since)
 
 
 def resolve_regions(trail: CloudTrail, configured: Sequence[str] | None, gaps: list[str]) -> tuple[str, ...]:

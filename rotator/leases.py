@@ -1,0 +1,105 @@
+"""Per-credential leases: the one way any part of rotator takes, renews and gives back the lock that makes a
+rotation (or a drift check, an incident, a retirement) happen in one process at a time.
+
+The store takes a lease with one atomic conditional statement. Around it, this module adds what every caller
+needs: a holder name that says who and where; recovery of a lease whose holder was a local process that has
+died (otherwise `kill -9` of a CLI run would block its credential for lease_ttl); and, for an incident, taking
+the lease away from whoever holds it (``expire_first``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from rotator.ports import Clock, Store
+
+
+def lease_name(credential: str) -> str:
+    return f"credential:{credential}"
+
+
+def new_holder(actor: str) -> str:
+    """A lease holder name that says who and where: a dead local holder can then be recognised."""
+    return f"{actor} host={socket.gethostname()} pid={os.getpid()} run={uuid.uuid4().hex[:8]}"
+
+
+_HOLDER = re.compile(r" host=(?P<host>\S+) pid=(?P<pid>\d+) run=")
+
+
+def held_by_dead_local_process(holder: str) -> bool:
+    """True when the holder was a process on this host that no longer exists (killed, crashed).
+
+    Holders on other hosts (replicas) are never judged this way: only expiry frees their leases.
+    """
+    match = _HOLDER.search(holder)
+    if match is None or match["host"] != socket.gethostname() or int(match["pid"]) == os.getpid():
+        return False
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another user
+    return False
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease this process holds."""
+
+    store: Store
+    name: str
+    holder: str
+    ttl: timedelta
+    clock: Clock
+
+    def renew(self) -> bool:
+        """Extend the tenure; False when it was lost (expired and taken over, or preempted by an incident)."""
+        return self.store.renew_lease(self.name, self.holder, self.ttl, self.clock.now())
+
+    def release(self) -> None:
+        self.store.release_lease(self.name, self.holder)
+
+
+def acquire(store: Store, name: str, holder: str, ttl: timedelta, clock: Clock, *,
+            expire_first: bool = False) -> Lease | None:
+    """Take the lease, or None when another live process holds it.
+
+    ``expire_first`` ends the current tenure first, whoever holds it: an incident takes precedence over a
+    rotation, whose next renewal then fails so it stops at a journaled point."""
+    if expire_first:
+        store.expire_lease(name)
+    if store.try_acquire_lease(name, holder, ttl, clock.now()):
+        return Lease(store, name, holder, ttl, clock)
+    current = store.lease_holder(name)
+    if current is not None and held_by_dead_local_process(current[0]):
+        store.expire_lease(name)
+        if store.try_acquire_lease(name, holder, ttl, clock.now()):
+            return Lease(store, name, holder, ttl, clock)
+    return None
+
+
+@contextmanager
+def holding(store: Store, name: str, holder: str, ttl: timedelta, clock: Clock, *,
+            expire_first: bool = False) -> Iterator[Lease | None]:
+    """``acquire`` for the length of a ``with`` block; the lease is released at its end. Yields None when busy."""
+    lease = acquire(store, name, holder, ttl, clock, expire_first=expire_first)
+    try:
+        yield lease
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def busy_message(store: Store, name: str) -> str:
+    """Who holds a lease we could not take, for the operator."""
+    current = store.lease_holder(name)
+    who = f" ({current[0]}, until {current[1].isoformat()})" if current else ""
+    return f"another rotator process is working on this credential{who}"

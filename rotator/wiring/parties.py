@@ -1,0 +1,63 @@
+"""What the composition root needs of each outside party. The real parties (``AwsParty``, ``GitLabParty``,
+``SlackParty``, ``Database``) build adapters over the SDKs; unit tests hand the root fakes of the same shape,
+so every use case is assembled by the same code in both."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from rotator.incident.ports import CloudTrail, IncidentIam, IncidentStore
+    from rotator.inventory.discover import Inventory
+    from rotator.inventory.locate import KeyLocator
+    from rotator.oidc.ports import OidcIam
+    from rotator.ports import CiVariables, Iam, Notifier, Sts
+    from rotator.service.ports import ServiceQueries
+
+
+class AwsAccess(Protocol):
+    def client(self, service: str, account: str = "default") -> Any: ...
+
+    def iam(self, account: str = "default") -> Iam: ...
+
+    def incident_iam(self, account: str = "default") -> IncidentIam: ...
+
+    def sts_for(self, account: str = "default") -> Sts: ...
+
+    def locator(self, *, paced: bool = False) -> KeyLocator: ...
+
+    def account_id(self, account: str = "default") -> str: ...
+
+    def cloudtrail(self, account: str = "default", *, backoff: Any = None) -> CloudTrail: ...
+
+    def oidc_iam(self, account: str = "default") -> OidcIam: ...
+
+
+class GitLabAccess(Protocol):
+    @property
+    def client(self) -> Any: ...
+
+    @property
+    def variables(self) -> CiVariables: ...
+
+    @property
+    def inventory(self) -> Inventory: ...
+
+
+class SlackAccess(Protocol):
+    @property
+    def notifier(self) -> Notifier | None: ...
+
+    def whoami(self) -> str:
+        """Slack's auth.test, as one line."""
+        ...
+
+
+class DatabaseAccess(Protocol):
+    @property
+    def store(self) -> IncidentStore: ...
+
+    @property
+    def service_queries(self) -> ServiceQueries: ...
+
+    def close(self) -> None: ...

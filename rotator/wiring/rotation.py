@@ -1,0 +1,77 @@
+"""Rotation use cases, ready to run: `rotate` (one or many, `--dry-run`, the emergency fleet run) and the ports
+each credential's rotation runs against."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rotator.domain import CredentialSpec
+    from rotator.rotation.fleet import FleetReport
+    from rotator.rotation.plan import Plan
+    from rotator.rotation.results import RotationPorts, RotationResult
+    from rotator.wiring.root import Root
+
+StepCallback = Callable[[str, str, str], None]  # credential, step, detail
+ResultCallback = Callable[["RotationResult"], None]
+
+
+class RotationWiring:
+    def __init__(self, root: Root) -> None:
+        self._root = root
+
+    def ports(self, spec: CredentialSpec) -> RotationPorts:
+        from rotator.rotation.results import RotationPorts
+
+        root = self._root
+        return RotationPorts(
+            iam=root.aws.iam(spec.account), sts=root.aws.sts_for(spec.account), variables=root.gitlab.variables,
+            store=root.store, sealer=root.sealer, clock=root.clock, notifier=root.notifier, actor=root.actor,
+        )
+
+    def plan(self, specs: Sequence[CredentialSpec], *, force: bool) -> list[Plan]:
+        """`rotate --dry-run`: reads only."""
+        from rotator.rotation.plan import plan_rotation
+
+        root = self._root
+        return [plan_rotation(spec, iam=root.aws.iam(spec.account), variables=root.gitlab.variables,
+                              store=root.store, clock=root.clock, force=force) for spec in specs]
+
+    def sync_credentials(self) -> None:
+        """Make the store know every configured credential and its targets."""
+        self._root.store.sync_credentials(self._root.settings.credential_specs(), self._root.clock.now())
+
+    def rotate(self, specs: Sequence[CredentialSpec], *, holder: str, concurrency: int, force: bool,
+               on_step: StepCallback | None = None, on_result: ResultCallback | None = None) -> list[RotationResult]:
+        from rotator.rotation.batch import rotate_many
+
+        return rotate_many(specs, self.ports, holder=holder, lease_ttl=self._root.settings.service.lease_ttl,
+                           concurrency=concurrency, force=force, on_step=on_step, on_result=on_result)
+
+    def recover_others(self, selected: Sequence[CredentialSpec], *, holder: str, on_step: StepCallback | None = None,
+                       on_result: ResultCallback | None = None) -> list[RotationResult]:
+        """Finish (or undo) interrupted rotations of configured credentials not in ``selected``."""
+        from rotator.rotation.batch import recover_interrupted
+
+        root = self._root
+        return recover_interrupted(root.settings.credential_specs(), selected,
+                                   lambda name: root.store.open_journal(name) is not None, self.ports,
+                                   holder=holder, lease_ttl=root.settings.service.lease_ttl, on_step=on_step,
+                                   on_result=on_result)
+
+    def fleet(self, specs: Sequence[CredentialSpec], *, holder: str, concurrency: int, force: bool, scope: str,
+              on_step: StepCallback | None = None, on_result: ResultCallback | None = None) -> FleetReport:
+        """The emergency run: batched owner digests, one security summary, Slack paced."""
+        from rotator.rotation.fleet import FleetOptions, PacedNotifier, rotate_fleet
+
+        root = self._root
+        settings = root.settings
+        notifier = root.notifier
+        options = FleetOptions(holder=holder, lease_ttl=settings.service.lease_ttl, concurrency=concurrency,
+                               force=force, scope=scope, actor=root.actor,
+                               security_channel=settings.slack.security_channel if settings.slack else None)
+        paced = PacedNotifier(notifier, root.pacers.get("slack")) if notifier is not None else None
+        return rotate_fleet(specs, self.ports, options, clock=root.clock, store=root.store, notifier=paced,
+                            buckets=lambda: [bucket.stats() for bucket in root.pacers.all().values()],
+                            on_step=on_step, on_result=on_result)
