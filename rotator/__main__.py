@@ -1,4 +1,4 @@
-from rotator.cli import main
+from rotator.cli.app import main
 
 if __name__ == "__main__":
     main()

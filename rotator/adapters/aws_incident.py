@@ -1,4 +1,4 @@
-"""boto3 adapters for containing a compromised key: incident_ports.IncidentIam and KeyDirectory.
+"""boto3 adapters for containing a compromised key: rotator.incident.ports.IncidentIam and rotator.ports.KeyDirectory.
 
 The IAM client comes with botocore's "standard" retries (rotator.adapters.aws.RETRY_CONFIG); what
 survives them becomes a typed error. A missing policy or login profile is an answer (None), never an error;

@@ -1,4 +1,4 @@
-"""boto3 adapter for the move to GitLab OIDC: oidc_ports.OidcIam for one account.
+"""boto3 adapter for the move to GitLab OIDC: rotator.oidc.ports.OidcIam for one account.
 
 Reads what an IAM user may do (attached and inline policies, its groups', its permissions boundary) and
 creates the OIDC provider and the role that replaces the user's keys. Creation is idempotent: an existing

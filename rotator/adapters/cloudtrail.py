@@ -1,4 +1,4 @@
-"""incident_ports.CloudTrail over boto3: LookupEvents by AccessKeyId, paced per region.
+"""rotator.incident.ports.CloudTrail over boto3: LookupEvents by AccessKeyId, paced per region.
 
 AWS allows 2 LookupEvents requests per second per account and region. Each region gets a token bucket
 holding one token, so requests are spaced 1/rate apart however many keys are audited in that region at

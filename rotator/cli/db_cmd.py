@@ -34,13 +34,13 @@ def upgrade(config_path: str | None, as_json: bool) -> None:
       rotator db upgrade --json      {"changed": true, "database": "...", "from": null, "to": "0001"}
     """
     # Imported here so `rotator --help` and the other commands never load SQLAlchemy or Alembic for it.
-    from rotator.adapters.db.store import upgrade_to_head
     from rotator.config.settings import load_settings
     from rotator.logs import redact_url
+    from rotator.wiring.database import Database
 
     settings = load_settings(config_path, partial=True)
     url = settings.service.database_url
-    before, after = upgrade_to_head(url)
+    before, after = Database(url).upgrade()
     where = redact_url(url)
     if as_json:
         print_json({"database": where, "from": before, "to": after, "changed": before != after})

@@ -1,4 +1,4 @@
-"""The compromised-key playbook of DESIGN §3, first half: identify the key's owner and contain it.
+"""The compromised-key playbook, first half: identify the key's owner and contain it.
 
 Written against ports only, and importing nothing slow: this module sits on the path from process start
 to UpdateAccessKey. Order of outside calls for a long-lived (AKIA) key:

@@ -1,4 +1,4 @@
-"""The compromised-key playbook of DESIGN §3, second half: everything after containment.
+"""The compromised-key playbook, second half: everything after containment.
 
 Preempt any rotation of the credential, record the incident, tell the security channel and the owners
 (one Slack thread per incident), replace the key in GitLab (``--replace``), audit CloudTrail. Each step

@@ -1,6 +1,6 @@
 """What the compromised-key playbook (revoke) and the CloudTrail audit ask of AWS beyond ports.Iam.
 
-Kept apart from ports.py, as service_ports.py is, because only the incident use cases need these. The
+Kept in the incident package, not in rotator.ports, because only the incident use cases need these. The
 types here depend on rotator.domain and rotator.ports alone.
 """
 

@@ -1,6 +1,6 @@
 """What `plan-oidc` and `retire-credential` ask of IAM and GitLab beyond rotator.ports.
 
-Kept apart from ports.py, as incident_ports.py is, because only these two commands need it. Depends on
+Kept in the oidc package, not in rotator.ports, because only these two commands need it. Depends on
 rotator.domain and rotator.ports alone, so adapters may import it.
 """
 

@@ -8,7 +8,7 @@ Order, and why:
 2. check the OIDC role exists and has been assumed at least once (the proof that a pipeline works
    without the key), unless the operator says they checked by other means;
 3. delete the GitLab variables, key id and secret, of every target: no target is then left holding a
-   key that is about to stop working (invariant 1 of DESIGN §1 holds vacuously);
+   key that is about to stop working (every target holds a working pair, vacuously: none is left);
 4. deactivate every Active key of the IAM user. Deactivated, not deleted: if a forgotten job still needs
    the key, a human can turn it back on while fixing that job.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rotator.wiring.lazy import Lazy
@@ -31,6 +32,23 @@ class Database:
     @property
     def opened(self) -> bool:
         return self._store.built
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Migrate to the newest schema (several processes at once take turns): (revision before, after)."""
+        from rotator.adapters.db.store import upgrade_to_head
+
+        return upgrade_to_head(self.url)
+
+    def read_only_store(self) -> SqlStore:
+        """A dry run creates no database: it reads one that exists, or says there is none."""
+        from rotator.adapters.db.key_index import sqlite_path
+        from rotator.adapters.db.store import SqlStore
+        from rotator.errors import StoreError
+
+        path = sqlite_path(self.url) if self.url.startswith("sqlite") else None
+        if path is not None and not Path(path).expanduser().is_file():
+            raise StoreError(f"no database at {path} yet (a dry run creates none)")
+        return SqlStore.from_url(self.url)  # refuses a database not at head
 
     def close(self) -> None:
         if self._store.built:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ class IncidentWiring:
         configured = settings.credential_specs()
 
         def store() -> IncidentStore:
-            return _read_only_store(settings.service.database_url) if dry_run else root.store
+            return root.database.read_only_store() if dry_run else root.store
 
         def register(spec: CredentialSpec) -> None:
             specs = configured if any(c.name == spec.name for c in configured) else (*configured, spec)
@@ -99,15 +98,3 @@ class IncidentWiring:
             notifier=notifier, security_channel=settings.slack.security_channel if settings.slack else None,
             configured=configured, replace=replace, audit=audit,
         )
-
-
-def _read_only_store(url: str) -> IncidentStore:
-    """A dry run creates no database: it reads one that exists, or says there is none."""
-    from rotator.adapters.db.key_index import sqlite_path
-    from rotator.adapters.db.store import SqlStore
-    from rotator.errors import StoreError
-
-    path = sqlite_path(url) if url.startswith("sqlite") else None
-    if path is not None and not Path(path).expanduser().is_file():
-        raise StoreError(f"no database at {path} yet (a dry run creates none)")
-    return SqlStore.from_url(url)  # refuses a database not at head

@@ -27,7 +27,7 @@ from rotator.inventory.discover import DiscoveryReport, discover
 from rotator.inventory.report import as_json, emit_config, summary_line, text_sections
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import aws_client, client_env, create_iam_user, ensure_group, ensure_project, gitlab_admin
-from rotator.wiring.root import Wiring
+from rotator.wiring.root import Root
 from tests.sandbox_support import clear_logs, running_sandbox, unique, writes_in
 
 
@@ -108,11 +108,11 @@ def _env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-def run(world: World, sandbox: Sandbox, *, per_page: int = 100) -> tuple[DiscoveryReport, Wiring]:
+def run(world: World, sandbox: Sandbox, *, per_page: int = 100) -> tuple[DiscoveryReport, Root]:
     settings = parse_settings(world.config)
-    wiring = Wiring(settings, actor="test")
-    ports = dataclasses.replace(wiring.discovery_ports(),
-                                inventory=GitLabInventory(wiring.gitlab_client, per_page=per_page))
+    wiring = Root(settings, actor="test")
+    ports = dataclasses.replace(wiring.inventory.discovery_ports(),
+                                inventory=GitLabInventory(wiring.gitlab.client, per_page=per_page))
     report = discover(settings.credential_specs(), settings.policy.to_policy(), ports, concurrency=4)
     return report, wiring
 

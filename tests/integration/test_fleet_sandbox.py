@@ -14,12 +14,12 @@ import pytest
 from rotator.config.settings import parse_settings
 from rotator.domain import ScopeKind, TargetSpec
 from rotator.leases import new_holder
-from rotator.rotation.fleet import FleetOptions, PacedNotifier, exposed_to, rotate_fleet, select_credentials
+from rotator.rotation.fleet import exposed_to, select_credentials
 from rotator.rotation.results import Outcome
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, aws_client, client_env, config_toml, seed_credentials
 from rotator.sandbox.server import Fault
-from rotator.wiring.root import Wiring
+from rotator.wiring.root import Root
 from tests.sandbox_support import every_target_works, running_sandbox, unique, user_keys
 
 SECURITY = "#security-incidents"
@@ -49,7 +49,7 @@ def seed_fleet(sandbox: Sandbox, count: int) -> tuple[str, list[CredentialSeed]]
     return prefix, seed_credentials(sandbox.urls(), seeds)
 
 
-def wiring_for(sandbox: Sandbox, seeds: list[CredentialSeed], tmp_path: Path, gitlab_rate: float) -> Wiring:
+def wiring_for(sandbox: Sandbox, seeds: list[CredentialSeed], tmp_path: Path, gitlab_rate: float) -> Root:
     text = config_toml(sandbox.urls(), seeds, database_url=f"sqlite:///{tmp_path}/r.db",
                        security_channel=SECURITY, policy={"rotate_every": "30d", "grace": "0s",
                                                           "delete_after": "0s", "verify_timeout": "20s"})
@@ -57,8 +57,8 @@ def wiring_for(sandbox: Sandbox, seeds: list[CredentialSeed], tmp_path: Path, gi
                         f'token_env = "ROTATOR_GITLAB_TOKEN"\nrequests_per_second = {gitlab_rate}')
     text = text.replace('region = "us-east-1"', 'region = "us-east-1"\niam_requests_per_second = 50.0', 1)
     settings = parse_settings(text)
-    wiring = Wiring(settings, actor="fleet-test")
-    wiring.store.sync_credentials(settings.credential_specs(), wiring.clock.now())
+    wiring = Root(settings, actor="fleet-test")
+    wiring.rotation.sync_credentials()
     return wiring
 
 
@@ -75,12 +75,8 @@ def test_emergency_rotation_under_pushback_rotates_everything_and_batches_slack(
     wiring = wiring_for(sandbox, seeds, tmp_path, gitlab_rate=200.0)  # far above what GitLab allows
     specs = wiring.settings.credential_specs()
     try:
-        report = rotate_fleet(
-            specs, wiring.rotation_ports,
-            FleetOptions(holder=new_holder("fleet-test"), lease_ttl=wiring.settings.service.lease_ttl,
-                         concurrency=8, force=True, security_channel=SECURITY, actor="fleet-test"),
-            notifier=PacedNotifier(wiring.notifier, wiring.pacer("slack")) if wiring.notifier else None,
-            clock=wiring.clock, store=wiring.store, buckets=lambda: [b.stats() for b in wiring.pacers().values()])
+        report = wiring.rotation.fleet(specs, holder=new_holder("fleet-test"), concurrency=8, force=True,
+                                       scope="every configured credential")
     finally:
         gitlab.state.rate_limit_per_period = 1_000_000
         gitlab.state.rate_limit_period_seconds = 60.0

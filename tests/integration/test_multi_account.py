@@ -19,7 +19,6 @@ from typing import Any
 import boto3
 import pytest
 
-from rotator.cli.check_cmd import run_probes
 from rotator.config.settings import parse_settings
 from rotator.inventory.discover import discover
 from rotator.leases import new_holder
@@ -27,7 +26,7 @@ from rotator.rotation.batch import rotate_many
 from rotator.rotation.results import Outcome
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import TargetSeed, client_env, gitlab_admin, pair_works, put_pair
-from rotator.wiring.root import Wiring
+from rotator.wiring.root import Root
 from tests.sandbox_support import running_sandbox, unique
 
 EXTERNAL_ID = "external-id-for-a1"
@@ -110,10 +109,10 @@ def _env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_credentials_in_three_accounts_rotate_through_their_roles(
         sandbox: Sandbox, accounts: list[Account], tmp_path: Path) -> None:
     settings = parse_settings(config_for(sandbox, accounts, tmp_path))
-    wiring = Wiring(settings, actor="multi-account-test")
-    wiring.store.sync_credentials(settings.credential_specs(), wiring.clock.now())
+    wiring = Root(settings, actor="multi-account-test")
+    wiring.rotation.sync_credentials()
     sandbox.aws.log.clear()
-    results = rotate_many(settings.credential_specs(), wiring.rotation_ports, holder=new_holder("t"),
+    results = rotate_many(settings.credential_specs(), wiring.rotation.ports, holder=new_holder("t"),
                           lease_ttl=settings.service.lease_ttl, concurrency=3, force=True)
     assert [r.outcome for r in results] == [Outcome.ROTATED] * 3, [r.message for r in results]
     rotation_calls = sandbox.aws.log.entries()  # before this test's own checks add theirs
@@ -146,8 +145,8 @@ def test_credentials_in_three_accounts_rotate_through_their_roles(
 
 def test_check_probes_every_account_through_its_role(
         sandbox: Sandbox, accounts: list[Account], tmp_path: Path) -> None:
-    wiring = Wiring(parse_settings(config_for(sandbox, accounts, tmp_path)), actor="t")
-    probes = {p.name: p for p in run_probes(wiring)}
+    wiring = Root(parse_settings(config_for(sandbox, accounts, tmp_path)), actor="t")
+    probes = {p.name: p for p in wiring.checks.probes()}
     for account in accounts[:3]:
         probe = probes[f"aws[{account.name}] sts:GetCallerIdentity"]
         assert probe.ok and f"account {account.account_id}" in probe.detail and "assumed-role/rotator" in probe.detail
@@ -157,8 +156,8 @@ def test_check_probes_every_account_through_its_role(
 def test_discovery_resolves_each_configured_account_and_reports_a_fourth_as_unknown(
         sandbox: Sandbox, accounts: list[Account], tmp_path: Path) -> None:
     settings = parse_settings(config_for(sandbox, accounts, tmp_path))
-    wiring = Wiring(settings, actor="t")
-    report = discover(settings.credential_specs(), settings.policy.to_policy(), wiring.discovery_ports())
+    wiring = Root(settings, actor="t")
+    report = discover(settings.credential_specs(), settings.policy.to_policy(), wiring.inventory.discovery_ports())
     by_project = {f.location.scope.path: f for f in report.findings}
     for account in accounts[:3]:
         finding = by_project[account.project]

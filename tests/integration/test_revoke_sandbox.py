@@ -25,7 +25,7 @@ from rotator.incident.audit.run import run_audit
 from rotator.incident.containment import StepStatus, contain, session_deny_policy_name
 from rotator.sandbox.aws import AwsSandbox, start_aws
 from rotator.sandbox.server import Fault
-from rotator.wiring.incident import ContainmentWiring
+from rotator.wiring.containment import ContainmentWiring
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 QUICK = Backoff(base=0.02, cap=0.05, max_throttled=3, max_transient=1)

@@ -1,5 +1,5 @@
 """The rotation protocol through the real adapters (boto3, python-gitlab, slack_sdk, SQLAlchemy) against the
-emulators: the failure modes that depend on real protocol behaviour (429 + Retry-After, 409, 403, hidden
+emulators: the refusals and failures that depend on real protocol behaviour (429 + Retry-After, 409, 403, hidden
 variables, eventual consistency, throttling)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rotator.rotation.results import Outcome, RotationResult
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml
 from rotator.sandbox.server import Fault
-from rotator.wiring.root import Wiring
+from rotator.wiring.root import Root
 from tests.sandbox_support import (
     every_target_works,
     max_keys_ever,
@@ -49,9 +49,9 @@ def rotate(sandbox: Sandbox, seed: CredentialSeed, tmp_path: Path, **policy: str
     settings = parse_settings(config_toml(sandbox.urls(), [seed], database_url=f"sqlite:///{tmp_path}/r.db",
                                           policy={"rotate_every": "30d", "grace": "0s", "delete_after": "0s",
                                                   "verify_timeout": "8s", **policy}))
-    wiring = Wiring(settings, actor="test")
-    wiring.store.sync_credentials(settings.credential_specs(), wiring.clock.now())
-    [result] = rotate_many(settings.credential_specs(), wiring.rotation_ports, holder=new_holder("test"),
+    wiring = Root(settings, actor="test")
+    wiring.rotation.sync_credentials()
+    [result] = rotate_many(settings.credential_specs(), wiring.rotation.ports, holder=new_holder("test"),
                            lease_ttl=settings.service.lease_ttl, force=True)
     return result
 
@@ -70,7 +70,7 @@ def test_full_rotation_through_real_clients(sandbox: Sandbox, tmp_path: Path) ->
     assert any("rotated" in str(m.get("text")) for m in owners)
 
 
-def test_fm10_gitlab_429_with_retry_after_succeeds_after_waiting(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_gitlab_429_with_retry_after_succeeds_after_waiting(sandbox: Sandbox, tmp_path: Path) -> None:
     seed = seed_one(sandbox)
     sandbox.gitlab.faults.add(Fault(match=r"^PUT .*/variables/AWS_SECRET_ACCESS_KEY", status=429,  # type: ignore[attr-defined]
                                     retry_after=1, count=2))
@@ -81,7 +81,7 @@ def test_fm10_gitlab_429_with_retry_after_succeeds_after_waiting(sandbox: Sandbo
     assert every_target_works(sandbox, seed) == []
 
 
-def test_fm11_409_is_permanent_and_names_the_scope(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_409_is_permanent_and_names_the_scope(sandbox: Sandbox, tmp_path: Path) -> None:
     seed = seed_one(sandbox)
     sandbox.gitlab.faults.add(Fault(  # type: ignore[attr-defined]
         match=r"^GET .*groups/.*/variables/AWS_ACCESS_KEY_ID", status=409,
@@ -93,7 +93,7 @@ def test_fm11_409_is_permanent_and_names_the_scope(sandbox: Sandbox, tmp_path: P
     assert user_keys(sandbox, seed.iam_user) == before
 
 
-def test_fm9_forbidden_on_one_target_holds_with_both_keys_active(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_forbidden_on_one_target_holds_with_both_keys_active(sandbox: Sandbox, tmp_path: Path) -> None:
     seed = seed_one(sandbox)
     old = seed.key_id
     sandbox.gitlab.faults.add(Fault(match=r"^PUT .*/groups/", status=403, message="403 Forbidden"))  # type: ignore[attr-defined]
@@ -106,7 +106,7 @@ def test_fm9_forbidden_on_one_target_holds_with_both_keys_active(sandbox: Sandbo
     assert any("held" in str(m.get("text")) for m in told)
 
 
-def test_fm15_hidden_secret_rotates_and_is_checked_by_key_id_read_back(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_hidden_secret_rotates_and_is_checked_by_key_id_read_back(sandbox: Sandbox, tmp_path: Path) -> None:
     seed = seed_one(sandbox, targets=[TargetSeed("project", f"{seed_name()}/svc", hidden_secret=True)])
     result = rotate(sandbox, seed, tmp_path)
     assert result.outcome is Outcome.ROTATED
@@ -125,7 +125,7 @@ def test_eventual_consistency_is_waited_out(sandbox: Sandbox, tmp_path: Path) ->
     assert any("attempt" in step and "verify" in step for step in result.steps)
 
 
-def test_fm8_never_accepted_deletes_the_new_key(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_never_accepted_deletes_the_new_key(sandbox: Sandbox, tmp_path: Path) -> None:
     seed = seed_one(sandbox)
     sandbox.aws.set_propagation_delay("forever")
     result = rotate(sandbox, seed, tmp_path, verify_timeout="3s")
@@ -134,7 +134,7 @@ def test_fm8_never_accepted_deletes_the_new_key(sandbox: Sandbox, tmp_path: Path
     assert every_target_works(sandbox, seed) == []
 
 
-def test_fm14_iam_throttling_is_retried_by_botocore(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_iam_throttling_is_retried_by_botocore(sandbox: Sandbox, tmp_path: Path) -> None:
     seed = seed_one(sandbox)
     sandbox.aws.faults.add(Fault(match="iam:CreateAccessKey", status=400, error_code="Throttling", count=2))
     result = rotate(sandbox, seed, tmp_path)

@@ -155,7 +155,7 @@ def test_a_drift_check_holds_a_credential_whose_target_was_changed_by_hand(
     outcomes = {d.credential: d.outcome for d in summary.drift}
     assert outcomes == {seeded[0].name: "drift", seeded[1].name: "clean"}
     assert not summary.ok
-    status = service.wiring.store.get_status(seeded[0].name)
+    status = service.root.store.get_status(seeded[0].name)
     assert status is not None and status.state is CredentialState.HELD
     assert "AKIAYYYYYYYYYYYYYYYY" in (status.last_error or "")
     assert key_ids(seeded[0].iam_user) == {seeded[0].key_id: "Active"}  # a check never changes IAM
@@ -306,7 +306,7 @@ def test_metrics_parse_and_carry_every_metric(tmp_path: Path, sandbox: Sandbox, 
         url = service.url or ""
         assert get(f"{url}/healthz") == (200, "ok\n")
         assert get(f"{url}/readyz") == (200, "ready\n")
-        service.wiring.store.save_incident(Incident(
+        service.root.store.save_incident(Incident(
             incident_id=str(uuid.uuid4()), key_id=seeded[0].key_id, account="default", user_name=None,
             actor="test", reason="test", t0=datetime.now(UTC)))
         status, body = get(f"{url}/metrics")

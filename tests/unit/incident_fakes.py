@@ -48,7 +48,9 @@ class FakeIncidentIam(FakeIam):
         if owner is None:
             raise AwsNotFound(f"The Access Key with id {key_id} cannot be found", code="NoSuchEntity")
         used = self.key(key_id).last_used
-        return KeyLastUsed(key_id, owner, used.last_used_at if used else None, None, None)
+        if used is None:
+            return KeyLastUsed(key_id, owner, None, None, None)
+        return KeyLastUsed(key_id, owner, used.last_used_at, used.service, used.region)
 
     def user_policy(self, user_name: str, policy_name: str) -> str | None:
         self._call("GetUserPolicy")

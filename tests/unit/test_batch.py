@@ -11,7 +11,7 @@ from datetime import timedelta
 from rotator.leases import held_by_dead_local_process, new_holder
 from rotator.rotation.batch import rotate_one
 from rotator.rotation.results import Outcome
-from tests.unit.test_rotation import make_world
+from tests.unit.worlds import rotation_world
 
 
 def _dead_pid() -> int:
@@ -27,7 +27,7 @@ def test_holder_names_say_host_and_pid() -> None:
 
 
 def test_a_live_holder_makes_the_credential_busy() -> None:
-    w = make_world()
+    w = rotation_world()
     live = f"bob host={socket.gethostname()} pid={os.getppid()} run=abc"
     w.store.try_acquire_lease("credential:payments", live, timedelta(minutes=5), w.clock.now())
     result = rotate_one(w.ports(), w.spec, holder=new_holder("test"), lease_ttl=timedelta(minutes=2))
@@ -36,7 +36,7 @@ def test_a_live_holder_makes_the_credential_busy() -> None:
 
 
 def test_a_dead_local_holder_is_taken_over_at_once() -> None:
-    w = make_world()
+    w = rotation_world()
     dead = f"carol host={socket.gethostname()} pid={_dead_pid()} run=abc"
     w.store.try_acquire_lease("credential:payments", dead, timedelta(minutes=5), w.clock.now())
     result = rotate_one(w.ports(), w.spec, holder=new_holder("test"), lease_ttl=timedelta(minutes=2))

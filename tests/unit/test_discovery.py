@@ -22,6 +22,7 @@ from rotator.domain import (
 )
 from rotator.errors import AwsAccessDenied, AwsNotFound, GitLabForbidden
 from rotator.inventory.discover import DiscoveryPorts, DiscoveryReport, discover
+from rotator.inventory.locate import KeyLocator
 from rotator.inventory.report import as_json, emit_config, text_sections
 from rotator.inventory.rules import Location, Scope, ancestors, credential_name_for, find_shadowing, partner_name
 from tests.unit.fakes import T0, FakeClock
@@ -120,8 +121,8 @@ ACCOUNT_IDS = {"default": None, "prod": PROD, "staging": STAGING}
 
 def run(inventory: FakeInventory, directory: FakeDirectory, iams: dict[str, AccountIam],
         specs: tuple[CredentialSpec, ...] = SPECS) -> DiscoveryReport:
-    ports = DiscoveryPorts(inventory=inventory, directory=directory, iam_for=iams.__getitem__,
-                           account_ids=ACCOUNT_IDS, clock=FakeClock())
+    ports = DiscoveryPorts(inventory=inventory, locator=KeyLocator(directory, ACCOUNT_IDS, iams.__getitem__),
+                           iam_for=iams.__getitem__, clock=FakeClock())
     return discover(specs, Policy(rotate_every=timedelta(days=90)), ports, concurrency=3)
 
 

@@ -11,22 +11,20 @@ from rotator.domain import KeyOwner, KeyStatus
 from rotator.errors import AwsAccessDenied, UsageError
 from rotator.incident.containment import (
     VERIFY_ATTEMPTS,
-    ContainmentPorts,
     NotContained,
     StepStatus,
-    contain,
     session_deny_document,
     session_deny_policy_name,
 )
 from tests.unit.fakes import T0
 from tests.unit.incident_fakes import FakeIncidentIam
-from tests.unit.revoke_world import make_world, step
+from tests.unit.worlds import incident_world, step
 
 # --- containment ------------------------------------------------------------------------------------
 
 
 def test_untracked_key_is_identified_through_aws_then_deactivated_first() -> None:
-    world = make_world()
+    world = incident_world()
     result = world.contain()
     assert result.contained and result.identity is not None
     assert (result.identity.user_name, result.identity.account, result.identity.source) == ("ci-payments", "default",
@@ -39,7 +37,7 @@ def test_untracked_key_is_identified_through_aws_then_deactivated_first() -> Non
 
 
 def test_tracked_key_resolves_from_the_store_without_asking_sts() -> None:
-    world = make_world()
+    world = incident_world()
     world.store.remember_key(KeyOwner(world.key_id, "payments", "default", "ci-payments"), T0, status="Active")
     result = world.contain()
     assert result.identity is not None and result.identity.source == "store"
@@ -49,7 +47,7 @@ def test_tracked_key_resolves_from_the_store_without_asking_sts() -> None:
 
 
 def test_a_stale_store_owner_falls_back_to_aws() -> None:
-    world = make_world()
+    world = incident_world()
     world.store.remember_key(KeyOwner(world.key_id, "old", "default", "someone-else"), T0, status="Active")
     world.iam.add_user("someone-else", keys=0)
     result = world.contain()
@@ -59,7 +57,7 @@ def test_a_stale_store_owner_falls_back_to_aws() -> None:
 
 
 def test_unknown_key_is_not_contained_and_says_what_was_tried() -> None:
-    world = make_world()
+    world = incident_world()
     with pytest.raises(NotContained) as failure:
         world.contain("AKIAZZZZZZZZZZZZZZZZ")
     assert failure.value.exit_code == 1
@@ -71,7 +69,7 @@ def test_unknown_key_is_not_contained_and_says_what_was_tried() -> None:
 @pytest.mark.parametrize("bad", ["AKIA123", "akiaabcdefghijklmnop", "AKIAABCDEFGHIJKLMNOPQ", "ABIAABCDEFGHIJKLMNOP",
                                  "AKIAABCDEFGHIJKLMNO!", ""])
 def test_malformed_key_is_a_usage_error_before_any_call(bad: str) -> None:
-    world = make_world()
+    world = incident_world()
     with pytest.raises(UsageError) as failure:
         world.contain(bad)
     assert failure.value.exit_code == 2
@@ -79,7 +77,7 @@ def test_malformed_key_is_a_usage_error_before_any_call(bad: str) -> None:
 
 
 def test_a_refused_update_still_counts_when_the_key_is_already_inactive() -> None:
-    world = make_world()
+    world = incident_world()
     world.iam.key(world.key_id).status = KeyStatus.INACTIVE
 
     def deny() -> None:
@@ -92,7 +90,7 @@ def test_a_refused_update_still_counts_when_the_key_is_already_inactive() -> Non
 
 
 def test_an_update_that_never_takes_effect_is_not_contained() -> None:
-    world = make_world()
+    world = incident_world()
     world.iam.ignore_deactivate = True
     with pytest.raises(NotContained, match="still Active"):
         world.contain()
@@ -101,7 +99,7 @@ def test_an_update_that_never_takes_effect_is_not_contained() -> None:
 
 
 def test_session_deny_cuts_sessions_issued_before_t0() -> None:
-    world = make_world()
+    world = incident_world()
     result = world.contain()
     document = json.loads(world.iam.user_policies[("ci-payments", session_deny_policy_name(world.key_id))])
     statement = document["Statement"][0]
@@ -113,7 +111,7 @@ def test_session_deny_cuts_sessions_issued_before_t0() -> None:
 
 
 def test_rerun_keeps_the_existing_session_deny() -> None:
-    world = make_world()
+    world = incident_world()
     earlier = session_deny_document(T0)
     world.iam.user_policies[("ci-payments", session_deny_policy_name(world.key_id))] = earlier
     result = world.contain()
@@ -123,7 +121,7 @@ def test_rerun_keeps_the_existing_session_deny() -> None:
 
 
 def test_console_password_is_reported_and_deleted_only_when_asked() -> None:
-    world = make_world()
+    world = incident_world()
     world.iam.login_profiles["ci-payments"] = T0
     assert step(world.contain(), "console login") is StepStatus.ATTENTION
     assert "ci-payments" in world.iam.login_profiles
@@ -132,7 +130,7 @@ def test_console_password_is_reported_and_deleted_only_when_asked() -> None:
 
 
 def test_dry_run_changes_nothing() -> None:
-    world = make_world()
+    world = incident_world()
     outcome = world.revoke(dry_run=True, replace=True)
     assert world.iam.writes == []
     assert world.iam.key(world.key_id).status is KeyStatus.ACTIVE
@@ -143,7 +141,7 @@ def test_dry_run_changes_nothing() -> None:
 
 
 def test_temporary_key_with_a_role_gets_the_session_deny_on_the_role() -> None:
-    world = make_world()
+    world = incident_world()
     result = world.contain("ASIAABCDEFGHIJKLMNOP", role="ci-deployer")
     assert result.contained and result.temporary
     assert step(result, "deactivate") is StepStatus.SKIPPED
@@ -152,14 +150,14 @@ def test_temporary_key_with_a_role_gets_the_session_deny_on_the_role() -> None:
 
 
 def test_temporary_key_without_a_known_principal_is_not_contained() -> None:
-    world = make_world()
+    world = incident_world()
     with pytest.raises(NotContained, match="temporary key") as failure:
         world.contain("ASIAABCDEFGHIJKLMNOP")
     assert "--role" in failure.value.hint
 
 
 def test_temporary_key_resolved_by_the_store_denies_the_users_sessions() -> None:
-    world = make_world()
+    world = incident_world()
     world.store.remember_key(KeyOwner("ASIAABCDEFGHIJKLMNOP", None, "default", "ci-payments"), T0, status="minted")
     result = world.contain("ASIAABCDEFGHIJKLMNOP")
     assert result.contained
@@ -167,16 +165,14 @@ def test_temporary_key_resolved_by_the_store_denies_the_users_sessions() -> None
 
 
 def test_the_key_account_is_matched_to_the_configured_role() -> None:
-    world = make_world()
+    world = incident_world()
     other = FakeIncidentIam(world.clock)
     other.add_user("ci-prod", keys=3)  # fake key ids count per fake: skip past the default account's
     prod_key = other.keys["ci-prod"][-1].key_id
     world.directory.accounts["111122223333"] = other
     world.account_ids = {"default": None, "prod": "111122223333"}
-    iams = {"default": world.iam, "prod": other}
-    ports = ContainmentPorts(iam_for=iams.__getitem__, directory=world.directory, account_ids=world.account_ids,
-                             tracked_owner=world.store.key_owner, clock=world.clock)
-    result = contain(prod_key, ports)
+    world.iams["prod"] = other
+    result = world.contain(prod_key)
     assert result.identity is not None and result.identity.account == "prod"
     assert other.key(prod_key).status is KeyStatus.INACTIVE and world.iam.writes == []
 

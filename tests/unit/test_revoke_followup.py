@@ -12,11 +12,11 @@ from rotator.incident.followup import FollowUpOptions, FollowUpPorts, follow_up
 from rotator.leases import lease_name
 from tests.unit.fakes import T0
 from tests.unit.incident_fakes import FakeIncidentStore, record
-from tests.unit.revoke_world import GROUP, PROJECT, make_world, step
+from tests.unit.worlds import GROUP, PROJECT, incident_world, step
 
 
 def test_full_run_records_notifies_and_audits_in_one_thread() -> None:
-    world = make_world()
+    world = incident_world()
     world.trail.add(record("CreateUser", key_id=world.key_id, region="eu-west-1"))
     outcome = world.revoke()
     assert outcome.exit_code == 0, [s for s in outcome.steps if s.failed]
@@ -37,7 +37,7 @@ def test_full_run_records_notifies_and_audits_in_one_thread() -> None:
 
 
 def test_rerun_reuses_the_incident_and_its_thread() -> None:
-    world = make_world()
+    world = incident_world()
     first = world.revoke()
     world.clock.advance(timedelta(minutes=10))
     second = world.revoke()
@@ -51,7 +51,7 @@ def test_rerun_reuses_the_incident_and_its_thread() -> None:
 
 
 def test_in_flight_rotation_is_superseded_and_its_lease_taken() -> None:
-    world = make_world()
+    world = incident_world()
     journal = Journal("rot-1", "payments", "default", "ci-payments", "AIDA1", (world.key_id,), world.key_id,
                       Phase.VERIFIED, T0, T0, new_key_id="AKIA9999999999999999", sealed_secret=b"sealed")
     world.store.save_journal(journal)
@@ -66,7 +66,7 @@ def test_in_flight_rotation_is_superseded_and_its_lease_taken() -> None:
 
 
 def test_slack_failure_is_exit_3_and_never_touches_containment() -> None:
-    world = make_world()
+    world = incident_world()
     world.notifier.down = True
     outcome = world.revoke()
     assert outcome.containment.contained
@@ -77,7 +77,7 @@ def test_slack_failure_is_exit_3_and_never_touches_containment() -> None:
 
 
 def test_store_down_is_exit_3_but_notify_and_audit_still_run() -> None:
-    world = make_world()
+    world = incident_world()
     ports = world.follow_up_ports()
 
     def broken() -> FakeIncidentStore:
@@ -91,7 +91,7 @@ def test_store_down_is_exit_3_but_notify_and_audit_still_run() -> None:
 
 
 def test_incomplete_audit_is_exit_3_and_says_so() -> None:
-    world = make_world()
+    world = incident_world()
     world.trail.failing["ap-southeast-2"] = AwsError("LookupEvents: still throttled", code="ThrottlingException")
     outcome = world.revoke()
     assert step(outcome, "audit") is StepStatus.FAILED
@@ -100,11 +100,11 @@ def test_incomplete_audit_is_exit_3_and_says_so() -> None:
 
 
 def test_replace_puts_a_working_pair_in_every_target_and_keeps_the_old_key() -> None:
-    world = make_world()
+    world = incident_world()
     # A second place the key was pasted, found only by scanning the configured group.
     world.variables.seed(GROUP.kind, GROUP.path, "DEPLOY_AWS_ACCESS_KEY_ID", world.key_id, scope="production")
     world.variables.seed(GROUP.kind, GROUP.path, "DEPLOY_AWS_SECRET_ACCESS_KEY", world.secret, scope="production")
-    world.others = [CredentialSpec("other", "ci-other", targets=(GROUP,))]  # its group gets scanned
+    world.specs[1:] = [CredentialSpec("other", "ci-other", targets=(GROUP,))]  # its group gets scanned
     outcome = world.revoke(replace=True)
     assert step(outcome, "replace") is StepStatus.DONE, outcome.steps
     pairs = [(world.variables.value(PROJECT.kind, PROJECT.path, "AWS_ACCESS_KEY_ID"),
@@ -121,7 +121,7 @@ def test_replace_puts_a_working_pair_in_every_target_and_keeps_the_old_key() -> 
 
 
 def test_a_later_rotation_never_deletes_a_key_named_in_an_incident() -> None:
-    world = make_world()
+    world = incident_world()
     world.store.save_incident(Incident("i-1", world.key_id, "default", "ci-payments", "r", "", T0))
     from rotator.rotation.engine import Rotator
 
@@ -136,16 +136,16 @@ def test_a_later_rotation_never_deletes_a_key_named_in_an_incident() -> None:
 
 
 def test_replace_without_any_target_holding_the_key_does_nothing() -> None:
-    world = make_world()
+    world = incident_world()
     world.variables.vars.clear()
-    world.spec = CredentialSpec("payments", "ci-payments", targets=())
+    world.specs.clear()  # the key is tracked nowhere, and no variable holds it
     outcome = world.revoke(replace=True)
     assert step(outcome, "replace") is StepStatus.NOTHING
     assert "CreateAccessKey" not in world.iam.calls
 
 
 def test_dry_run_without_a_database_yet_is_not_a_failure() -> None:
-    world = make_world()
+    world = incident_world()
 
     def no_database() -> FakeIncidentStore:
         raise StoreError("no database at rotator.db yet (a dry run creates none)")
@@ -157,7 +157,7 @@ def test_dry_run_without_a_database_yet_is_not_a_failure() -> None:
 
 
 def test_sessions_the_key_minted_can_be_revoked_later_without_a_role() -> None:
-    world = make_world()
+    world = incident_world()
     minted = "ASIAMINTEDMINTED0001"
     world.trail.add(record("GetSessionToken", key_id=world.key_id, minted=minted))
     world.revoke()

@@ -1,90 +1,24 @@
-"""The rotation protocol against fakes of the ports: the happy path and failure modes 1-15 of the issue."""
+"""The rotation protocol against the fake world: the happy path, crashes at every step, and every refusal."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from rotator.domain import (
-    CredentialSpec,
     CredentialState,
     Journal,
     KeyStatus,
     Phase,
-    Policy,
-    ScopeKind,
     Secret,
-    TargetSpec,
 )
 from rotator.errors import AwsThrottled
 from rotator.rotation.engine import Rotator
-from rotator.rotation.results import Outcome, RotationPorts
-from tests.unit.fakes import (
-    T0,
-    Crash,
-    FakeCiVariables,
-    FakeClock,
-    FakeIam,
-    FakeNotifier,
-    FakeSealer,
-    FakeStore,
-    FakeSts,
-)
-
-PROJECT = TargetSpec(ScopeKind.PROJECT, "payments/api")
-GROUP = TargetSpec(ScopeKind.GROUP, "payments", environment_scope="production")
-
-
-@dataclass
-class World:
-    clock: FakeClock
-    iam: FakeIam
-    sts: FakeSts
-    variables: FakeCiVariables
-    store: FakeStore
-    notifier: FakeNotifier
-    spec: CredentialSpec
-
-    def ports(self) -> RotationPorts:
-        return RotationPorts(self.iam, self.sts, self.variables, self.store, FakeSealer(), self.clock,
-                             self.notifier, actor="test")
-
-    def run(self, **policy: timedelta) -> object:
-        spec = replace(self.spec, policy=replace(self.spec.policy, **policy)) if policy else self.spec
-        return Rotator(self.ports(), spec).run()
-
-    def held_pairs(self) -> list[tuple[str, str]]:
-        pairs = []
-        for target in self.spec.targets:
-            key = self.variables.vars[(target.kind, target.path, target.access_key_id_var, target.environment_scope)]
-            secret = self.variables.vars[
-                (target.kind, target.path, target.secret_access_key_var, target.environment_scope)]
-            pairs.append((key.value or "", secret.value or ""))
-        return pairs
-
-    def every_target_works(self) -> bool:
-        return all(self.iam.accepts(k, s) for k, s in self.held_pairs())
-
-
-def make_world(*, hidden_secret: bool = False, grace: timedelta = timedelta(0),
-               delete_after: timedelta = timedelta(0)) -> World:
-    clock = FakeClock(T0)
-    iam = FakeIam(clock)
-    iam.add_user("ci-payments")
-    old = iam.keys["ci-payments"][0]
-    variables = FakeCiVariables()
-    for target in (PROJECT, GROUP):
-        variables.seed(target.kind, target.path, target.access_key_id_var, old.key_id,
-                       scope=target.environment_scope)
-        variables.seed(target.kind, target.path, target.secret_access_key_var, old.secret,
-                       scope=target.environment_scope, hidden=hidden_secret)
-    clock.advance(timedelta(days=40))  # the key is older than rotate_every
-    policy = Policy(rotate_every=timedelta(days=30), grace=grace, delete_after=delete_after)
-    spec = CredentialSpec("payments", "ci-payments", owners=("#team-payments",), policy=policy,
-                          targets=(PROJECT, GROUP))
-    return World(clock, iam, FakeSts(iam, clock), variables, FakeStore(), FakeNotifier(), spec)
+from rotator.rotation.results import Outcome
+from tests.unit.fakes import T0, Crash, FakeSealer
+from tests.unit.worlds import GROUP, PROJECT, World, rotation_world
 
 
 def old_key(world: World) -> str:
@@ -92,7 +26,7 @@ def old_key(world: World) -> str:
 
 
 def test_one_call_with_zero_grace_ends_with_only_the_new_key() -> None:
-    w = make_world()
+    w = rotation_world()
     before = old_key(w)
     result = w.run()
     assert result.outcome is Outcome.ROTATED
@@ -109,7 +43,7 @@ def test_one_call_with_zero_grace_ends_with_only_the_new_key() -> None:
 
 
 def test_grace_and_delete_after_are_waited_out_across_runs() -> None:
-    w = make_world(grace=timedelta(hours=1), delete_after=timedelta(days=7))
+    w = rotation_world(grace=timedelta(hours=1), delete_after=timedelta(days=7))
     old = old_key(w)
     first = w.run(grace=timedelta(hours=1), delete_after=timedelta(days=7))
     assert first.outcome is Outcome.WAITING and w.iam.key(old).status is KeyStatus.ACTIVE
@@ -122,15 +56,15 @@ def test_grace_and_delete_after_are_waited_out_across_runs() -> None:
 
 
 def test_not_due_does_nothing() -> None:
-    w = make_world()
+    w = rotation_world()
     w.run()
     writes = len(w.variables.writes)
     result = w.run()
     assert result.outcome is Outcome.NOT_DUE and len(w.variables.writes) == writes
 
 
-def test_fm1_crash_after_create_before_journal_deletes_the_orphan() -> None:
-    w = make_world(grace=timedelta(hours=1))
+def test_crash_after_create_before_journal_deletes_the_orphan() -> None:
+    w = rotation_world(grace=timedelta(hours=1))
     old = old_key(w)
     w.iam.crash_after = "CreateAccessKey"
     with pytest.raises(Crash):
@@ -143,8 +77,8 @@ def test_fm1_crash_after_create_before_journal_deletes_the_orphan() -> None:
     assert w.every_target_works() and w.iam.max_keys_seen <= 2
 
 
-def test_fm2_crash_after_journal_before_publish_rolls_forward_with_the_same_key() -> None:
-    w = make_world()
+def test_crash_after_journal_before_publish_rolls_forward_with_the_same_key() -> None:
+    w = rotation_world()
 
     def crash() -> None:
         raise Crash("during verify")
@@ -161,8 +95,8 @@ def test_fm2_crash_after_journal_before_publish_rolls_forward_with_the_same_key(
     assert w.every_target_works()
 
 
-def test_fm3_crash_between_secret_and_key_id_completes_the_pair() -> None:
-    w = make_world()
+def test_crash_between_secret_and_key_id_completes_the_pair() -> None:
+    w = rotation_world()
     old = old_key(w)
     w.variables.crash_after_write = 1
     with pytest.raises(Crash):
@@ -174,8 +108,8 @@ def test_fm3_crash_between_secret_and_key_id_completes_the_pair() -> None:
     assert w.iam.calls.count("CreateAccessKey") == 1
 
 
-def test_fm4_crash_after_publish_resumes_and_retires_on_time() -> None:
-    w = make_world(grace=timedelta(hours=1))
+def test_crash_after_publish_resumes_and_retires_on_time() -> None:
+    w = rotation_world(grace=timedelta(hours=1))
     old = old_key(w)
     assert w.run(grace=timedelta(hours=1)).outcome is Outcome.WAITING
     w.clock.advance(timedelta(minutes=30))
@@ -186,8 +120,8 @@ def test_fm4_crash_after_publish_resumes_and_retires_on_time() -> None:
     assert old not in w.iam.key_ids("ci-payments")
 
 
-def test_fm5_stale_journal_is_discarded() -> None:
-    w = make_world()
+def test_stale_journal_is_discarded() -> None:
+    w = rotation_world()
     stale = Journal("stale-1", "payments", "default", "ci-payments", w.iam.users["ci-payments"].user_id,
                     (old_key(w),), old_key(w), Phase.CREATED, T0, T0, new_key_id="AKIA0000000000GONE01",
                     sealed_secret=FakeSealer().seal(Secret("x" * 40)))
@@ -197,8 +131,8 @@ def test_fm5_stale_journal_is_discarded() -> None:
     assert result.outcome is Outcome.ROTATED and w.every_target_works()
 
 
-def test_fm6_inactive_unreferenced_replaced_key_makes_room() -> None:
-    w = make_world()
+def test_inactive_unreferenced_replaced_key_makes_room() -> None:
+    w = rotation_world()
     current = old_key(w)
     spare = w.iam._new_key("ci-payments")
     # the spare is older than the key every target holds: make it so, and Inactive
@@ -211,8 +145,8 @@ def test_fm6_inactive_unreferenced_replaced_key_makes_room() -> None:
     assert w.iam.max_keys_seen <= 2 and w.every_target_works()
 
 
-def test_fm7_two_active_keys_hold_and_change_nothing() -> None:
-    w = make_world()
+def test_two_active_keys_hold_and_change_nothing() -> None:
+    w = rotation_world()
     w.iam._new_key("ci-payments")
     keys_before = w.iam.key_ids("ci-payments")
     result = w.run()
@@ -223,8 +157,8 @@ def test_fm7_two_active_keys_hold_and_change_nothing() -> None:
     assert any("held" in p.title and "A human must" in " ".join(p.lines) for p in w.notifier.posted)
 
 
-def test_fm8_new_key_never_accepted_is_deleted_and_old_untouched() -> None:
-    w = make_world()
+def test_new_key_never_accepted_is_deleted_and_old_untouched() -> None:
+    w = rotation_world()
     old = old_key(w)
     w.sts.never = True
     result = w.run()
@@ -234,8 +168,8 @@ def test_fm8_new_key_never_accepted_is_deleted_and_old_untouched() -> None:
     assert w.clock.slept >= 55  # it kept asking for about verify_timeout
 
 
-def test_fm9_forbidden_on_one_of_two_targets_holds_with_both_keys_active() -> None:
-    w = make_world()
+def test_forbidden_on_one_of_two_targets_holds_with_both_keys_active() -> None:
+    w = rotation_world()
     old = old_key(w)
     w.variables.forbidden.add((GROUP.kind, GROUP.path))
     # the pre-flight read of the group fails, so nothing is created at all
@@ -244,8 +178,8 @@ def test_fm9_forbidden_on_one_of_two_targets_holds_with_both_keys_active() -> No
     assert w.iam.key_ids("ci-payments") == [old]
 
 
-def test_fm9_forbidden_during_publish_keeps_both_keys_and_tells_owners() -> None:
-    w = make_world()
+def test_forbidden_during_publish_keeps_both_keys_and_tells_owners() -> None:
+    w = rotation_world()
     old = old_key(w)
 
     w.variables.forbidden_writes.add((GROUP.kind, GROUP.path))
@@ -261,8 +195,8 @@ def test_fm9_forbidden_during_publish_keeps_both_keys_and_tells_owners() -> None
     assert again.outcome is Outcome.ROTATED and again.new_key_id == result.new_key_id
 
 
-def test_fm11_ambiguous_scope_is_a_permanent_error_naming_the_scope() -> None:
-    w = make_world()
+def test_ambiguous_scope_is_a_permanent_error_naming_the_scope() -> None:
+    w = rotation_world()
     w.variables.ambiguous.add((GROUP.kind, GROUP.path, GROUP.access_key_id_var))
     result = w.run()
     assert result.outcome is Outcome.FAILED
@@ -270,8 +204,8 @@ def test_fm11_ambiguous_scope_is_a_permanent_error_naming_the_scope() -> None:
     assert w.iam.calls.count("CreateAccessKey") == 0
 
 
-def test_fm12_old_key_used_after_publish_is_held_with_details() -> None:
-    w = make_world(grace=timedelta(hours=1))
+def test_old_key_used_after_publish_is_held_with_details() -> None:
+    w = rotation_world(grace=timedelta(hours=1))
     old = old_key(w)
     w.run(grace=timedelta(hours=1))
     w.clock.advance(timedelta(minutes=40))
@@ -286,8 +220,8 @@ def test_fm12_old_key_used_after_publish_is_held_with_details() -> None:
     assert w.run(grace=timedelta(hours=1)).outcome is Outcome.ROTATED
 
 
-def test_fm13_recreated_user_is_held() -> None:
-    w = make_world(grace=timedelta(hours=1))
+def test_recreated_user_is_held() -> None:
+    w = rotation_world(grace=timedelta(hours=1))
     w.run(grace=timedelta(hours=1))
     w.iam.recreate_user("ci-payments")
     w.clock.advance(timedelta(hours=2))
@@ -295,8 +229,8 @@ def test_fm13_recreated_user_is_held() -> None:
     assert result.outcome is Outcome.HELD and "recreated" in result.message
 
 
-def test_fm14_throttled_sts_backs_off_and_never_reads_as_invalid() -> None:
-    w = make_world()
+def test_throttled_sts_backs_off_and_never_reads_as_invalid() -> None:
+    w = rotation_world()
     throttles = iter(range(3))
 
     def throttle() -> None:
@@ -308,8 +242,8 @@ def test_fm14_throttled_sts_backs_off_and_never_reads_as_invalid() -> None:
     assert result.outcome is Outcome.ROTATED and w.every_target_works()
 
 
-def test_fm14_iam_throttling_fails_cleanly_without_touching_keys() -> None:
-    w = make_world()
+def test_iam_throttling_fails_cleanly_without_touching_keys() -> None:
+    w = rotation_world()
     old = old_key(w)
 
     def throttle() -> None:
@@ -321,14 +255,14 @@ def test_fm14_iam_throttling_fails_cleanly_without_touching_keys() -> None:
     assert w.iam.key_ids("ci-payments") == [old]
 
 
-def test_fm15_hidden_secret_variable_is_rotated() -> None:
-    w = make_world(hidden_secret=True)
+def test_hidden_secret_variable_is_rotated() -> None:
+    w = rotation_world(hidden_secret=True)
     result = w.run()
     assert result.outcome is Outcome.ROTATED and w.every_target_works()
 
 
 def test_drift_holds_and_never_overwrites() -> None:
-    w = make_world()
+    w = rotation_world()
     w.variables.seed(PROJECT.kind, PROJECT.path, PROJECT.access_key_id_var, "AKIAZZZZZZZZZZZZZZZZ")
     result = w.run()
     assert result.outcome is Outcome.HELD and "AKIAZZZZZZZZZZZZZZZZ" in result.message
@@ -337,7 +271,7 @@ def test_drift_holds_and_never_overwrites() -> None:
 
 
 def test_slack_outage_never_fails_a_rotation() -> None:
-    w = make_world()
+    w = rotation_world()
     w.notifier.down = True
     result = w.run()
     assert result.outcome is Outcome.ROTATED
@@ -345,7 +279,7 @@ def test_slack_outage_never_fails_a_rotation() -> None:
 
 
 def test_missing_variable_is_an_error_unless_create_missing() -> None:
-    w = make_world()
+    w = rotation_world()
     del w.variables.vars[(PROJECT.kind, PROJECT.path, "AWS_SECRET_ACCESS_KEY", "*")]
     result = w.run()
     assert result.outcome is Outcome.FAILED and "AWS_SECRET_ACCESS_KEY does not exist" in result.message
@@ -357,15 +291,15 @@ def test_missing_variable_is_an_error_unless_create_missing() -> None:
 
 
 def test_events_never_hold_a_secret() -> None:
-    w = make_world()
+    w = rotation_world()
     result = w.run()
     secret = w.iam.key(result.new_key_id or "").secret
     assert secret not in repr(w.store.event_rows)
     assert secret not in repr(w.notifier.posted)
 
 
-def test_fm1_an_unjournaled_key_a_target_now_holds_is_not_deleted() -> None:
-    w = make_world(grace=timedelta(hours=1))
+def test_an_unjournaled_key_a_target_now_holds_is_not_deleted() -> None:
+    w = rotation_world(grace=timedelta(hours=1))
     w.iam.crash_after = "CreateAccessKey"
     with pytest.raises(Crash):
         w.run(grace=timedelta(hours=1))
@@ -377,8 +311,8 @@ def test_fm1_an_unjournaled_key_a_target_now_holds_is_not_deleted() -> None:
     assert orphan in w.iam.key_ids("ci-payments")
 
 
-def test_fm6_a_newer_inactive_key_nobody_holds_also_makes_room() -> None:
-    w = make_world()
+def test_a_newer_inactive_key_nobody_holds_also_makes_room() -> None:
+    w = rotation_world()
     spare = w.iam._new_key("ci-payments")  # created after the key the targets hold, then deactivated
     spare.status = KeyStatus.INACTIVE
     result = w.run()
@@ -386,8 +320,8 @@ def test_fm6_a_newer_inactive_key_nobody_holds_also_makes_room() -> None:
     assert w.every_target_works() and w.iam.max_keys_seen <= 2
 
 
-def test_fm6_an_inactive_key_is_kept_when_a_target_cannot_be_read() -> None:
-    w = make_world()
+def test_an_inactive_key_is_kept_when_a_target_cannot_be_read() -> None:
+    w = rotation_world()
     spare = w.iam._new_key("ci-payments")
     spare.status = KeyStatus.INACTIVE
     hidden = w.variables.vars[(GROUP.kind, GROUP.path, GROUP.access_key_id_var, GROUP.environment_scope)]
@@ -398,7 +332,7 @@ def test_fm6_an_inactive_key_is_kept_when_a_target_cannot_be_read() -> None:
 
 
 def test_resume_only_finishes_an_interrupted_rotation_but_starts_none() -> None:
-    w = make_world()
+    w = rotation_world()
     assert Rotator(w.ports(), w.spec, resume_only=True).run().outcome is Outcome.NOT_DUE
     assert w.iam.calls.count("CreateAccessKey") == 0  # due, but not asked for: nothing started
     w.variables.crash_after_write = 1

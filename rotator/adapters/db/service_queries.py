@@ -1,4 +1,4 @@
-"""service_ports.ServiceQueries on SQLAlchemy: the fleet-wide reads of the long-running service.
+"""rotator.service.ports.ServiceQueries on SQLAlchemy: the fleet-wide reads of the long-running service.
 
 Plain Core SELECTs over the tables SqlStore writes (no ORM objects: a snapshot of 10,000 credentials
 is built on every /metrics scrape). Read-only: nothing here writes.

@@ -1,4 +1,4 @@
-"""The CloudTrail audit of DESIGN §3 step 8, written against incident_ports.CloudTrail.
+"""The CloudTrail audit of the compromised-key playbook, written against rotator.incident.ports.CloudTrail.
 
 LookupEvents by AccessKeyId in every region at once (each region is paced by the adapter's token bucket,
 so regions run in parallel and the audit takes about as long as its busiest region), then the same for
