@@ -68,6 +68,8 @@ Render = Callable[[T], dict[str, Any]]
 
 
 def project_list_options(call: Call) -> dict[str, Any]:
+    """The declared parameters, validated as Grape does before the endpoint runs (pagination too)."""
+    page_request(call.params)
     return declared(call.params, PROJECT_LIST_PARAMS)
 
 
@@ -118,6 +120,8 @@ def _project_matches(call: Call, project: Project, user: User | None, options: d
 
 
 def group_list_options(call: Call) -> dict[str, Any]:
+    """The declared parameters, validated as Grape does before the endpoint runs (pagination too)."""
+    page_request(call.params)
     return declared(call.params, GROUP_LIST_PARAMS)
 
 
