@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from rotator.sandbox.gitlab import GitLabSandbox, start_gitlab
+from rotator.sandbox.runner import SandboxError, start_sandbox
 from tests.integration.gitlab_support import OK_SECRET, World, call
 
 pytest_plugins = ["tests.integration.gitlab_fixtures"]
@@ -143,3 +144,19 @@ def test_version_17_4_hides_with_masked_and_hidden(gitlab_fake: GitLabSandbox, g
     assert (created.value, created.masked, created.hidden) == (None, True, True)
     plain = project.variables.create({"key": "PLAIN", "value": "v"})
     assert plain.hidden is False
+
+
+def test_version_chosen_for_the_whole_sandbox() -> None:
+    """What `rotator sandbox` runs: start_sandbox(gitlab_settings=...) passes the settings to GitLab."""
+    with pytest.raises(SandboxError, match="cannot play"):
+        start_sandbox(gitlab_settings={"version": "15.0"})
+    running = start_sandbox(gitlab_settings={"version": "16.8", "admin_mode": True})
+    try:
+        urls = running.urls()
+        version = requests.get(f"{urls['gitlab_url']}/api/v4/version", timeout=5,
+                               headers={"PRIVATE-TOKEN": urls["gitlab_token"]})
+        assert version.json()["version"] == "16.8.0-ee"
+        settings = requests.get(f"{urls['gitlab_url']}/_sandbox/settings", timeout=5).json()
+        assert settings["admin_mode"] is True
+    finally:
+        running.stop()
