@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rotator.adapters.aws_incident import BotoIncidentIam, StsKeyDirectory
     from rotator.adapters.aws_oidc import BotoOidcIam
     from rotator.adapters.cloudtrail import Backoff, BotoCloudTrail
+    from rotator.adapters.sqs import SqsQueue
     from rotator.inventory.locate import KeyLocator
     from rotator.ratelimit import Pacer
 
@@ -86,6 +87,12 @@ class AwsParty:
 
         return cloudtrail_for_session(self.sessions.session(account), self.region, rate=self._cloudtrail_rate,
                                       backoff=backoff)
+
+    def queue(self, queue_url: str, account: str = "default") -> SqsQueue:
+        """The SQS queue at ``queue_url``, read with ``account``'s credentials in the queue's own region."""
+        from rotator.adapters.sqs import SqsQueue
+
+        return SqsQueue.for_session(self.sessions.session(account), queue_url, self.region)
 
     def oidc_iam(self, account: str = "default") -> BotoOidcIam:
         from rotator.adapters.aws_oidc import BotoOidcIam

@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from rotator.incident.exposure import ExposureLedger
     from rotator.incident.ports import CloudTrail, IncidentIam, IncidentStore
     from rotator.inventory.discover import Inventory
     from rotator.inventory.locate import KeyLocator
     from rotator.oidc.ports import OidcIam
     from rotator.ports import CiVariables, Iam, Notifier, Sts
-    from rotator.service.ports import ServiceQueries
+    from rotator.service.ports import EventQueue, ServiceQueries
 
 
 class AwsAccess(Protocol):
@@ -31,6 +32,8 @@ class AwsAccess(Protocol):
     def cloudtrail(self, account: str = "default", *, backoff: Any = None) -> CloudTrail: ...
 
     def oidc_iam(self, account: str = "default") -> OidcIam: ...
+
+    def queue(self, queue_url: str, account: str = "default") -> EventQueue: ...
 
 
 class GitLabAccess(Protocol):
@@ -59,6 +62,9 @@ class DatabaseAccess(Protocol):
 
     @property
     def service_queries(self) -> ServiceQueries: ...
+
+    @property
+    def exposures(self) -> ExposureLedger: ...
 
     def read_only_store(self) -> IncidentStore:
         """The store of a database that already exists, for dry runs: nothing is created or migrated."""
