@@ -21,6 +21,8 @@ from rotator.service.ports import QueueInfo, QueueMessage
 
 if TYPE_CHECKING:
     import boto3
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 # https://sqs.<region>.amazonaws.com/<account>/<name>; the legacy https://<region>.queue.amazonaws.com/…
 _REGION_IN_URL = re.compile(r"^https?://(?:sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?|([a-z0-9-]+)\.queue\."
@@ -34,7 +36,7 @@ def queue_region(queue_url: str, default: str) -> str:
 
 
 class SqsQueue:
-    def __init__(self, client: Any, queue_url: str) -> None:
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
         self._sqs = client
         self._url = queue_url
 
@@ -79,7 +81,7 @@ class SqsQueue:
                                                 VisibilityTimeout=seconds)
 
 
-def _message(raw: dict[str, Any]) -> QueueMessage:
+def _message(raw: MessageTypeDef) -> QueueMessage:
     attributes = raw.get("Attributes") or {}
     sent = attributes.get("SentTimestamp")
     return QueueMessage(

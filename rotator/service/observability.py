@@ -22,6 +22,9 @@ from prometheus_client.registry import Collector
 
 from rotator.domain import CredentialState
 from rotator.errors import StoreError
+from rotator.incident.events import Outcome as ExposureOutcome
+from rotator.incident.events import RejectReason
+from rotator.incident.exposure import ExposureResult
 from rotator.rotation.results import Outcome
 from rotator.service.ports import FleetSnapshot
 
@@ -116,6 +119,40 @@ class Metrics:
         for outcome in Outcome:
             self.rotations.labels(outcome.value)  # every outcome shows, at 0, from the first scrape
         self.registry.register(FleetCollector(snapshot, now))
+        self._exposure_metrics()
+
+    def _exposure_metrics(self) -> None:
+        """AWS's exposure reports: the event consumer's messages and the tick's quarantined users."""
+        self.exposures_received = Counter(
+            "rotator_exposure_events_received", "Exposure reports from AWS: queue messages (each once, however "
+            "often SQS delivers it) and quarantined users found, by source (sqs, quarantine).", ["source"],
+            registry=self.registry)
+        self.exposures_acted_on = Counter(
+            "rotator_exposure_events_acted_on", "Reported keys acted on, by on_exposed (contain, "
+            "contain_and_replace, notify).", ["action"], registry=self.registry)
+        self.exposures_duplicated = Counter(
+            "rotator_exposure_events_duplicated", "Reported keys already handled: the same report again, or a key "
+            "already contained (its incident annotated).", registry=self.registry)
+        self.exposures_rejected = Counter(
+            "rotator_exposure_events_rejected", "Queue messages rotator will not act on, left to the dead-letter "
+            "queue, by reason.", ["reason"], registry=self.registry)
+        self.exposures_failed = Counter(
+            "rotator_exposure_events_failed", "Reported keys not handled yet (not contained, incident not "
+            "recorded, Slack down for notify): tried again.", registry=self.registry)
+        for source in ("sqs", "quarantine"):
+            self.exposures_received.labels(source)
+        for action in ("contain", "contain_and_replace", "notify"):
+            self.exposures_acted_on.labels(action)
+        for reason in RejectReason:
+            self.exposures_rejected.labels(reason.value)
+
+    def count_exposure(self, result: ExposureResult) -> None:
+        if result.outcome in (ExposureOutcome.ACTED, ExposureOutcome.NOTIFIED):
+            self.exposures_acted_on.labels(result.action).inc()
+        elif result.outcome in (ExposureOutcome.DUPLICATE, ExposureOutcome.ANNOTATED):
+            self.exposures_duplicated.inc()
+        elif result.outcome is ExposureOutcome.FAILED:
+            self.exposures_failed.inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
