@@ -92,6 +92,7 @@ class ExposurePorts:
     security_channel: str | None
     specs: Sequence[CredentialSpec]
     on_exposed: Callable[[str | None], str]  # credential name (None: untracked) → contain | … | notify
+    overrides: bool  # some credential sets its own on_exposed: a key's credential decides what to do
     run_playbook: RunPlaybook
     identify: Callable[[str], KeyIdentity]  # read-only: who owns a key (raises NotContained when unknown)
     account_ids: Callable[[], Mapping[str, str]]  # AWS account id → configured account name
@@ -195,14 +196,15 @@ class _HandledKey:
     ports: ExposurePorts
     store: IncidentStore
     incidents: list[Incident] = field(default_factory=list)
+    identity: KeyIdentity | None = None
+    identified: str = ""  # why the owner is unknown, when it is
 
     def run(self) -> ExposureResult:
         ledger = self.ports.ledger()
         key_id = self.exposure.key_id
         earlier = ledger.for_key(key_id)
         self.incidents = self.store.incidents_for_key(key_id)
-        owner = self.store.key_owner(key_id)
-        credential = owner.credential if owner else self._configured_credential()
+        credential = self._credential()
         action = self.ports.on_exposed(credential)
         inactive = self._key_inactive(self.incidents[-1]) if self.incidents else None
         decision = decide(self.exposure.signal_id, earlier, has_incident=bool(self.incidents), key_inactive=inactive,
@@ -225,10 +227,20 @@ class _HandledKey:
         self._log(result)
         return result
 
-    def _configured_credential(self) -> str | None:
+    def _credential(self) -> str | None:
+        """The credential the key belongs to: the store's word, else the configured user it was reported for,
+        else (only when it matters: a per-credential on_exposed, or "notify", which names the owner) AWS's,
+        asked read-only."""
+        owner = self.store.key_owner(self.exposure.key_id)
+        if owner is not None:
+            return owner.credential
         account, user = self.exposure.account, self.exposure.user_name
-        if user is None:
-            return None
+        if user is None and (self.ports.overrides or self.ports.on_exposed(None) == NOTIFY):
+            try:
+                self.identity = self.ports.identify(self.exposure.key_id)
+                account, user = self.identity.account, self.identity.user_name
+            except NotContained as exc:
+                self.identified = str(exc)
         return next((s.name for s in self.ports.specs if (s.account, s.iam_user) == (account, user)), None)
 
     def _key_inactive(self, incident: Incident) -> bool | None:
@@ -300,19 +312,23 @@ class _HandledKey:
         contained = (f"already contained: {self.exposure.key_id} is Inactive (verified with ListAccessKeys); "
                      f"incident {incident.incident_id} opened by {incident.actor}, T0 {iso_seconds(incident.t0)}")
         self._post_in_thread(incident, f"rotator: {self.exposure.key_id} reported exposed again",
-                             [self._reason(), *([self.exposure.note] if self.exposure.note else []), contained,
+                             [self._reason(), contained,
                               "nothing was changed"], "info")
         return _result(self.exposure, Outcome.ANNOTATED, action, contained, incident.incident_id)
 
     def _notify(self, credential: str | None) -> ExposureResult:
         key_id = self.exposure.key_id
-        try:
-            identity = self.ports.identify(key_id)
-            whose = f"{key_id} is the key of {identity.principal} in account {identity.account}" + (
+        if self.identity is None and not self.identified:
+            try:
+                self.identity = self.ports.identify(key_id)
+            except NotContained as exc:
+                self.identified = str(exc)
+        if self.identity is not None:
+            whose = f"{key_id} is the key of {self.identity.principal} in account {self.identity.account}" + (
                 f" (credential {credential})" if credential else "")
-        except NotContained as exc:
-            whose = f"the owner of {key_id} is unknown: {exc}"
-        lines = [self._reason(), *([self.exposure.note] if self.exposure.note else []), whose,
+        else:
+            whose = f"the owner of {key_id} is unknown: {self.identified}"
+        lines = [self._reason(), whose,
                  "on_exposed = \"notify\": rotator changed nothing in AWS or GitLab; the key is still Active",
                  f"contain it and repair the pipelines: rotator revoke --key {key_id} --replace "
                  f"--reason \"{self.exposure.actor}\"",
@@ -326,7 +342,8 @@ class _HandledKey:
 
     # --- messages ---------------------------------------------------------------------------------------
     def _reason(self) -> str:
-        return self.exposure.reason
+        """Recorded in the incident and said in every message: what AWS reported, and how the key was chosen."""
+        return f"{self.exposure.reason}. {self.exposure.note}" if self.exposure.note else self.exposure.reason
 
     def _owners(self, credential: str | None) -> tuple[str, ...]:
         spec = next((s for s in self.ports.specs if s.name == credential), None)

@@ -109,6 +109,7 @@ class IncidentWiring:
             variables=lambda: root.gitlab.variables, notifier=lambda: root.notifier,
             security_channel=settings.slack.security_channel if settings.slack else None,
             specs=settings.credential_specs(), on_exposed=settings.on_exposed,
+            overrides=any(c.on_exposed is not None for c in settings.credentials),
             # Each run holds the credential's lease as an incident of its own, never as the service: a rotation
             # of this replica must lose its lease to it like any other.
             run_playbook=lambda key_id, actor, reason, replace: self.run_playbook(

@@ -174,7 +174,8 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     ('[policy]\nwindow = "* 8-25 * * *"', "policy.window: '* 8-25 * * *': 25 is out of range for the hour field"),
     ('[policy]\nwindow = "* 9am * * *"', "policy.window: '* 9am * * *': the hour field '9am' may only hold"),
     # top level
-    ('source = "elsewhere.toml"', "source: unknown key (known keys: aws, credentials, events, gitlab, policy, service, slack)"),
+    ('source = "elsewhere.toml"',
+     "source: unknown key (known keys: aws, credentials, events, gitlab, policy, service, slack)"),
     ('[credentials]\nname = "c"', "credentials: expected an array, found a table (write [[credentials]], not"),
 ])
 def test_rule(text: str, expected: str) -> None:
