@@ -22,7 +22,8 @@ def _age(since: datetime | None, now: datetime) -> str:
 @json_option
 @handle_errors
 def status(config_path: str | None, as_json: bool) -> None:
-    """Show every configured credential: key id, age, state, next rotation, last error.
+    """Show every configured credential: key id, age, state, next rotation, last error;
+    then the latest exposures AWS reported and the incidents they opened ([events]).
 
     States: ok, rotating (a rotation is in flight or waiting out its grace period),
     held (a human must act; the reason is the last error), failed.
@@ -59,8 +60,11 @@ def status(config_path: str | None, as_json: bool) -> None:
             "targets": [t.label for t in spec.targets],
             "owners": list(spec.owners),
         })
+    from rotator.cli.exposure_output import exposure_rows, print_exposures
+
+    exposures = exposure_rows(root)
     if as_json:
-        print_json({"credentials": rows})
+        print_json({"credentials": rows, "exposures": exposures})
         return
     from rich.console import Console
     from rich.markup import escape
@@ -76,4 +80,6 @@ def status(config_path: str | None, as_json: bool) -> None:
                       f"[{styles.get(str(row['state']), 'dim')}]{state}[/]", str(row["key_id"] or "-"),
                       str(row["age"]), str(row["next_rotation_at"] or "due now" if row["key_id"] else "-"),
                       escape(str(row["last_error"] or "")))
-    Console(width=max(Console().width, 140)).print(table)
+    console = Console(width=max(Console().width, 140))
+    console.print(table)
+    print_exposures(exposures, console)
