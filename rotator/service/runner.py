@@ -147,8 +147,8 @@ class Service:
         if finished:
             self._tick_lock.release()
         if self._consumer is not None and not self._consumer.stop(max(0.0, deadline - time.monotonic())):
-            finished = False
-        else:
+            finished = False  # a playbook still running: its message comes back after its visibility timeout
+        if not finished:
             log.error("a step was still running at stop_timeout; exiting anyway",
                       stop_timeout=timeout, hint="its lease expires after lease_ttl; the journal resumes it")
         if self._http is not None:
