@@ -29,7 +29,7 @@ from rotator.errors import ConfigError, RotatorError, StoreError
 from rotator.leases import new_holder
 from rotator.rotation.results import RotationResult
 from rotator.service.event_consumer import ConsumerMetrics, EventConsumer
-from rotator.service.observability import HealthServer, Metrics
+from rotator.service.observability import HealthServer, Metrics, return_freed_memory
 from rotator.service.ports import FleetSnapshot
 from rotator.service.scheduling import DriftSchedule
 from rotator.service.tick import DriftResult, TickContext, TickSummary, run_tick
@@ -114,6 +114,8 @@ class Service:
         scheduler.start()
         self._scheduler = scheduler
         self._start_consumer()
+        # Reading and validating the config of a large fleet leaves megabytes of freed parse trees behind.
+        return_freed_memory()
         log.info("service started", holder=self.holder, listen=self._http.url,
                  credentials=len(self.settings.credentials), tick=self._tick_seconds())
         self._emit("started", url=self._http.url, holder=self.holder, credentials=len(self.settings.credentials))
@@ -199,6 +201,7 @@ class Service:
         self._last_progress = time.monotonic()
         self._last_tick_error = None
         self.metrics.last_tick.set(time.time())
+        return_freed_memory()  # what a tick freed (its queries' rows, drift checks' answers) goes back to the kernel
         for exposure in summary.exposures:
             self._record_exposure(exposure, source="quarantine")
         self._emit("tick", due=len(summary.due), ok=summary.ok, seconds=summary.seconds, counts=summary.counts())
@@ -233,7 +236,7 @@ class Service:
     def exposure_ports(self) -> ExposurePorts:
         """Built once per config (a reload builds them again)."""
         if self._exposure_ports is None:
-            self._exposure_ports = self.root.incident.exposure_ports(holder=self.holder)
+            self._exposure_ports = self.root.incident.exposure_ports(holder=self.holder, specs=self._specs)
         return self._exposure_ports
 
     def _check_quarantines(self) -> list[ExposureResult]:

@@ -41,7 +41,7 @@ class AwsParty:
             lambda: _sessions(region, roles()))
         self._iams: PerKey[BotoIam] = PerKey(self._build_iam)
         self._incident_iams: PerKey[BotoIncidentIam] = PerKey(self._build_incident_iam)
-        self._stss: PerKey[BotoSts] = PerKey(_build_sts)
+        self._stss: PerKey[BotoSts] = PerKey(self._build_sts)
         self._directory: Lazy[StsKeyDirectory] = Lazy(self._build_directory)
 
     @property
@@ -109,6 +109,12 @@ class AwsParty:
 
         return BotoIncidentIam(self.client("iam", account))
 
+    def _build_sts(self, region: str) -> BotoSts:
+        from rotator.adapters.aws import VERIFY_CONFIG, BotoSts
+
+        # Unsigned: the ambient session only lends its loaded service models, never its credentials.
+        return BotoSts(region, self.sessions.client("sts", region=region, config=VERIFY_CONFIG))
+
     def _build_directory(self) -> StsKeyDirectory:
         from rotator.adapters.aws_incident import StsKeyDirectory
 
@@ -119,9 +125,3 @@ def _sessions(region: str, roles: RoleTable) -> AwsSessions:
     from rotator.adapters.aws import AwsSessions
 
     return AwsSessions(region, roles)
-
-
-def _build_sts(region: str) -> BotoSts:
-    from rotator.adapters.aws import BotoSts
-
-    return BotoSts(region)

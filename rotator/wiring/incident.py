@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -96,8 +96,9 @@ class IncidentWiring:
                 self._account_ids = {self._root.aws.account_id(name): name for name in reversed(names)}
             return self._account_ids
 
-    def exposure_ports(self, *, holder: str) -> ExposurePorts:
-        """What the service needs to act on AWS's exposure reports (events and quarantine policies)."""
+    def exposure_ports(self, *, holder: str, specs: Sequence[CredentialSpec] | None = None) -> ExposurePorts:
+        """What the service needs to act on AWS's exposure reports (events and quarantine policies). ``specs``:
+        the configured credentials when the caller already built them (10,000 take most of a second)."""
         from rotator.incident.containment import identify
         from rotator.incident.exposure import ExposurePorts
 
@@ -108,7 +109,7 @@ class IncidentWiring:
             ledger=lambda: root.database.exposures, iam_for=root.aws.incident_iam,
             variables=lambda: root.gitlab.variables, notifier=lambda: root.notifier,
             security_channel=settings.slack.security_channel if settings.slack else None,
-            specs=settings.credential_specs(), on_exposed=settings.on_exposed,
+            specs=settings.credential_specs() if specs is None else specs, on_exposed=settings.on_exposed,
             overrides=any(c.on_exposed is not None for c in settings.credentials),
             # Each run holds the credential's lease as an incident of its own, never as the service: a rotation
             # of this replica must lose its lease to it like any other.
