@@ -1,4 +1,5 @@
-"""GitLab: one paced python-gitlab client, and the ports built on it (CI variables, the inventory walk)."""
+"""GitLab: one paced python-gitlab client, one capability probe (kept a day), and the ports built on them
+(CI variables, the inventory walk)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rotator.wiring.lazy import Lazy
 
 if TYPE_CHECKING:
     from rotator.adapters.gitlab import GitLabVariables
+    from rotator.adapters.gitlab_capabilities import CapabilityProbe
     from rotator.adapters.gitlab_inventory import GitLabInventory
     from rotator.config.sections import GitLabSettings
     from rotator.domain import Secret
@@ -24,6 +26,7 @@ class GitLabParty:
         self._token = token
         self._pacer = pacer
         self._client: Lazy[Any] = Lazy(self._connect)
+        self._probe: Lazy[CapabilityProbe] = Lazy(self._build_probe)
         self._variables: Lazy[GitLabVariables] = Lazy(self._build_variables)
         self._inventory: Lazy[GitLabInventory] = Lazy(self._build_inventory)
 
@@ -48,12 +51,17 @@ class GitLabParty:
                          ssl_verify=section.ca_file or True)
         return pace(client, self._pacer())
 
+    def _build_probe(self) -> CapabilityProbe:
+        from rotator.adapters.gitlab_capabilities import CapabilityProbe
+
+        return CapabilityProbe(self.client)
+
     def _build_variables(self) -> GitLabVariables:
         from rotator.adapters.gitlab import GitLabVariables
 
-        return GitLabVariables(self.client)
+        return GitLabVariables(self.client, capabilities=self._probe.get().capabilities)
 
     def _build_inventory(self) -> GitLabInventory:
         from rotator.adapters.gitlab_inventory import GitLabInventory
 
-        return GitLabInventory(self.client)
+        return GitLabInventory(self.client, capabilities=self._probe.get().capabilities)

@@ -14,6 +14,7 @@ from rotator.domain import (
     AccessKey,
     CiVariable,
     CredentialSpec,
+    GitLabCapabilities,
     KeyLastUsed,
     KeyStatus,
     Policy,
@@ -25,19 +26,36 @@ from rotator.inventory.discover import DiscoveryPorts, DiscoveryReport, discover
 from rotator.inventory.locate import KeyLocator
 from rotator.inventory.report import as_json, emit_config, text_sections
 from rotator.inventory.rules import Location, Scope, ancestors, credential_name_for, find_shadowing, partner_name
-from tests.unit.fakes import T0, FakeClock
+from tests.unit.fakes import MODERN_GITLAB, T0, FakeClock
 
 PROD, STAGING, STRANGER = "111111111111", "222222222222", "999999999999"
 
 
 @dataclass
 class FakeInventory:
+    """The groups and projects of a GitLab, as one token lists them: every one with working admin access,
+    otherwise the ``readable`` ones (where the token's user is Owner / Maintainer; None: all but the instance)."""
+
     variables_by_scope: dict[tuple[ScopeKind, str | None], list[CiVariable]] = field(default_factory=dict)
     forbidden: set[str] = field(default_factory=set)
     calls: list[str] = field(default_factory=list)
+    gitlab: GitLabCapabilities = MODERN_GITLAB
+    readable: set[tuple[ScopeKind, str | None]] | None = None
+    instance_limit: int | None = None
+    walks: list[bool] = field(default_factory=list)
 
-    def scopes(self) -> Iterator[tuple[ScopeKind, str | None]]:
-        yield from self.variables_by_scope
+    def capabilities(self) -> GitLabCapabilities:
+        return self.gitlab
+
+    def scopes(self, *, everything: bool) -> Iterator[tuple[ScopeKind, str | None]]:
+        self.walks.append(everything)
+        for scope in self.variables_by_scope:
+            if everything or (scope[0] is not ScopeKind.INSTANCE
+                              and (self.readable is None or scope in self.readable)):
+                yield scope
+
+    def instance_variable_limit(self) -> int | None:
+        return self.instance_limit
 
     def variables(self, kind: ScopeKind, path: str | None) -> list[CiVariable]:
         self.calls.append(f"GET {kind.value} {path}")
