@@ -224,8 +224,8 @@ def refuse_ambiguous_group_key(variables: CiVariables, target: TargetSpec) -> No
                 "so the target is refused before any write",
                 target=target.label,
                 hint="upgrade GitLab to 16.9 or later, or keep one environment scope per variable key in this "
-                     "group (give each scope's pair its own keys and set access_key_id_var / "
-                     "secret_access_key_var on the target)",
+                     "group: give each scope's pair its own keys and name them in the target's access_key_id_var "
+                     "and secret_access_key_var",
             )
 
 
