@@ -41,6 +41,11 @@ def test_every_probe_passes_and_nothing_is_written(sandbox: Sandbox, tmp_path: P
     assert any("sts:GetCallerIdentity" in line for line in lines)
     assert any("GET /user" in line for line in lines) and any("slack auth.test" in line for line in lines)
     assert sum("gitlab variables of" in line for line in lines) == len(seed.targets)
+    probe = next(line for line in lines if "gitlab capabilities" in line)
+    version = sandbox.gitlab.state.version  # type: ignore[attr-defined]
+    for shown in (f"GitLab {version}", "token scopes:", "is an administrator", "group filter[environment_scope]:",
+                  "masked_and_hidden:"):
+        assert shown in probe, probe
     assert writes_in(sandbox) == {"aws": [], "gitlab": [], "slack": []}
 
 
