@@ -20,12 +20,14 @@ import time
 from collections.abc import Callable
 
 import gitlab
+import structlog
 
 from rotator.adapters.gitlab import current_user, gitlab_call
 from rotator.domain import GitLabCapabilities, ScopeKind
 from rotator.errors import GitLabForbidden, GitLabPermanentError
 
 ONE_DAY = 24 * 3600.0
+log = structlog.get_logger("rotator.gitlab")
 
 
 def probe_capabilities(client: gitlab.Gitlab) -> GitLabCapabilities:
@@ -79,7 +81,12 @@ class CapabilityProbe:
         with self._lock:
             now = self._monotonic()
             if self._answer is None or now - self._answer[0] >= self._max_age:
-                self._answer = (now, self._probe(self._client))
+                found = self._probe(self._client)
+                # Said once a day in the service's log: which GitLab rotator is deciding for.
+                log.info("gitlab capabilities", version=found.version, user=found.username,
+                         is_admin=found.is_admin, admin_access=found.admin_access, token_scopes=found.token_scopes,
+                         group_filter=found.group_filter, masked_and_hidden=found.masked_and_hidden)
+                self._answer = (now, found)
             return self._answer[1]
 
     def forget(self) -> None:
