@@ -38,7 +38,9 @@ VARIABLE_NOT_FOUND = ("404 Variable Not Found", "404 GroupVariable Not Found", "
 ROLE_NEEDED = {
     ScopeKind.PROJECT: "Maintainer on the project",
     ScopeKind.GROUP: "Owner on the group",
-    ScopeKind.INSTANCE: "an administrator token",
+    # Where the instance enables admin mode, an administrator's API token acts as one only with the admin_mode
+    # scope (lib/api/api_guard.rb); without it admin endpoints answer 403.
+    ScopeKind.INSTANCE: "an administrator's token (with the admin_mode scope where admin mode is enabled)",
 }
 
 
