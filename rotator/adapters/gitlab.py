@@ -126,16 +126,11 @@ def _reveal(value: str | Secret) -> str:
 class GitLabVariables:
     """ports.CiVariables over python-gitlab's HTTP layer (which carries the retry and rate-limit handling)."""
 
-    def __init__(self, client: gitlab.Gitlab, *, throttle: Callable[[], None] | None = None,
-                 capabilities: Callable[[], GitLabCapabilities] | None = None) -> None:
-        """``capabilities``: the shared probe's answer (rotator.adapters.gitlab_capabilities.CapabilityProbe);
-        without one, this client gets its own probe."""
+    def __init__(self, client: gitlab.Gitlab, *, capabilities: Callable[[], GitLabCapabilities],
+                 throttle: Callable[[], None] | None = None) -> None:
+        """``capabilities``: the shared probe's answer (rotator.adapters.gitlab_capabilities.CapabilityProbe)."""
         self._gl = client
         self._throttle = throttle or (lambda: None)
-        if capabilities is None:
-            from rotator.adapters.gitlab_capabilities import CapabilityProbe
-
-            capabilities = CapabilityProbe(client).capabilities
         self._capabilities = capabilities
 
     def capabilities(self) -> GitLabCapabilities:

@@ -33,6 +33,7 @@ from typing import Any
 import gitlab
 
 from rotator.adapters.gitlab import gitlab_call, scope_path, variable_from_api
+from rotator.adapters.gitlab_capabilities import CapabilityProbe
 from rotator.domain import CiVariable, GitLabCapabilities, ScopeKind
 from rotator.errors import GitLabPermanentError, GitLabUnavailable
 
@@ -49,11 +50,7 @@ class GitLabInventory:
                  sleep: Callable[[float], None] = time.sleep, max_retries: int | None = None) -> None:
         """``max_retries``: python-gitlab's own retries of each request (its default when None)."""
         self._gl = client
-        if capabilities is None:
-            from rotator.adapters.gitlab_capabilities import CapabilityProbe
-
-            capabilities = CapabilityProbe(client).capabilities
-        self._capabilities = capabilities
+        self._capabilities = capabilities or CapabilityProbe(client).capabilities
         self._per_page = per_page
         self._rate_limit_wait = rate_limit_wait
         self._pause = pause
