@@ -181,9 +181,9 @@ class CiVariable:
 
 
 # GitLab releases whose behaviour rotator depends on.
-# - filter[environment_scope] on group variables "was introduced in GitLab 16.9" (docs: api/group_level_variables,
-#   gitlab-org/gitlab MR 140874); before it GET, PUT and DELETE of a group variable take whichever variable has the
-#   key, in any environment scope (Ci::ChangeVariableService: container.variables.find_by!(key)).
+# - filter[environment_scope] on a group variable update (PUT) arrived in GitLab 16.9 (docs: api/group_level_variables,
+#   gitlab-org/gitlab MR 140874); before it a group PUT updates the first variable with the key, in any environment
+#   scope (Ci::ChangeVariableService: container.variables.find_by!(key)). GET and DELETE honoured the filter already.
 # - masked_and_hidden arrived with hidden variables in 17.4 (MR 141926, flag ci_hidden_variables); before it the
 #   parameter is dropped and the variable is created masked but visible to the project's maintainers.
 GROUP_FILTER_SINCE = (16, 9)
@@ -223,7 +223,7 @@ class GitLabCapabilities:
 
     @property
     def group_filter(self) -> bool:
-        """GitLab honours filter[environment_scope] on every group variable request."""
+        """GitLab honours filter[environment_scope] when updating a group variable (GET and DELETE always did)."""
         return self._since(GROUP_FILTER_SINCE)
 
     @property

@@ -6,7 +6,7 @@ Every single-variable request carries ``filter[environment_scope]`` (GitLab answ
 several variables share a key). Values travel only in request bodies, never in URLs.
 
 Every answer is returned as GitLab gave it, for the caller to check against what it asked: GitLab before 16.9
-ignores the filter on group variables (docs: api/group_level_variables), and a group PUT whose filter matches
+ignores the filter on group variable updates (docs: api/group_level_variables), and a group PUT whose filter matches
 nothing updates the key in another scope (Ci::ChangeVariableService falls back to find_by!(key),
 app/services/ci/change_variable_service.rb; MR 140874 kept that for compatibility).
 """

@@ -1,7 +1,7 @@
 """The GitLab capability probe: which GitLab, which token, which admin access. Only GET requests.
 
 - ``GET /version`` (lib/api/version.rb: any authenticated token) gives the release, which says whether group
-  variables honour filter[environment_scope] (16.9) and whether masked_and_hidden exists (17.4).
+  variable updates honour filter[environment_scope] (16.9) and whether masked_and_hidden exists (17.4).
 - ``GET /user`` gives the account and ``is_admin``, which is the account's flag, not what the token may do.
 - ``GET /personal_access_tokens/self`` (lib/api/personal_access_tokens/self_information.rb) gives the token's
   scopes; GitLab answers 400 for any token that is not a personal access token (OAuth, job tokens) and 404

@@ -184,14 +184,14 @@ def _key_locations(variables: Mapping[Scope, list[CiVariable]],
 
 
 def _unaddressable_group_keys(shadowing: Sequence[Shadowing], capabilities: GitLabCapabilities) -> list[str]:
-    """Before 16.9 GitLab ignores filter[environment_scope] on group variables: a key a group defines for several
-    environment scopes cannot be read or written one scope at a time, and rotation refuses such targets."""
+    """Before 16.9 GitLab ignores filter[environment_scope] when updating a group variable: a key a group defines
+    for several environment scopes cannot be written one scope at a time, and rotation refuses such targets."""
     if capabilities.group_filter:
         return []
     return [f"group {s.locations[0].scope.path} defines {s.key} for several environment scopes "
             f"({', '.join(loc.environment_scope for loc in s.locations)}), and GitLab {capabilities.version} "
-            "ignores filter[environment_scope] on group variables (honoured from 16.9): rotator refuses group "
-            "targets on this key (next step: upgrade GitLab, or give each scope's pair its own keys)"
+            "ignores filter[environment_scope] when updating group variables (honoured from 16.9): rotator "
+            "refuses group targets on this key (next step: upgrade GitLab, or give each scope's pair its own keys)"
             for s in shadowing if s.reason == "scopes" and s.locations[0].scope.kind is ScopeKind.GROUP]
 
 

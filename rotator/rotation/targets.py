@@ -55,8 +55,7 @@ class TargetReading:
 def read_target(variables: CiVariables, target: TargetSpec) -> TargetReading:
     refuse_ambiguous_group_key(variables, target)
     key_ref, secret_ref = target.var(target.access_key_id_var), target.var(target.secret_access_key_var)
-    reading = TargetReading(target=target, key_id_var=check_read_scope(key_ref, variables.get(key_ref)),
-                            secret_var=check_read_scope(secret_ref, variables.get(secret_ref)))
+    reading = TargetReading(target=target, key_id_var=variables.get(key_ref), secret_var=variables.get(secret_ref))
     if reading.missing_variables() and target.create_missing:
         reading = replace(reading, capabilities=variables.capabilities())
     return reading
@@ -167,25 +166,25 @@ def write_pair(variables: CiVariables, reading: TargetReading, new_key: NewAcces
         raise ReadBackMismatch(f"{secret_ref.label}: GitLab returned a different value after the update",
                                target=target.label, hint="check for a concurrent writer to this variable")
     write_checked(variables, reading, key_ref, new_key.key_id, before)
-    back = check_read_scope(key_ref, variables.get(key_ref))
+    back = variables.get(key_ref)
     if back is None or (back.value is not None and back.value != new_key.key_id):
         raise ReadBackMismatch(
             f"{key_ref.label}: reads back {'nothing' if back is None else back.value} instead of {new_key.key_id}",
             target=target.label, hint="check for a concurrent writer to this variable",
         )
     if reading.secret_var is not None and not reading.secret_var.hidden:
-        secret_back = check_read_scope(secret_ref, variables.get(secret_ref))
+        secret_back = variables.get(secret_ref)
         if secret_back is None or (secret_back.value is not None and secret_back.value != new_key.secret.reveal()):
             raise ReadBackMismatch(f"{secret_ref.label}: does not read back the new secret",
                                    target=target.label, hint="check for a concurrent writer to this variable")
 
 
 # --- what GitLab can do, and what it did ------------------------------------------------------------------
-# GitLab may apply a request to another variable than the one addressed, or with other flags, and answer
-# 200: before 16.9 it ignores filter[environment_scope] on group variables, a group PUT whose filter matches
-# nothing falls back to the key in any scope (Ci::ChangeVariableService, find_by!(key)), and before 17.4 it
-# drops masked_and_hidden. So what a target needs is checked against the GitLab version before any write, and
-# every answer is compared with what was asked before the next step.
+# GitLab may apply a request to another variable than the one addressed, or with other flags, and answer 200:
+# before 16.9 a group PUT ignores filter[environment_scope] and updates the first variable with the key in any
+# scope; from 16.9 a group PUT whose filter matches nothing still falls back to that (Ci::ChangeVariableService,
+# find_by!(key)); and before 17.4 GitLab drops masked_and_hidden. So what a target needs is checked against the
+# GitLab version before any write, and every answer is compared with what was asked before the next step.
 
 
 class UnsupportedByGitLab(GitLabPermanentError):
@@ -206,8 +205,9 @@ class WriteIntent:
 
 
 def refuse_ambiguous_group_key(variables: CiVariables, target: TargetSpec) -> None:
-    """Before 16.9, a group variable request takes whichever variable has the key: a target whose key exists
-    in several environment scopes of its group could read or overwrite another scope's. Refused at once."""
+    """Before 16.9 a group PUT takes the first variable with the key, whatever filter it carries (GET and DELETE
+    honoured the filter already): a target whose key exists in several environment scopes of its group could
+    overwrite another scope's. Refused at once, before any write."""
     if target.kind is not ScopeKind.GROUP:
         return
     capabilities = variables.capabilities()
@@ -218,8 +218,8 @@ def refuse_ambiguous_group_key(variables: CiVariables, target: TargetSpec) -> No
         scopes = sorted({v.environment_scope for v in listed if v.key == name})
         if len(scopes) > 1:
             raise UnsupportedByGitLab(
-                f"{target.label}: GitLab {capabilities.version} ignores filter[environment_scope] on group "
-                f"variables (honoured from GitLab 16.9), and {name} exists in {len(scopes)} environment scopes "
+                f"{target.label}: GitLab {capabilities.version} ignores filter[environment_scope] when updating a "
+                f"group variable (honoured from GitLab 16.9), and {name} exists in {len(scopes)} environment scopes "
                 f"of group {target.path} ({', '.join(scopes)}): a write could change another scope's variable, "
                 "so the target is refused before any write",
                 target=target.label,
@@ -227,19 +227,6 @@ def refuse_ambiguous_group_key(variables: CiVariables, target: TargetSpec) -> No
                      "group: give each scope's pair its own keys and name them in the target's access_key_id_var "
                      "and secret_access_key_var",
             )
-
-
-def check_read_scope(ref: VarRef, variable: CiVariable | None) -> CiVariable | None:
-    """A GET answered with another environment scope's variable (GitLab before 16.9 ignores the group filter)."""
-    if variable is None or ref.kind is ScopeKind.INSTANCE or variable.environment_scope == ref.environment_scope:
-        return variable
-    raise UnsupportedByGitLab(
-        f"{ref.label}: GitLab answered with the variable of environment_scope={variable.environment_scope} "
-        f"instead (before 16.9 GitLab ignores filter[environment_scope] on group variables)",
-        target=ref.label,
-        hint=f"create {ref.key} for environment_scope {ref.environment_scope} in GitLab, or upgrade GitLab to "
-             "16.9 or later, then run `rotator rotate` again",
-    )
 
 
 def refuse_visible_secret(reading: TargetReading) -> UnsupportedByGitLab | None:

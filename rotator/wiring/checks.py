@@ -77,7 +77,7 @@ class Checks:
 
     def _gitlab_capabilities(self) -> str:
         """The probe rotation and discovery decide from: version, token scopes, admin mode, and what the version
-        supports (filter[environment_scope] on group variables from 16.9, masked_and_hidden from 17.4)."""
+        supports (filter[environment_scope] on group variable updates from 16.9, masked_and_hidden from 17.4)."""
         found = self._root.gitlab.variables.capabilities()
         scopes = ", ".join(found.token_scopes) if found.token_scopes is not None else (
             "unknown (not a personal access token)")
@@ -89,7 +89,7 @@ class Checks:
 
         admin = found.admin_state() + (f" (next step: {ADMIN_MODE_FIX})" if found.admin_mode_missing else "")
         return (f"GitLab {found.version}; token scopes: {scopes}; {admin}; "
-                f"group filter[environment_scope]: {group_filter}; masked_and_hidden: {hidden}")
+                f"filter[environment_scope] on group updates: {group_filter}; masked_and_hidden: {hidden}")
 
     def _variables(self, kind: ScopeKind, path: str | None) -> str:
         return f"{len(self._root.gitlab.variables.list(kind, path))} variable(s) readable"

@@ -43,8 +43,8 @@ def test_every_probe_passes_and_nothing_is_written(sandbox: Sandbox, tmp_path: P
     assert sum("gitlab variables of" in line for line in lines) == len(seed.targets)
     probe = next(line for line in lines if "gitlab capabilities" in line)
     version = sandbox.gitlab.state.version  # type: ignore[attr-defined]
-    for shown in (f"GitLab {version}", "token scopes:", "is an administrator", "group filter[environment_scope]:",
-                  "masked_and_hidden:"):
+    for shown in (f"GitLab {version}", "token scopes:", "is an administrator",
+                  "filter[environment_scope] on group updates:", "masked_and_hidden:"):
         assert shown in probe, probe
     assert writes_in(sandbox) == {"aws": [], "gitlab": [], "slack": []}
 

@@ -215,7 +215,7 @@ class FakeCiVariables:
         self.ambiguous: set[tuple[ScopeKind, str | None, str]] = set()
         self.crash_after_write: int | None = None
         # What capabilities() answers; its version also decides how the fake behaves, as GitLab's would:
-        # before 16.9 a group request takes the first variable with the key in any scope, and before 17.4
+        # before 16.9 a group PUT takes the first variable with the key in any scope, and before 17.4
         # masked_and_hidden is dropped (the variable is created masked but visible).
         self.gitlab = MODERN_GITLAB
         self.probes = 0
@@ -243,11 +243,11 @@ class FakeCiVariables:
     def _shown(self, var: CiVariable) -> CiVariable:
         return replace(var, value=None) if var.hidden else var
 
-    def _find(self, ref: VarRef, *, fall_back: bool = False) -> tuple[ScopeKind, str | None, str, str] | None:
-        """GitLab's lookup: the exact scope; before 16.9 on a group, or for a group PUT whose filter matches
-        nothing (``fall_back``), the first variable with the key in any scope."""
+    def _find(self, ref: VarRef, *, put: bool = False) -> tuple[ScopeKind, str | None, str, str] | None:
+        """GitLab's lookup: the exact scope, except for a group PUT (``put``) before 16.9, or one whose filter
+        matches nothing: that takes the first variable with the key in any scope."""
         exact = (ref.kind, ref.path, ref.key, ref.environment_scope)
-        if ref.kind is ScopeKind.GROUP and (not self.gitlab.group_filter or (fall_back and exact not in self.vars)):
+        if ref.kind is ScopeKind.GROUP and put and (not self.gitlab.group_filter or exact not in self.vars):
             return next((k for k in self.vars if k[:3] == exact[:3]), None)
         return exact if exact in self.vars else None
 
@@ -273,7 +273,7 @@ class FakeCiVariables:
             raise GitLabForbidden(f"{ref.label}: GitLab answered 403: 403 Forbidden", target=ref.label, status=403)
         if self.before_write is not None:
             self.before_write(ref)
-        key = self._find(ref, fall_back=True)
+        key = self._find(ref, put=True)
         if key is None:
             raise GitLabNotFound(f"{ref.label}: GitLab answered 404: 404 Variable Not Found", target=ref.label,
                                  status=404)
