@@ -4,6 +4,7 @@ before any write, to GitLab or to IAM, with exit 1 and a message naming the vers
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -38,8 +39,15 @@ def _rotate(sandbox: Sandbox, tmp_path: Path, seed: CredentialSeed, *, config_te
             ) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "rotator.toml"
     config.write_text(config_text or _config(sandbox, tmp_path, seed))
-    return subprocess.run([ROTATOR, "rotate", seed.name, "--force", "--config", str(config)],
+    return subprocess.run([ROTATOR, "rotate", seed.name, "--force", "--json", "--config", str(config)],
                           env=client_env(sandbox.urls()), text=True, capture_output=True, timeout=120, check=False)
+
+
+def _message(done: subprocess.CompletedProcess[str]) -> str:
+    [result] = json.loads(done.stdout)["results"]
+    assert result["outcome"] == "failed", result
+    message: str = result["message"]
+    return message
 
 
 def _config(sandbox: Sandbox, tmp_path: Path, seed: CredentialSeed) -> str:
@@ -57,8 +65,8 @@ def test_at_16_8_a_group_key_in_two_scopes_is_refused_before_any_write(sandbox: 
     keys = user_keys(sandbox, seed.iam_user)
     clear_logs(sandbox)
     done = _rotate(sandbox, tmp_path, seed)
-    output = done.stdout + done.stderr
-    assert done.returncode == 1, output
+    assert done.returncode == 1, done.stdout + done.stderr
+    output = _message(done)
     assert "GitLab 16.8.0-ee" in output and "honoured from GitLab 16.9" in output
     assert "production, staging" in output and "upgrade GitLab to 16.9 or later" in output
     written = writes_in(sandbox)
@@ -80,8 +88,8 @@ def test_at_17_3_a_missing_hidden_secret_is_not_created_visible(sandbox: Sandbox
     keys = user_keys(sandbox, seed.iam_user)
     clear_logs(sandbox)
     done = _rotate(sandbox, tmp_path, seed, config_text=text)
-    output = done.stdout + done.stderr
-    assert done.returncode == 1, output
+    assert done.returncode == 1, done.stdout + done.stderr
+    output = _message(done)
     assert "GitLab 17.3.0-ee cannot create hidden variables" in output
     assert "accept_masked_only = true" in output and "upgrade GitLab to 17.4 or later" in output
     written = writes_in(sandbox)
