@@ -75,8 +75,8 @@ def discover(emit_config: bool, concurrency: int, config_path: str | None, as_js
     Works with a config that has no [[credentials]] yet.
 
     \b
-    Exit codes: 0 every scope was read; 1 some scope or key could not be read (the
-    report says which); 2 usage/config error.
+    Exit codes: 0 every scope within reach was read; 1 some scope or key could not be
+    read, or the walk was limited (the report says which and why); 2 usage/config error.
 
     \b
     Examples:
