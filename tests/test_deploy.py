@@ -1,5 +1,5 @@
 """deploy/: the IAM policy covers every AWS call the code makes and nothing is a wildcard; the systemd
-unit verifies; the Dockerfile, the Kubernetes manifests and the alert rules hold what the issue asks."""
+unit verifies; the Dockerfile, the Kubernetes manifests and the alert rules hold what operators rely on."""
 
 from __future__ import annotations
 
@@ -73,8 +73,6 @@ def called_actions() -> set[str]:
             matches = {operations[s][method] for s in services if method in operations[s]}
             assert len(matches) <= 1, f"{path.name}: {method} is ambiguous: {matches}"
             found |= matches
-        if "AssumeRoleCredentialFetcher" in text:
-            found.add("sts:AssumeRole")  # [[aws.accounts]] role sessions
     return found
 
 
@@ -121,8 +119,14 @@ def test_the_scan_finds_what_the_code_is_known_to_call() -> None:
     assert "cloudtrail:LookupEvents" in called_actions()  # called without an aws_call declaration
 
 
-@pytest.mark.parametrize("name", ["iam-policy.json", "cross-account-role.json", "cross-account-trust-policy.json",
-                                  "irsa-trust-policy.json", "oidc-migration-policy.json"])
+POLICY_FILES = sorted(path.name for path in DEPLOY.glob("*.json"))
+# rotator's own principal: in its account, and the role it assumes in every other one (with and without
+# [revoke] deny_sessions).
+SERVICE_POLICIES = ["iam-policy.json", "cross-account-role.json",
+                    "iam-policy-no-session-deny.json", "cross-account-role-no-session-deny.json"]
+
+
+@pytest.mark.parametrize("name", POLICY_FILES)
 def test_no_policy_has_a_wildcard_action(name: str) -> None:
     document = policy(name)
     assert document["Version"] == "2012-10-17"
@@ -161,7 +165,7 @@ def test_the_oidc_migration_policy_covers_plan_oidc_and_retire_credential_and_no
 
 
 def test_key_actions_are_scoped_to_the_ci_user_path() -> None:
-    for name in ("iam-policy.json", "cross-account-role.json"):
+    for name in SERVICE_POLICIES:
         for action, statements in allowed(policy(name)).items():
             if action.startswith("iam:") and ("accesskey" in action or "userpolicy" in action
                                               or "loginprofile" in action or action == "iam:getuser"):
@@ -292,38 +296,119 @@ def manifests() -> dict[tuple[str, str], dict[str, Any]]:
     return objects
 
 
+def pod_spec(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = objects[("Deployment", "rotator")]["spec"]["template"]["spec"]
+    return spec
+
+
 def test_the_deployment_runs_two_replicas_with_irsa_probes_and_no_static_key() -> None:
     objects = manifests()
     deployment = objects[("Deployment", "rotator")]
     assert deployment["spec"]["replicas"] == 2
-    pod = deployment["spec"]["template"]["spec"]
+    pod = pod_spec(objects)
     account = objects[("ServiceAccount", pod["serviceAccountName"])]
     assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+",
                         account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"])
     assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False and account["automountServiceAccountToken"] is False
     [container] = pod["containers"]
     assert container["args"] == ["run"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert [init["args"] for init in pod["initContainers"]] == [["db", "upgrade"]]
+    assert [init.get("args") for init in pod["initContainers"]][-1] == ["db", "upgrade"]  # last: after pgpass
     env_names = {e["name"] for c in [container, *pod["initContainers"]] for e in c.get("env", [])}
     assert not env_names & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
 
 
-def test_the_database_connection_comes_from_a_secret() -> None:
+def test_every_container_init_ones_included_is_restricted_and_sized() -> None:
+    pod = pod_spec(manifests())
+    containers = [*pod["initContainers"], *pod["containers"]]
+    assert [c["name"] for c in containers] == ["pgpass", "migrate", "rotator"]
+    for container in containers:
+        assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                 "capabilities": {"drop": ["ALL"]}}, container["name"]
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
+        assert "memory" in resources["limits"], container["name"]
+
+
+def test_the_database_password_reaches_libpq_as_a_0600_pgpass_file_never_in_the_environment() -> None:
     objects = manifests()
-    pod = objects[("Deployment", "rotator")]["spec"]["template"]["spec"]
-    [container] = pod["containers"]
-    secret_names = [source["secretRef"]["name"] for source in container["envFrom"]]
+    pod = pod_spec(objects)
+    containers = {c["name"]: c for c in [*pod["initContainers"], *pod["containers"]]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
     examples = {doc["metadata"]["name"]: doc for doc in
                 yaml.safe_load_all((DEPLOY / "kubernetes" / "secret.example.yaml").read_text())}
-    [database] = [examples[name] for name in secret_names]
-    assert {"PGHOST", "PGDATABASE", "PGUSER", "PGPASSWORD"} <= set(database["stringData"])
-    config = config_map_settings(objects)
-    assert config.service.database_url == "postgresql+psycopg://"  # every part from libpq's PG* variables
-    tokens = {volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume}
-    assert tokens <= set(examples)
+    for container in containers.values():  # no Secret in any environment: where PostgreSQL is, from a ConfigMap
+        assert all("secretRef" not in source for source in container.get("envFrom", [])), container["name"]
+        assert all("secretKeyRef" not in e.get("valueFrom", {}) for e in container.get("env", [])), container["name"]
+        assert "PGPASSWORD" not in {e["name"] for e in container.get("env", [])}
+    database = objects[("ConfigMap", "rotator-database")]["data"]
+    assert {"PGHOST", "PGPORT", "PGDATABASE", "PGUSER"} <= set(database) and "PGPASSWORD" not in database
+    # The Secret holds one pgpass line, hostname:port:database:username:password, for that database.
+    [line] = examples["rotator-database"]["stringData"]["pgpass"].splitlines()
+    host, port, dbname, user, password = re.split(r"(?<!\\):", line)
+    assert (host, port, dbname, user) == (database["PGHOST"], database["PGPORT"], database["PGDATABASE"],
+                                          database["PGUSER"]) and password
+    # libpq ignores a pgpass file with any group or other bit (fe-connect.c, passwordFromFile). The kubelet adds
+    # group read to Secret files when fsGroup is set, so the init container copies it with mode 0600 into
+    # a memory volume, and PGPASSFILE names that copy.
+    secret_volume = volumes["database-secret"]["secret"]
+    assert secret_volume["secretName"] == "rotator-database" and secret_volume["defaultMode"] == 0o400
+    assert volumes["pgpass"]["emptyDir"]["medium"] == "Memory"
+    copy = containers["pgpass"]["command"]
+    assert copy[:3] == ["install", "-m", "0600"]
+    source, target = copy[3:]
+    mounts = {m["mountPath"]: m["name"] for m in containers["pgpass"]["volumeMounts"]}
+    assert mounts[str(Path(source).parent)] == "database-secret" and mounts[str(Path(target).parent)] == "pgpass"
+    for name in ("migrate", "rotator"):
+        env = {e["name"]: e.get("value") for e in containers[name]["env"]}
+        assert env["PGPASSFILE"] == target
+        read_only = {m["mountPath"]: m.get("readOnly") for m in containers[name]["volumeMounts"]}
+        assert read_only[str(Path(target).parent)] is True
+        assert [s["configMapRef"]["name"] for s in containers[name]["envFrom"]] == ["rotator-database"]
+    assert config_map_settings(objects).service.database_url == "postgresql+psycopg://"  # all from libpq
+    secrets = {volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume}
+    assert secrets == set(examples)
+
+
+def test_the_network_policy_lets_in_prometheus_only_and_out_dns_postgresql_and_https() -> None:
+    objects = manifests()
+    policy = objects[("NetworkPolicy", "rotator")]["spec"]
+    labels = objects[("Deployment", "rotator")]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    [ingress] = policy["ingress"]
+    [source] = ingress["from"]
+    assert source == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    container_ports = {p["name"]: p["containerPort"] for p in pod_spec(objects)["containers"][0]["ports"]}
+    assert ingress["ports"] == [{"protocol": "TCP", "port": container_ports["http"]}]
+    allowed = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
+    assert allowed == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
+    dns = [rule for rule in policy["egress"] if ("UDP", 53) in {(p["protocol"], p["port"]) for p in rule["ports"]}]
+    assert dns[0]["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    database = objects[("ConfigMap", "rotator-database")]["data"]
+    assert ("TCP", int(database["PGPORT"])) in allowed
+
+
+def test_kustomize_pins_the_image_by_digest() -> None:
+    kustomization = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
+    images = {image["name"]: image for image in kustomization["images"]}
+    for container in [*pod_spec(manifests())["initContainers"], *pod_spec(manifests())["containers"]]:
+        name = container["image"].split("@")[0].rsplit(":", 1)[0]
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", images[name]["digest"]), container["name"]
+        assert "newTag" not in images[name]  # a tag next to the digest would be ignored, and misleading
+
+
+def test_kustomize_renders_every_image_as_a_digest() -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed here (kubectl kustomize renders deploy/kubernetes offline)")
+    rendered = subprocess.run([kubectl, "kustomize", str(DEPLOY / "kubernetes")], capture_output=True, text=True,
+                              timeout=60, check=True).stdout
+    images = re.findall(r"^\s+image:\s*(\S+)$", rendered, flags=re.MULTILINE)
+    assert len(images) == 3 and all(re.fullmatch(r"[\w./-]+@sha256:[0-9a-f]{64}", image) for image in images)
 
 
 def config_map_settings(objects: dict[tuple[str, str], dict[str, Any]]) -> Any:
@@ -364,9 +449,30 @@ def exported_metric_names() -> set[str]:
             for sample in family.samples}
 
 
+def alert_rules() -> dict[str, dict[str, Any]]:
+    """The rules of deploy/prometheus-alerts.yaml, checked against Prometheus' rule-file structure (promtool is
+    not available here): groups with a name and rules, each an alert with expr, for, labels and annotations."""
+    document = yaml.safe_load((DEPLOY / "prometheus-alerts.yaml").read_text())
+    assert set(document) == {"groups"}
+    rules: dict[str, dict[str, Any]] = {}
+    for group in document["groups"]:
+        assert set(group) == {"name", "rules"} and group["rules"]
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}, rule
+            assert isinstance(rule["expr"], str) and rule["expr"].count("(") == rule["expr"].count(")")
+            assert re.fullmatch(r"\d+[smhd]", rule.get("for", "0s")), rule
+            assert rule["labels"]["severity"] in {"info", "warning", "critical"} and rule["annotations"]["summary"]
+            assert rule["alert"] not in rules
+            rules[rule["alert"]] = rule
+    return rules
+
+
+def seconds(duration: str) -> int:
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
+
+
 def test_the_alert_rules_cover_old_keys_held_credentials_and_a_silent_service() -> None:
-    rules = {rule["alert"]: rule for group in yaml.safe_load((DEPLOY / "prometheus-alerts.yaml").read_text())["groups"]
-             for rule in group["rules"]}
+    rules = alert_rules()
     assert {"RotatorKeyTooOld", "RotatorCredentialHeld", "RotatorNoTick"} <= set(rules)
     assert "rotator_key_age_seconds" in rules["RotatorKeyTooOld"]["expr"]
     assert 'state="held"' in rules["RotatorCredentialHeld"]["expr"]
@@ -376,6 +482,30 @@ def test_the_alert_rules_cover_old_keys_held_credentials_and_a_silent_service() 
     for rule in rules.values():
         for name in re.findall(r"\brotator_[a-z_]+", rule["expr"]):
             assert name in exported, f"{rule['alert']} uses {name}, which rotator does not export"
+
+
+def test_no_tick_covers_absence_and_staleness_and_waits_out_a_cold_start() -> None:
+    rule = alert_rules()["RotatorNoTick"]
+    expression = " ".join(rule["expr"].split())
+    assert "(time() - max(rotator_last_tick_timestamp_seconds)) > 300" in expression
+    assert " or absent(rotator_last_tick_timestamp_seconds)" in expression
+    # A cold start: the startup probe's budget, then the first tick (at most `tick` away), all within `for:`.
+    objects = manifests()
+    startup = pod_spec(objects)["containers"][0]["startupProbe"]
+    tick = config_map_settings(objects).service.tick.total_seconds()
+    assert seconds(rule["for"]) > startup["periodSeconds"] * startup["failureThreshold"] + tick
+
+
+def test_the_last_tick_is_exported_only_once_a_tick_has_finished() -> None:
+    metrics = Metrics(lambda: FleetSnapshot(key_created_at={}, incidents=0), lambda: datetime.now(UTC))
+
+    def last_tick_samples() -> list[float]:
+        return [sample.value for family in text_string_to_metric_families(metrics.exposition().decode())
+                for sample in family.samples if sample.name == "rotator_last_tick_timestamp_seconds"]
+
+    assert last_tick_samples() == []  # absent, not 0: "no tick since 1970" would fire RotatorNoTick at once
+    metrics.last_tick.set(1_700_000_000.0)
+    assert last_tick_samples() == [1_700_000_000.0]
 
 
 def test_every_deploy_file_is_commented_or_documented() -> None:

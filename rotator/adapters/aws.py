@@ -18,7 +18,7 @@ import botocore.session
 from botocore import UNSIGNED
 from botocore.auth import SigV4Auth
 from botocore.config import Config
-from botocore.credentials import AssumeRoleCredentialFetcher, Credentials, DeferredRefreshableCredentials
+from botocore.credentials import CredentialProvider, CredentialResolver, Credentials, RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from rotator.domain import AccessKey, IamUser, KeyLastUsed, KeyStatus, NewAccessKey, Secret
@@ -127,6 +127,45 @@ def pace(client: Any, pacer: Pacer) -> Any:
     return client
 
 
+class AssumedRoleProvider(CredentialProvider):
+    """Credentials of one role, assumed with the ambient session and refreshed before they expire.
+
+    Built from botocore's public credential API: ``RefreshableCredentials.create_from_metadata`` calls
+    ``fetch`` again when less than its advisory window (15 min) is left, and blocks every caller on it in
+    the mandatory window (10 min), so a role session never expires mid-rotation (botocore/credentials.py,
+    ``RefreshableCredentials._refresh``). ``CredentialResolver`` with this one provider, registered as the
+    session's ``credential_provider`` component, is how botocore sessions load credentials
+    (botocore/session.py ``Session.get_credentials``).
+    AssumeRole runs at the first request made with the session, never when a client is built, so wiring
+    an account that is never used calls nothing and a refusal surfaces in the operation that needed it.
+    """
+
+    METHOD = "custom-rotator-assume-role"
+    # botocore asks non-botocore providers to prefix their canonical name with "custom".
+    CANONICAL_NAME = "custom-rotator-assume-role"
+
+    def __init__(self, sts_client: STSClient, role_arn: str, external_id: str | None, session_name: str) -> None:
+        super().__init__()
+        self._sts = sts_client
+        self._role_arn = role_arn
+        self._request: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": session_name}
+        if external_id:
+            self._request["ExternalId"] = external_id
+
+    def load(self) -> RefreshableCredentials:
+        # Starts expired: the first signed request refreshes, i.e. assumes the role (see the class docstring).
+        never_fetched = {"access_key": "", "secret_key": "", "token": "",
+                         "expiry_time": datetime.fromtimestamp(0, UTC).isoformat()}
+        return RefreshableCredentials.create_from_metadata(never_fetched, self.fetch, self.METHOD)
+
+    def fetch(self) -> dict[str, str]:
+        """sts:AssumeRole, in the metadata shape RefreshableCredentials refreshes from."""
+        with aws_call("sts:AssumeRole", self._role_arn):
+            answer = self._sts.assume_role(**self._request)["Credentials"]
+        return {"access_key": answer["AccessKeyId"], "secret_key": answer["SecretAccessKey"],
+                "token": answer["SessionToken"], "expiry_time": answer["Expiration"].isoformat()}
+
+
 class AwsSessions:
     """One boto3 session per configured account, cached; role sessions refresh themselves before expiry."""
 
@@ -148,23 +187,13 @@ class AwsSessions:
         if account == "default" or account not in self._roles:
             return base
         role_arn, external_id, session_name = self._roles[account]
-        extra: dict[str, Any] = {"RoleSessionName": session_name}
-        if external_id:
-            extra["ExternalId"] = external_id
-        source = base.get_credentials()
-        if source is None:
+        if base.get_credentials() is None:
             raise AwsAccessDenied("no ambient AWS credentials to assume account roles with",
                                   hint="give the process credentials the standard boto3 way")
-        fetcher = AssumeRoleCredentialFetcher(
-            client_creator=base._session.create_client,
-            source_credentials=source,
-            role_arn=role_arn,
-            extra_args=extra,
-        )
+        # The STS client reads AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_STS like every other client.
+        provider = AssumedRoleProvider(base.client("sts", config=RETRY_CONFIG), role_arn, external_id, session_name)
         core = botocore.session.Session()
-        core._credentials = DeferredRefreshableCredentials(  # type: ignore[attr-defined]
-            method="assume-role", refresh_using=fetcher.fetch_credentials,
-        )
+        core.register_component("credential_provider", CredentialResolver([provider]))
         return boto3.Session(botocore_session=core, region_name=self.region)
 
     def client(self, service: str, account: str = "default") -> Any:

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -69,6 +69,37 @@ class FleetCollector(Collector):
         return [ages, states, incidents]
 
 
+class LastTick(Collector):
+    """rotator_last_tick_timestamp_seconds, exported only once a tick has finished.
+
+    A plain Gauge would read 0 from the first scrape: "no tick since 1970", which makes any staleness
+    alert fire on every cold start. Absent until the first tick, the alert can tell a slow start (absent,
+    within its ``for:``) from a stopped service.
+    """
+
+    NAME = "rotator_last_tick_timestamp_seconds"
+
+    def __init__(self) -> None:
+        self._finished_at: float | None = None
+
+    def set(self, unix_time: float) -> None:
+        self._finished_at = unix_time
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]  # the name, registered without a sample
+
+    def collect(self) -> Iterable[Metric]:
+        finished_at = self._finished_at
+        if finished_at is None:
+            return []
+        family = self._family()
+        family.add_metric([], finished_at)
+        return [family]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.NAME, "Unix time the last tick finished (absent before the first).")
+
+
 class Metrics:
     """Every metric the service exports, in its own registry."""
 
@@ -80,8 +111,8 @@ class Metrics:
         self.step_duration = Histogram("rotator_step_duration_seconds", "Time each rotation step took, "
                                        "from the end of the previous step.", ["step"], buckets=STEP_BUCKETS,
                                        registry=self.registry)
-        self.last_tick = Gauge("rotator_last_tick_timestamp_seconds", "Unix time the last tick finished.",
-                               registry=self.registry)
+        self.last_tick = LastTick()
+        self.registry.register(self.last_tick)
         for outcome in Outcome:
             self.rotations.labels(outcome.value)  # every outcome shows, at 0, from the first scrape
         self.registry.register(FleetCollector(snapshot, now))
