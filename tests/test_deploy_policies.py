@@ -45,7 +45,8 @@ BOUNDARY_CHANGES = ("iam:DeleteUserPermissionsBoundary", "iam:DeleteRolePermissi
 BOUNDARY_REWRITES = ("iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion")
 SERVICE_POLICIES = ("iam-policy.json", "cross-account-role.json",
                     "iam-policy-no-session-deny.json", "cross-account-role-no-session-deny.json")
-SESSION_DENY_ACTIONS = {"iam:putuserpolicy", "iam:putrolepolicy", "iam:getuserpolicy", "iam:getrolepolicy"}
+SESSION_DENY_ACTIONS = {"iam:putuserpolicy", "iam:putrolepolicy", "iam:getuserpolicy", "iam:getrolepolicy",
+                        "iam:getrole"}  # GetRole: `rotator check` reads the boundary of roles whose sessions it may cut
 
 
 def _as_list(value: Any) -> list[str]:

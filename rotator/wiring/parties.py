@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from rotator.incident.ports import CloudTrail, IncidentIam, IncidentStore
     from rotator.inventory.discover import Inventory
+    from rotator.inventory.least_privilege import PrivilegeReads
     from rotator.inventory.locate import KeyLocator
     from rotator.oidc.ports import OidcIam
     from rotator.ports import CiVariables, Iam, Notifier, Sts
@@ -31,6 +32,8 @@ class AwsAccess(Protocol):
     def cloudtrail(self, account: str = "default", *, backoff: Any = None) -> CloudTrail: ...
 
     def oidc_iam(self, account: str = "default") -> OidcIam: ...
+
+    def privilege_reads(self, account: str = "default") -> PrivilegeReads: ...
 
 
 class GitLabAccess(Protocol):
