@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from rotator.inventory.discover import Inventory
     from rotator.inventory.least_privilege import PrivilegeReads
     from rotator.inventory.locate import KeyLocator
-    from rotator.oidc.ports import OidcIam
+    from rotator.oidc.ports import OidcIam, ProtectedRefs
     from rotator.ports import CiVariables, Iam, Notifier, Sts
     from rotator.service.ports import ServiceQueries
 
@@ -45,6 +45,9 @@ class GitLabAccess(Protocol):
 
     @property
     def inventory(self) -> Inventory: ...
+
+    @property
+    def protected_refs(self) -> ProtectedRefs: ...
 
 
 class SlackAccess(Protocol):

@@ -90,6 +90,10 @@ class FakeGitLab:
     def inventory(self) -> Any:
         raise AssertionError("discovery has its own inventory fake (tests/unit/test_discovery.py)")
 
+    @property
+    def protected_refs(self) -> Any:
+        raise AssertionError("plan-oidc's protected refs have their own fake (tests/unit/test_oidc_protection.py)")
+
 
 @dataclass
 class FakeSlack:
