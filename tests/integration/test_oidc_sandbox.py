@@ -22,7 +22,6 @@ from rotator.sandbox.seed import aws_client, client_env, config_toml
 from tests.sandbox_support import running_sandbox, seed_one, target_pair, user_keys
 
 ROTATOR = str(Path(sys.executable).with_name("rotator"))
-pytestmark = pytest.mark.skip(reason="needs sbx-gitlab (the emulator's protected branches and tags API)")
 POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject",
                                                               "Resource": "arn:aws:s3:::artifacts/*"}]})
 
