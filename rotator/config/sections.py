@@ -117,7 +117,7 @@ class AwsSettings(_Section):
     iam_requests_per_second: Rate = 10.0
     cloudtrail_requests_per_second: Rate = 2.0
     # The CI permissions boundary every tracked user must carry (rotator check), as the shipped policies'
-    # iam:PermissionsBoundary condition matches it; "" when rotator's principal writes no inline policy.
+    # iam:PermissionsBoundary condition matches it; "" turns that check off.
     boundary_arn_pattern: Annotated[str, AfterValidator(check_boundary_pattern)] = (
         "arn:aws:iam::*:policy/ci-boundary/*")
 
