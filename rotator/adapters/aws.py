@@ -20,6 +20,7 @@ from botocore.auth import SigV4Auth
 from botocore.config import Config
 from botocore.credentials import CredentialProvider, CredentialResolver, Credentials, RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.parsers import ResponseParserError
 
 from rotator.domain import AccessKey, IamUser, KeyLastUsed, KeyStatus, NewAccessKey, Secret
 from rotator.errors import (
@@ -86,6 +87,11 @@ def translate(exc: Exception, operation: str, subject: str = "") -> AwsError:
             return AwsUnavailable(text, code=code or str(status), operation=operation,
                                   hint="AWS is failing; retry later")
         return AwsError(text, code=code, operation=operation)
+    if isinstance(exc, ResponseParserError):
+        # Not a BotoCoreError: what answered was no AWS API response (an HTML error page of a proxy, or of an
+        # endpoint that does not implement the operation), and botocore's retries do not cover it.
+        return AwsUnavailable(f"{where}: the endpoint's answer is not an AWS API response", code="ResponseParserError",
+                              operation=operation, hint="check AWS_ENDPOINT_URL and any proxy in between; retry later")
     if isinstance(exc, BotoCoreError):
         return AwsUnavailable(f"{where}: {type(exc).__name__}: {exc}", code=type(exc).__name__, operation=operation,
                               hint="check network access to the AWS endpoint (AWS_ENDPOINT_URL if set)")
@@ -96,7 +102,7 @@ def translate(exc: Exception, operation: str, subject: str = "") -> AwsError:
 def aws_call(operation: str, subject: str = "") -> Iterator[None]:
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise translate(exc, operation, subject) from None
 
 

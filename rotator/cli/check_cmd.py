@@ -19,8 +19,12 @@ def check(config_path: str | None, as_json: bool) -> None:
 
     \b
     Probes: the database (reachable, schema at head); STS GetCallerIdentity for every
-    AWS account; GitLab GET /user and each target's variable list; Slack auth.test.
-    Nothing is written anywhere. Prints ✔ or ✘ per probe with the reason.
+    AWS account; in each account, every tracked IAM user carries the CI permissions
+    boundary ([aws] boundary_arn_pattern) and IAM's policy simulator allows rotator's
+    own principal every action rotator needs ("not simulated" where it may not ask);
+    GitLab GET /user and each target's variable list; Slack auth.test. Nothing is
+    written anywhere. Prints ✔ or ✘ per probe with the reason, and each ✘ of least
+    privilege with the exact command that fixes it.
 
     \b
     Exit codes: 0 every probe passed; 1 a probe failed; 2 config error (before any call).

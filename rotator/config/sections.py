@@ -25,6 +25,7 @@ from pydantic import (
 from rotator.config.rules import (
     ConfigProblem,
     check_account_name,
+    check_boundary_pattern,
     check_cidr,
     check_cron_window,
     check_database_url,
@@ -115,6 +116,10 @@ class AwsSettings(_Section):
     accounts: tuple[AccountSettings, ...] = ()
     iam_requests_per_second: Rate = 10.0
     cloudtrail_requests_per_second: Rate = 2.0
+    # The CI permissions boundary every tracked user must carry (rotator check), as the shipped policies'
+    # iam:PermissionsBoundary condition matches it; "" turns that check off.
+    boundary_arn_pattern: Annotated[str, AfterValidator(check_boundary_pattern)] = (
+        "arn:aws:iam::*:policy/ci-boundary/*")
 
     @model_validator(mode="after")
     def _unique_account_names(self) -> AwsSettings:

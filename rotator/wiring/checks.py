@@ -12,6 +12,7 @@ from rotator.domain import ScopeKind
 from rotator.errors import RotatorError
 
 if TYPE_CHECKING:
+    from rotator.inventory.least_privilege import EntityKind, Need, PrivilegeReads
     from rotator.wiring.root import Root
 
 
@@ -41,6 +42,7 @@ class Checks:
         yield _probe("database", self._database)
         for account in settings.account_names():
             yield _probe(f"aws[{account}] sts:GetCallerIdentity", functools.partial(self._sts, account))
+        yield from self.least_privilege_probes()
         yield _probe("gitlab GET /user", self._gitlab_user)
         seen: set[tuple[str, str | None]] = set()
         for spec in settings.credential_specs():
@@ -79,3 +81,81 @@ class Checks:
 
     def _slack(self) -> str:
         return self._root.slack.whoami()
+
+    # --- least privilege: the CI boundary on what rotator manages, and rotator's own permissions ----------
+
+    def least_privilege_probes(self) -> Iterator[ProbeResult]:
+        """Per account: every tracked user (and every role rotator may cut) carries the CI boundary, one failed
+        probe with the fixing command per entity that does not; then IAM's policy simulator on rotator's own
+        principal, one failed probe per action it denies. Reads only."""
+        for account in self._root.settings.account_names():
+            yield from self._least_privilege(account)
+
+    def _least_privilege(self, account: str) -> Iterator[ProbeResult]:
+        from rotator.inventory.least_privilege import boundary_gaps, needs
+
+        settings = self._root.settings
+        reads = self._root.aws.privilege_reads(account)
+        try:
+            caller = reads.caller_arn()
+        except RotatorError as exc:
+            yield ProbeResult(f"aws[{account}] least privilege", False, f"not checked: {exc}")
+            return
+        users = [spec.iam_user for spec in settings.credential_specs() if spec.account == account]
+        entities = []
+        for kind, name in [*(("user", u) for u in dict.fromkeys(users)), *self._roles_rotator_may_cut(account)]:
+            try:
+                entities.append(reads.describe(kind, name))
+            except RotatorError as exc:
+                yield ProbeResult(f"aws[{account}] {kind} {name}", False, str(exc))
+        pattern = settings.aws.boundary_arn_pattern
+        if pattern:
+            gaps = boundary_gaps(entities, pattern, caller.split(":")[4])
+            for gap in gaps:
+                yield ProbeResult(f"aws[{account}] permissions boundary of {gap.entity.kind} {gap.entity.name}",
+                                  False, f"{gap.problem}; fix: {gap.fix}")
+            if entities and not gaps:
+                yield ProbeResult(f"aws[{account}] permissions boundary", True,
+                                  f"{len(entities)} tracked user(s)/role(s) carry the CI boundary ({pattern})")
+        account_settings = settings.account(account)
+        wanted = needs([e for e in entities if e.kind == "user"], [e for e in entities if e.kind == "role"],
+                       pattern=pattern, session_denies=self._session_denies(),
+                       assumed_roles=[a.role_arn for a in settings.aws.accounts] if account == "default" else (),
+                       locates_keys=account == "default")
+        yield from self._simulated(account, reads, caller, account_settings.role_arn if account_settings else None,
+                                   wanted)
+
+    def _simulated(self, account: str, reads: PrivilegeReads, caller: str, role_arn: str | None,
+                   wanted: list[Need]) -> Iterator[ProbeResult]:
+        from rotator.inventory.least_privilege import grant_command, permission_gaps, policy_source_arn
+
+        name = f"aws[{account}] permissions of rotator's principal"
+        source = policy_source_arn(caller, role_arn)
+        if source is None:
+            yield ProbeResult(name, True, f"not simulated: {caller} is not an IAM user or role; only the probes "
+                                          "above vouch for these credentials")
+            return
+        try:
+            decisions = reads.simulate(source, wanted)
+        except RotatorError as exc:  # not permitted, or no simulator: the harmless probes above still stand
+            yield ProbeResult(name, True, f"not simulated ({exc}); only the probes above vouch for these credentials")
+            return
+        policy = ("deploy/iam-policy" if account == "default" else "deploy/cross-account-role") + (
+            ".json" if self._session_denies() else "-no-session-deny.json")
+        gaps = permission_gaps(wanted, decisions)
+        for gap in gaps:
+            yield ProbeResult(f"aws[{account}] {source} may {gap.action}", False,
+                              f"{gap.decision} on {', '.join(gap.resources)} (needed to {gap.why}); fix: "
+                              f"{grant_command(source, policy)}")
+        if not gaps:
+            yield ProbeResult(name, True, f"IAM's policy simulator allows {source} all {len(wanted)} action(s) "
+                                          "rotator needs here")
+
+    def _roles_rotator_may_cut(self, account: str) -> list[tuple[EntityKind, str]]:
+        """Roles whose sessions `revoke` may cut in ``account``, which must carry the CI boundary too. No setting
+        lists them yet: `revoke` tries every role a key's sessions assumed, and IAM refuses those without it."""
+        return []
+
+    def _session_denies(self) -> bool:
+        """`revoke` writes a session deny on every user and role it contains (no setting turns it off yet)."""
+        return True

@@ -10,6 +10,7 @@ from rotator.wiring.lazy import Lazy
 if TYPE_CHECKING:
     from rotator.adapters.gitlab import GitLabVariables
     from rotator.adapters.gitlab_inventory import GitLabInventory
+    from rotator.adapters.gitlab_refs import GitLabProtectedRefs
     from rotator.config.sections import GitLabSettings
     from rotator.domain import Secret
     from rotator.ratelimit import Pacer
@@ -39,6 +40,12 @@ class GitLabParty:
     @property
     def inventory(self) -> GitLabInventory:
         return self._inventory.get()
+
+    @property
+    def protected_refs(self) -> GitLabProtectedRefs:
+        from rotator.adapters.gitlab_refs import GitLabProtectedRefs
+
+        return GitLabProtectedRefs(self.client)
 
     def _connect(self) -> Any:
         from rotator.adapters.gitlab import connect, pace

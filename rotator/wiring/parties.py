@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from rotator.incident.ports import CloudTrail, IncidentIam, IncidentStore
     from rotator.inventory.discover import Inventory
+    from rotator.inventory.least_privilege import PrivilegeReads
     from rotator.inventory.locate import KeyLocator
-    from rotator.oidc.ports import OidcIam
+    from rotator.oidc.ports import OidcIam, ProtectedRefs
     from rotator.ports import CiVariables, Iam, Notifier, Sts
     from rotator.service.ports import ServiceQueries
 
@@ -32,6 +33,8 @@ class AwsAccess(Protocol):
 
     def oidc_iam(self, account: str = "default") -> OidcIam: ...
 
+    def privilege_reads(self, account: str = "default") -> PrivilegeReads: ...
+
 
 class GitLabAccess(Protocol):
     @property
@@ -42,6 +45,9 @@ class GitLabAccess(Protocol):
 
     @property
     def inventory(self) -> Inventory: ...
+
+    @property
+    def protected_refs(self) -> ProtectedRefs: ...
 
 
 class SlackAccess(Protocol):
