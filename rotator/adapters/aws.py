@@ -19,7 +19,15 @@ from botocore import UNSIGNED
 from botocore.auth import SigV4Auth
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, Credentials, DeferredRefreshableCredentials
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
 
 from rotator.domain import AccessKey, IamUser, KeyLastUsed, KeyStatus, NewAccessKey, Secret
 from rotator.errors import (
@@ -27,6 +35,7 @@ from rotator.errors import (
     AwsError,
     AwsInvalidCredentials,
     AwsLimitExceeded,
+    AwsNoCredentials,
     AwsNotFound,
     AwsThrottled,
     AwsUnavailable,
@@ -48,8 +57,12 @@ INVALID_CREDENTIAL_CODES = frozenset({
 })
 UNAVAILABLE_CODES = frozenset({"ServiceUnavailable", "InternalFailure", "InternalError", "ServiceFailure"})
 
+# botocore's standard mode retries throttling, 5xx and connection errors with a jittered exponential backoff
+# (at most 1, 2, 4, 8 s here). Five attempts keep an unreachable endpoint to about 15 s of backoff plus the
+# connect timeouts, instead of minutes; throttling that outlives them slows the pacer down and comes back as
+# AwsThrottled, which the caller retries later.
 RETRY_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 8},
+    retries={"mode": "standard", "max_attempts": 5},
     connect_timeout=5,
     read_timeout=30,
     user_agent_extra="rotator",
@@ -60,8 +73,10 @@ def translate(exc: Exception, operation: str, subject: str = "") -> AwsError:
     """One ClientError/BotoCoreError → the matching typed error with the operator's next step."""
     where = f"{operation}{f' ({subject})' if subject else ''}"
     if isinstance(exc, NoCredentialsError):
-        return AwsAccessDenied(f"{where}: no AWS credentials found", code="NoCredentials", operation=operation,
-                               hint="give the process credentials the standard boto3 way (role, env, profile)")
+        return AwsNoCredentials(f"{where}: no AWS credentials found: nothing was sent to AWS", code="NoCredentials",
+                                operation=operation,
+                                hint="give the process credentials the standard boto3 way (instance role, IRSA, "
+                                     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE)")
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
@@ -86,6 +101,13 @@ def translate(exc: Exception, operation: str, subject: str = "") -> AwsError:
             return AwsUnavailable(text, code=code or str(status), operation=operation,
                                   hint="AWS is failing; retry later")
         return AwsError(text, code=code, operation=operation)
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        # EndpointConnectionError (refused, DNS), ConnectTimeoutError, ReadTimeoutError, reset connections:
+        # what survived botocore's retries. The message names the endpoint URL, never a query or a header.
+        return AwsUnavailable(f"{where}: AWS endpoint unreachable: {exc}", code=type(exc).__name__,
+                              operation=operation,
+                              hint="check network access to the AWS endpoint (AWS_ENDPOINT_URL if set); rotator "
+                                   "retried it and tries again later")
     if isinstance(exc, BotoCoreError):
         return AwsUnavailable(f"{where}: {type(exc).__name__}: {exc}", code=type(exc).__name__, operation=operation,
                               hint="check network access to the AWS endpoint (AWS_ENDPOINT_URL if set)")

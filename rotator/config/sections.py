@@ -152,6 +152,7 @@ class SlackSettings(_Section):
     api_url: Annotated[HttpUrl, AfterValidator(_with_trailing_slash)] = "https://slack.com/api/"
     security_channel: SlackDestination | None = None
     messages_per_second: Rate = 1.0
+    timeout: PositiveDuration = timedelta(seconds=15)
 
     @model_validator(mode="after")
     def _one_token_source(self) -> SlackSettings:

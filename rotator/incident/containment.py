@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rotator.domain import KeyOwner, KeyStatus, is_access_key_id, is_temporary_key_id
-from rotator.errors import AwsError, AwsNotFound, RotatorError, StoreError, UsageError
+from rotator.errors import (
+    AwsError,
+    AwsNoCredentials,
+    AwsNotFound,
+    AwsUnavailable,
+    RotatorError,
+    StoreError,
+    UsageError,
+)
 from rotator.incident.ports import IncidentIam
 from rotator.incident.steps import (
     Step,
@@ -170,6 +178,13 @@ def _located(result: Containment, ports: ContainmentPorts, by_hand: str, *, find
     location = ports.locator.locate(key_id, find_user=find_user)
     result.tried.extend(location.notes)
     if location.failure is Unlocated.ACCOUNT_UNKNOWN:
+        cause = location.cause
+        if isinstance(cause, AwsNoCredentials | AwsUnavailable):
+            # Nothing reached AWS: no permission is to blame, so say what is wrong instead.
+            what = ("no AWS credentials found" if isinstance(cause, AwsNoCredentials)
+                    else "the AWS endpoint is unreachable")
+            raise NotContained(f"cannot tell which AWS account owns {key_id}: {what}", result.tried,
+                               hint=f"{cause.hint}; or {by_hand}")
         raise NotContained(f"cannot tell which AWS account owns {key_id}", result.tried,
                            hint=f"grant sts:GetAccessKeyInfo to rotator's credentials, or {by_hand}")
     if location.failure is Unlocated.NOT_CONFIGURED:
