@@ -220,6 +220,7 @@ class CredentialStatus:
     next_due_at: datetime | None = None
     last_error: str | None = None
     updated_at: datetime | None = None
+    retry_at: datetime | None = None  # a failure on an unreachable party: when it is tried again
 
 
 # --- the rotation journal ---------------------------------------------------------------------------

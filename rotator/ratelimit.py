@@ -18,7 +18,8 @@ A party that does not answer at all (connection refused, DNS, timeout, 5xx) is r
 timeout after the first attempt, each one logged. So one request gives up within twice that timeout (the
 retry window, plus one last attempt), never silently and never for minutes.
 
-Standard library (and structlog) only: use cases and adapters may both hold one.
+Standard library only at import (`revoke` imports this before containment, where nothing slow may load):
+use cases and adapters may both hold one.
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-
-import structlog
-
-log = structlog.get_logger("rotator.retry")
 
 
 class Pacer(Protocol):
@@ -179,5 +176,8 @@ class RetryBudget:
 
     def announce(self, retry: int, wait: float, reason: str, **context: object) -> None:
         """One log line per retry, e.g. "GitLab unreachable, retry 2/4 in 4 s"."""
-        log.warning(f"{self.party} {reason}, retry {retry}/{self.planned} in {wait:.0f} s", party=self.party,
-                    retry=retry, retries=self.planned, wait_seconds=wait, **context)
+        import structlog  # only once a party fails: loading it costs `revoke` time before containment
+
+        structlog.get_logger("rotator.retry").warning(
+            f"{self.party} {reason}, retry {retry}/{self.planned} in {wait:.0f} s", party=self.party, retry=retry,
+            retries=self.planned, wait_seconds=wait, **context)

@@ -83,6 +83,8 @@ class ServiceSettings(_Section):
     tick: PositiveDuration = timedelta(seconds=30)
     lease_ttl: PositiveDuration = timedelta(minutes=2)
     stop_timeout: Duration = timedelta(seconds=30)
+    retry_unreachable_after: PositiveDuration = timedelta(minutes=1)
+    retry_unreachable_max: PositiveDuration = timedelta(minutes=15)
     actor: NonBlank | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

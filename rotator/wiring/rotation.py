@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rotator.domain import CredentialSpec
     from rotator.rotation.fleet import FleetReport
     from rotator.rotation.plan import Plan
@@ -29,6 +31,19 @@ class RotationWiring:
             iam=root.aws.iam(spec.account), sts=root.aws.sts_for(spec.account), variables=root.gitlab.variables,
             store=root.store, sealer=root.sealer, clock=root.clock, notifier=root.notifier, actor=root.actor,
         )
+
+    def schedule_retry(self, result: RotationResult) -> datetime | None:
+        """A credential that failed because a party did not answer is tried again with a backoff
+        ([service] retry_unreachable_after, doubling, at most retry_unreachable_max); returns when."""
+        if result.unreachable is None:
+            return None
+        from functools import partial
+
+        from rotator.service.scheduling import unreachable_backoff
+
+        service = self._root.settings.service
+        delay = partial(unreachable_backoff, first=service.retry_unreachable_after, cap=service.retry_unreachable_max)
+        return self._root.database.service_queries.note_unreachable(result.credential, self._root.clock.now(), delay)
 
     def plan(self, specs: Sequence[CredentialSpec], *, force: bool) -> list[Plan]:
         """`rotate --dry-run`: reads only."""
