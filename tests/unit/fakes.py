@@ -353,6 +353,9 @@ class FakeStore:
     def incidents_for_key(self, key_id: str) -> list[Incident]:
         return [i for i in self.incident_rows.values() if i.key_id == key_id]
 
+    def list_incidents(self, limit: int = 1000) -> list[Incident]:
+        return sorted(self.incident_rows.values(), key=lambda i: i.t0, reverse=True)[:limit]
+
     def try_acquire_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
         current = self.leases.get(name)
         if current is None or current[0] == holder or current[1] < now:

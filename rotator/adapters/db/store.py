@@ -334,6 +334,12 @@ class SqlStore:
                                    .order_by(IncidentRow.t0, IncidentRow.incident_id))
             return [incident_from_row(row) for row in rows]
 
+    def list_incidents(self, limit: int = 1000) -> list[Incident]:
+        with self._session("listing incidents") as session:
+            rows = session.scalars(select(IncidentRow).order_by(IncidentRow.t0.desc(), IncidentRow.incident_id)
+                                   .limit(limit))
+            return [incident_from_row(row) for row in rows]
+
     # notifications kept while Slack did not answer ------------------------------------------------------
 
     def queue_notification(self, message: QueuedNotification) -> None:
