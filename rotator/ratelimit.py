@@ -148,10 +148,10 @@ class Unlimited:
 class RetryBudget:
     """How long to keep trying one request to a party that does not answer.
 
-    Retries wait ``first_wait``, then twice as long each time, and none starts later than ``window``
-    seconds after the first attempt began: with a 30 s window that is 4 retries (2, 4, 8 and 16 s). An
-    attempt that hangs until its own timeout uses the window up, so a request ends within about
-    ``window`` + one attempt's timeout.
+    Retries wait ``first_wait``, then twice as long each time, as many as fit strictly inside ``window``
+    (30 s: 3 retries, after 2, 4 and 8 s; 15 s: the same; 6 s: one), and none starts later than ``window``
+    seconds after the first attempt began: an attempt that hangs until its own timeout uses the window up.
+    So a request ends within about ``window`` + one attempt's timeout.
     """
 
     party: str  # as the operator knows it: "GitLab", "Slack"
@@ -162,7 +162,7 @@ class RetryBudget:
     def planned(self) -> int:
         """Retries when every attempt fails at once (connection refused): the most there can be."""
         count, spent = 0, 0.0
-        while spent + self.first_wait * 2 ** count <= self.window:
+        while spent + self.first_wait * 2 ** count < self.window:
             spent += self.first_wait * 2 ** count
             count += 1
         return count

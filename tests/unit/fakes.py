@@ -35,6 +35,7 @@ from rotator.errors import (
     AwsNotFound,
     GitLabAmbiguousScope,
     GitLabForbidden,
+    GitLabUnavailable,
     SlackError,
     SlackUnavailable,
 )
@@ -210,6 +211,7 @@ class FakeCiVariables:
         self.forbidden_writes: set[tuple[ScopeKind, str | None]] = set()
         self.ambiguous: set[tuple[ScopeKind, str | None, str]] = set()
         self.crash_after_write: int | None = None
+        self.unreachable = False  # GitLab does not answer (connection refused after the retry budget)
 
     def seed(self, kind: ScopeKind, path: str | None, key: str, value: str, *, scope: str = "*",
              hidden: bool = False, masked: bool = True, protected: bool = True) -> None:
@@ -220,6 +222,9 @@ class FakeCiVariables:
         return self.vars[(kind, path, key, scope)].value or ""
 
     def _check(self, ref: VarRef) -> None:
+        if self.unreachable:
+            raise GitLabUnavailable(f"{ref.label}: cannot reach GitLab at gitlab.example.com: connection refused",
+                                    target=ref.label)
         if (ref.kind, ref.path) in self.forbidden:
             raise GitLabForbidden(f"{ref.label}: GitLab answered 403: 403 Forbidden", target=ref.label, status=403)
         if (ref.kind, ref.path, ref.key) in self.ambiguous:
