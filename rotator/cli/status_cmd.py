@@ -82,17 +82,15 @@ def status(config_path: str | None, as_json: bool) -> None:
     sys.exit(ExitCode.OK if all(row["ok"] for row in rows) else ExitCode.FAILED)
 
 
-def _keys_from_iam(root: Root, specs: list[CredentialSpec]) -> dict[str, AccessKey | str]:
-    """The newest Active key of each user (or why IAM could not say), for credentials never rotated."""
-    from rotator.domain import newest_active
+def _keys_from_iam(root: Root, specs: list[CredentialSpec]) -> dict[str, list[AccessKey] | str]:
+    """Each user's keys (or why IAM could not say), for credentials whose current key the store does not know."""
     from rotator.errors import RotatorError
 
-    def one(spec: CredentialSpec) -> tuple[str, AccessKey | str]:
+    def one(spec: CredentialSpec) -> tuple[str, list[AccessKey] | str]:
         try:
-            key = newest_active(root.aws.iam(spec.account).list_access_keys(spec.iam_user))
+            return spec.name, root.aws.iam(spec.account).list_access_keys(spec.iam_user)
         except RotatorError as exc:
             return spec.name, f"IAM: {exc.message}"
-        return spec.name, key if key is not None else "IAM: the user has no Active key"
 
     if not specs:
         return {}
@@ -100,18 +98,33 @@ def _keys_from_iam(root: Root, specs: list[CredentialSpec]) -> dict[str, AccessK
         return dict(pool.map(one, specs))
 
 
-def _row(spec: CredentialSpec, known: CredentialStatus | None, journal: Journal | None, iam: AccessKey | str | None,
-         now: datetime) -> dict[str, Any]:
-    from rotator.domain import AccessKey, next_rotation_due
+def _current_from_iam(keys: list[AccessKey], journal: Journal | None) -> tuple[AccessKey | None, str | None]:
+    """The key the targets hold, as far as IAM alone can tell: the one an unfinished rotation is replacing,
+    else the user's only Active key. With two Active keys and no rotation, only GitLab knows."""
+    from rotator.domain import KeyStatus
+
+    if journal is not None and journal.old_key_id:
+        return next((k for k in keys if k.key_id == journal.old_key_id), None), None
+    active = [k for k in keys if k.status is KeyStatus.ACTIVE]
+    if len(active) == 1:
+        return active[0], None
+    if not active:
+        return None, "IAM: the user has no Active key"
+    return None, f"IAM: the user has {len(active)} Active keys ({', '.join(k.key_id for k in active)})"
+
+
+def _row(spec: CredentialSpec, known: CredentialStatus | None, journal: Journal | None,
+         iam: list[AccessKey] | str | None, now: datetime) -> dict[str, Any]:
+    from rotator.domain import next_rotation_due
 
     key_id = known.current_key_id if known else None
     created = known.key_created_at if known else None
     source = "store" if key_id else None
-    note = None
-    if key_id is None and isinstance(iam, AccessKey):
-        key_id, created, source = iam.key_id, iam.created_at, "iam"
-    elif key_id is None and isinstance(iam, str):
-        note = iam
+    note = iam if key_id is None and isinstance(iam, str) else None
+    if key_id is None and isinstance(iam, list):
+        found, note = _current_from_iam(iam, journal)
+        if found is not None:
+            key_id, created, source = found.key_id, found.created_at, "iam"
     stored = known.state.value if known else "unknown"
     phase = journal.phase.value if journal else None
     # An open journal means a rotation is under way (or was interrupted): never "ok", whatever was stored.
@@ -125,7 +138,7 @@ def _row(spec: CredentialSpec, known: CredentialStatus | None, journal: Journal 
         "name": spec.name, "iam_user": spec.iam_user, "account": spec.account, "state": state, "ok": ok,
         "in_flight": phase, "key_id": key_id, "key_source": source, "key_created_at": _iso(created),
         "age_seconds": age, "age": _age(age), "last_rotated_at": _iso(last_rotated),
-        "next_rotation_at": _iso(next_due), "retry_at": _iso(known.retry_at if known else None),
+        "next_rotation_at": _iso(next_due), "due": next_due is None or next_due <= now, "retry_at": _iso(known.retry_at if known else None),
         "last_error": (known.last_error if known else None) or hold or note,
         "targets": [t.label for t in spec.targets], "owners": list(spec.owners),
     }
@@ -144,7 +157,7 @@ def _print_table(rows: list[dict[str, Any]], source: str) -> None:
     for row in rows:
         state = str(row["state"]) + (f" ({row['in_flight']})" if row["in_flight"] else "")
         key = str(row["key_id"] or "-") + (" (IAM)" if row["key_source"] == "iam" else "")
-        next_rotation = str(row["next_rotation_at"] or ("due now" if row["key_id"] else "-"))
+        next_rotation = "due now" if row["due"] and row["key_id"] else str(row["next_rotation_at"] or "-")
         table.add_row(str(row["name"]), str(row["iam_user"]), str(row["account"]),
                       f"[{styles.get(str(row['state']), 'dim')}]{escape(state)}[/]", key, str(row["age"]),
                       next_rotation, str(row["retry_at"] or ""), escape(str(row["last_error"] or "")))
