@@ -138,7 +138,8 @@ def _row(spec: CredentialSpec, known: CredentialStatus | None, journal: Journal 
         "name": spec.name, "iam_user": spec.iam_user, "account": spec.account, "state": state, "ok": ok,
         "in_flight": phase, "key_id": key_id, "key_source": source, "key_created_at": _iso(created),
         "age_seconds": age, "age": _age(age), "last_rotated_at": _iso(last_rotated),
-        "next_rotation_at": _iso(next_due), "due": next_due is None or next_due <= now, "retry_at": _iso(known.retry_at if known else None),
+        "next_rotation_at": _iso(next_due), "due": next_due is None or next_due <= now,
+        "retry_at": _iso(known.retry_at if known else None),
         "last_error": (known.last_error if known else None) or hold or note,
         "targets": [t.label for t in spec.targets], "owners": list(spec.owners),
     }

@@ -27,7 +27,7 @@ from tests.sandbox_support import every_target_works, running_sandbox, seed_one,
 from tests.service_support import ServiceProcess, age_keys
 
 ROTATOR = str(Path(sys.executable).with_name("rotator"))
-GITLAB_TIMEOUT = 6.0  # one retry, 2 s after the first refusal; a request gives up within 2 × 6 s
+GITLAB_TIMEOUT = 6.0  # one retry, 2 s after the first refusal; a request gives up within 2 x 6 s
 
 
 @pytest.fixture(scope="module")
