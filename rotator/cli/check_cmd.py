@@ -41,10 +41,18 @@ def check(config_path: str | None, as_json: bool) -> None:
     cli_logging()
     root = Root(settings)
     root.resolve_secrets(state_key=False)  # every missing secret is exit 2 before the first call
+    import time
+
+    import structlog
+
+    log = structlog.get_logger("rotator.check")
     color = False if os.environ.get("NO_COLOR") else None  # https://no-color.org: set and not empty
     results = []
+    started = time.monotonic()
     for result in root.checks.probes():
         results.append(result)
+        log.info("probe", probe=result.name, ok=result.ok, seconds=round(time.monotonic() - started, 3))
+        started = time.monotonic()
         if not as_json:
             mark = click.style("✔", fg="green") if result.ok else click.style("✘", fg="red")
             click.echo(f"{mark} {result.name}: {result.detail}", color=color)
