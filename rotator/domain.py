@@ -295,6 +295,7 @@ class KeyOwner:
     account: str
     user_name: str
     user_id: str | None = None
+    minted_by: str | None = None  # a session key: the user's access key that minted it (GetSessionToken…)
 
 
 @dataclass(frozen=True)

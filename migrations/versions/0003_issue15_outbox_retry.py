@@ -4,6 +4,8 @@
   (oldest first) until a sender posts it; it holds what the message said, never a secret.
 - ``credentials.retry_at`` / ``credentials.unreachable_failures``: a credential that failed because AWS,
   GitLab or Slack could not be reached is tried again at ``retry_at``, backing off with each failure in a row.
+- ``keys_seen.minted_by``: for a session key an audit found minted by a user's access key, that key, so
+  `revoke --key ASIA…` can name what to contain upstream.
 
 Revision ID: 0003_issue15
 Revises: 0002
@@ -27,6 +29,8 @@ def upgrade() -> None:
     with op.batch_alter_table("credentials") as batch:
         batch.add_column(sa.Column("retry_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("unreachable_failures", sa.Integer(), nullable=False, server_default="0"))
+    with op.batch_alter_table("keys_seen") as batch:
+        batch.add_column(sa.Column("minted_by", sa.String(length=128), nullable=True))
     op.create_table(
         "notification_outbox",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -46,6 +50,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_notification_outbox_queued_at", table_name="notification_outbox")
     op.drop_table("notification_outbox")
+    with op.batch_alter_table("keys_seen") as batch:
+        batch.drop_column("minted_by")
     with op.batch_alter_table("credentials") as batch:
         batch.drop_column("unreachable_failures")
         batch.drop_column("retry_at")

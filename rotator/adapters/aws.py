@@ -106,8 +106,8 @@ def translate(exc: Exception, operation: str, subject: str = "") -> AwsError:
         # what survived botocore's retries. The message names the endpoint URL, never a query or a header.
         return AwsUnavailable(f"{where}: AWS endpoint unreachable: {exc}", code=type(exc).__name__,
                               operation=operation,
-                              hint="check network access to the AWS endpoint (AWS_ENDPOINT_URL if set); rotator "
-                                   "retried it and tries again later")
+                              hint="check network access to the AWS endpoint (AWS_ENDPOINT_URL if set); the call "
+                                   "was already retried with backoff")
     if isinstance(exc, BotoCoreError):
         return AwsUnavailable(f"{where}: {type(exc).__name__}: {exc}", code=type(exc).__name__, operation=operation,
                               hint="check network access to the AWS endpoint (AWS_ENDPOINT_URL if set)")

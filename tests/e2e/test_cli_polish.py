@@ -135,7 +135,7 @@ def test_dev_advertises_only_options_that_exist(env: dict[str, str], tmp_path: P
 
 @pytest.mark.parametrize("keep", [True, False])
 def test_the_demo_keeps_its_folder_only_when_it_says_so(keep: bool) -> None:
-    tour = Demo(Console(file=open(os.devnull, "w")), service_seconds=0, keep=keep)  # noqa: SIM115, PTH123
+    tour = Demo(Console(file=open(os.devnull, "w")), service_seconds=0, keep=keep)  # noqa: SIM115
     (tour.workdir / "rotator.db").write_text("")
     tour.cleanup()
     assert tour.workdir.exists() is keep

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from rotator.adapters.db.service_queries import SqlServiceQueries
 from rotator.adapters.db.store import SqlStore, make_engine, upgrade_to_head
 from rotator.domain import (
     CredentialSpec,
@@ -28,7 +29,6 @@ from rotator.domain import (
     ScopeKind,
     TargetSpec,
 )
-from rotator.adapters.db.service_queries import SqlServiceQueries
 from rotator.errors import SchemaNotCurrent, StoreError
 from rotator.service.ports import QueuedNotification
 
@@ -152,6 +152,16 @@ def test_a_failure_on_an_unreachable_party_backs_off_until_another_outcome(store
     store.set_status("payments", CredentialState.FAILED, T0, last_error="GitLab unreachable")
     assert queries.note_unreachable("payments", T0, delay) == T0 + timedelta(minutes=1)
     assert seen == [1, 2, 1]
+
+
+def test_a_minted_session_key_remembers_the_key_that_minted_it(store: SqlStore, db_url: str) -> None:
+    from rotator.adapters.db.key_index import tracked_key_owner
+
+    owner = KeyOwner("ASIAMINTED0000000001", "payments", "prod", "ci-payments", minted_by="AKIAPARENT0000000001")
+    store.remember_key(owner, T0, status="minted")
+    store.remember_key(replace(owner, minted_by=None), T0 + timedelta(hours=1), status="minted")  # never erased
+    assert store.key_owner(owner.key_id) == owner
+    assert tracked_key_owner(db_url, owner.key_id) == owner  # what `revoke` reads before containment
 
 
 def test_the_outbox_keeps_messages_oldest_first(store: SqlStore) -> None:

@@ -8,15 +8,15 @@ from datetime import timedelta
 import pytest
 
 from rotator.domain import CredentialState, KeyStatus
-from rotator.errors import SlackError, SlackUnavailable
-from rotator.incident.containment import StepStatus
+from rotator.errors import AwsError, AwsNoCredentials, AwsUnavailable, SlackError, SlackUnavailable
+from rotator.incident.containment import NotContained, StepStatus
 from rotator.ratelimit import RetryBudget
 from rotator.rotation.results import Outcome
 from rotator.service.outbox import OutboxNotifier
 from rotator.service.ports import DueCandidate
 from rotator.service.scheduling import Work, select_due, unreachable_backoff
 from tests.unit.fakes import T0, FakeClock, FakeNotifier
-from tests.unit.incident_fakes import FakeIncidentStore
+from tests.unit.incident_fakes import FakeIncidentStore, record
 from tests.unit.worlds import incident_world, rotation_world, step
 
 
@@ -174,3 +174,37 @@ def test_a_retry_budget_never_waits_past_its_window(window: float, planned: int,
 def test_a_slow_attempt_uses_the_window_up() -> None:
     budget = RetryBudget("Slack", 15.0)
     assert budget.next_wait(0, elapsed=14.0) is None  # the first attempt hung until its timeout
+
+
+# --- revoke names what is really wrong, and what minted a session ------------------------------------------
+
+
+def test_a_session_key_minted_by_a_user_names_the_key_that_minted_it() -> None:
+    world = incident_world()
+    minted = "ASIAMINTEDMINTED0002"
+    world.trail.add(record("GetSessionToken", key_id=world.key_id, minted=minted))
+    world.revoke()
+    owner = world.store.key_owner(minted)
+    assert owner is not None and owner.minted_by == world.key_id
+    later = world.contain(minted)
+    assert later.contained and later.identity is not None and later.identity.minted_by == world.key_id
+    [upstream] = [s for s in later.steps if s.name == "upstream key"]
+    assert upstream.status is StepStatus.ATTENTION and f"rotator revoke --key {world.key_id}" in upstream.detail
+
+
+@pytest.mark.parametrize(("error", "said"), [
+    (AwsNoCredentials("sts:GetAccessKeyInfo: no AWS credentials found", code="NoCredentials",
+                      hint="give the process credentials"), "no AWS credentials found"),
+    (AwsUnavailable("sts:GetAccessKeyInfo: AWS endpoint unreachable", code="EndpointConnectionError",
+                    hint="check network access"), "the AWS endpoint is unreachable"),
+])
+def test_revoke_says_what_is_wrong_instead_of_asking_for_a_permission(error: AwsError, said: str) -> None:
+    world = incident_world()
+
+    def fail() -> None:
+        raise error
+
+    world.directory.fail = fail
+    with pytest.raises(NotContained) as raised:
+        world.contain("AKIAUNTRACKED0000001")
+    assert said in raised.value.message and "sts:GetAccessKeyInfo to" not in raised.value.hint

@@ -135,6 +135,7 @@ class KeySeenRow(Base):
     created_at: Mapped[datetime | None]
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
+    minted_by: Mapped[str | None] = mapped_column(String(KEY_ID))  # a session key: the access key that minted it
 
 
 class JournalRow(Base):

@@ -271,7 +271,7 @@ class SqlStore:
             insert = self._insert(session, KeySeenRow).values(
                 key_id=owner.key_id, credential=owner.credential, account=owner.account,
                 user_name=owner.user_name, user_id=owner.user_id, status=str(status), created_at=created_at,
-                first_seen_at=now, last_seen_at=now,
+                first_seen_at=now, last_seen_at=now, minted_by=owner.minted_by,
             )
             seen = _table(KeySeenRow).c
             session.connection().execute(insert.on_conflict_do_update(
@@ -280,7 +280,7 @@ class SqlStore:
                     "account": insert.excluded.account, "user_name": insert.excluded.user_name,
                     "status": insert.excluded.status, "last_seen_at": insert.excluded.last_seen_at,
                     **{column: func.coalesce(insert.excluded[column], seen[column])
-                       for column in ("credential", "user_id", "created_at")},
+                       for column in ("credential", "user_id", "created_at", "minted_by")},
                 },
             ))
 
@@ -291,7 +291,7 @@ class SqlStore:
             seen = session.get(KeySeenRow, key_id)
             if seen is not None:
                 return KeyOwner(key_id=seen.key_id, credential=seen.credential, account=seen.account,
-                                user_name=seen.user_name, user_id=seen.user_id)
+                                user_name=seen.user_name, user_id=seen.user_id, minted_by=seen.minted_by)
             journal = session.scalars(
                 select(JournalRow).where(or_(JournalRow.old_key_id == key_id, JournalRow.new_key_id == key_id))
                 .order_by(JournalRow.started_at.desc()).limit(1)).first()
