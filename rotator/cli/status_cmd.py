@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from rotator.domain import AccessKey, CredentialSpec, CredentialStatus, Journal
     from rotator.wiring.root import Root
 
-# A rotation waiting out its grace period or delete_after is how rotation works, not a problem.
-WAITING_PHASES = frozenset({"published", "retired"})
 IAM_LOOKUPS_AT_ONCE = 8
 
 
@@ -51,8 +49,8 @@ def status(config_path: str | None, as_json: bool) -> None:
 
     \b
     Exit codes: 0 every credential is ok or waiting out its grace period / delete_after;
-                1 any credential is held, failed, unknown or has an interrupted rotation;
-                2 config error.
+                1 any credential is held, failed, unknown, or has a rotation whose next
+                step is due (interrupted, or not run since); 2 config error.
     JSON: one object per credential; timestamps are ISO 8601 (UTC), age_seconds a number.
 
     \b
@@ -113,6 +111,18 @@ def _current_from_iam(keys: list[AccessKey], journal: Journal | None) -> tuple[A
     return None, f"IAM: the user has {len(active)} Active keys ({', '.join(k.key_id for k in active)})"
 
 
+def _waiting(journal: Journal, spec: CredentialSpec, now: datetime) -> bool:
+    """A rotation waiting out its grace period or delete_after is how rotation works, not a problem; one
+    whose next step is overdue (interrupted, or nobody ran `rotate` since) is."""
+    from rotator.domain import Phase
+
+    if journal.phase is Phase.PUBLISHED and journal.published_at is not None:
+        return now < journal.published_at + spec.policy.grace
+    if journal.phase is Phase.RETIRED and journal.deactivated_at is not None:
+        return now < journal.deactivated_at + spec.policy.delete_after
+    return False
+
+
 def _row(spec: CredentialSpec, known: CredentialStatus | None, journal: Journal | None,
          iam: list[AccessKey] | str | None, now: datetime) -> dict[str, Any]:
     from rotator.domain import next_rotation_due
@@ -133,7 +143,7 @@ def _row(spec: CredentialSpec, known: CredentialStatus | None, journal: Journal 
     last_rotated = known.last_rotated_at if known else None
     next_due = next_rotation_due(created, last_rotated, spec.policy)
     age = int((now - created).total_seconds()) if created else None
-    ok = state == "ok" or (state == "rotating" and phase in WAITING_PHASES and not hold)
+    ok = state == "ok" or (state == "rotating" and journal is not None and not hold and _waiting(journal, spec, now))
     return {
         "name": spec.name, "iam_user": spec.iam_user, "account": spec.account, "state": state, "ok": ok,
         "in_flight": phase, "key_id": key_id, "key_source": source, "key_created_at": _iso(created),

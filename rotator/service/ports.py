@@ -4,8 +4,11 @@ A tick must decide "nothing is due" for 10,000 credentials in well under 100 ms,
 every credential through the Store one by one: it asks for the few rows that may need work. /metrics
 and /readyz need a snapshot of the fleet and a liveness probe of the database.
 
-Kept apart from ports.py (which the rotation and incident use cases share) because only the service
-uses these; the types here depend on rotator.domain alone.
+The notification outbox is here too: every command keeps what Slack did not take in it, and the service
+delivers it (rotator.service.outbox).
+
+Kept apart from ports.py (which the rotation and incident use cases share) because the use cases never
+see these; the types here depend on rotator.domain and rotator.ports alone.
 """
 
 from __future__ import annotations

@@ -74,6 +74,22 @@ def tick_deadline(settings: Settings) -> float:
     return max(3 * settings.service.tick.total_seconds(), 60.0, 4 * gitlab, 4 * slack, 2 * verify)
 
 
+def tick_problem(now: float, started: float | None, progress: float | None, *, deadline: float,
+                 recent: float) -> str | None:
+    """What is wrong with the ticks, on the monotonic clock: a running tick (``started``) with no progress
+    (a step done, a run that went well) for more than ``deadline`` is stuck; with no tick running, the last
+    progress must be ``recent``. Credentials failing one after another because a party is down are no
+    progress: such a tick stays stuck."""
+    if started is not None:
+        if now - started > deadline and (progress is None or now - progress > deadline):
+            return (f"the running tick is stuck: started {now - started:.0f}s ago, no progress for more than its "
+                    f"deadline of {deadline:.0f}s")
+        return None
+    if progress is None or now - progress > recent:
+        return f"no tick finished in the last {recent:.0f}s"
+    return None
+
+
 class PartyHealth:
     """The outside parties that did not answer lately, with the last error; cleared when they answer."""
 
@@ -291,20 +307,13 @@ class Service:
         except StoreError as exc:
             problems.append(f"database unreachable: {exc}")
         problems += self.health.problems()
-        recent = max(3 * self._tick_seconds(), 60.0)
-        deadline = tick_deadline(self.settings)
-        now = time.monotonic()
-        started, progress = self._tick_started, self._last_progress
         if self._last_tick_error is not None:
             problems.append(f"the last tick failed: {self._last_tick_error}")
-        elif started is not None:
-            # Only steps done and runs that went well count as progress: credentials failing one after the
-            # other because a party is down do not make a tick healthy.
-            if now - started > deadline and (progress is None or now - progress > deadline):
-                problems.append(f"the running tick is stuck: started {now - started:.0f}s ago, no progress for "
-                                f"more than its deadline of {deadline:.0f}s")
-        elif progress is None or now - progress > recent:
-            problems.append(f"no tick finished in the last {recent:.0f}s")
+        else:
+            problem = tick_problem(time.monotonic(), self._tick_started, self._last_progress,
+                                   deadline=tick_deadline(self.settings),
+                                   recent=max(3 * self._tick_seconds(), 60.0))
+            problems += [problem] if problem else []
         return problems
 
     def _fleet_snapshot(self) -> FleetSnapshot:

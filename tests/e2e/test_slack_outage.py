@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ def _get(url: str) -> tuple[int, str]:
 def test_the_service_rotates_with_slack_closed_and_delivers_once_slack_is_back(sandbox: Sandbox,
                                                                                 tmp_path: Path) -> None:
     seed = seed_one(sandbox)
-    age_keys([seed.iam_user], __import__("datetime").timedelta(days=40))  # due under rotate_every = 30d
+    age_keys([seed.iam_user], timedelta(days=40))  # due under rotate_every = 30d
     slack_port, listen = free_port(), free_port()
     config = _config(sandbox, tmp_path, [seed], slack_port=slack_port, tick="1s", listen=f"127.0.0.1:{listen}")
     env = client_env(sandbox.urls())

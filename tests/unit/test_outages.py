@@ -14,6 +14,7 @@ from rotator.ratelimit import RetryBudget
 from rotator.rotation.results import Outcome
 from rotator.service.outbox import OutboxNotifier
 from rotator.service.ports import DueCandidate
+from rotator.service.runner import tick_deadline, tick_problem
 from rotator.service.scheduling import Work, select_due, unreachable_backoff
 from tests.unit.fakes import T0, FakeClock, FakeNotifier
 from tests.unit.incident_fakes import FakeIncidentStore, record
@@ -208,3 +209,21 @@ def test_revoke_says_what_is_wrong_instead_of_asking_for_a_permission(error: Aws
     with pytest.raises(NotContained) as raised:
         world.contain("AKIAUNTRACKED0000001")
     assert said in raised.value.message and "sts:GetAccessKeyInfo to" not in raised.value.hint
+
+
+# --- /readyz: a tick stuck past its deadline ---------------------------------------------------------------
+
+
+def test_a_tick_stuck_past_its_deadline_is_reported_until_it_makes_progress() -> None:
+    deadline, recent = 120.0, 90.0
+    assert tick_problem(1000.0, started=950.0, progress=None, deadline=deadline, recent=recent) is None
+    stuck = tick_problem(1000.0, started=800.0, progress=850.0, deadline=deadline, recent=recent)
+    assert stuck is not None and "stuck" in stuck and "120s" in stuck
+    assert tick_problem(1000.0, started=800.0, progress=990.0, deadline=deadline, recent=recent) is None
+    idle = tick_problem(1000.0, started=None, progress=800.0, deadline=deadline, recent=recent)
+    assert idle is not None and "no tick finished in the last 90s" in idle
+
+
+def test_the_tick_deadline_follows_the_parties_timeouts() -> None:
+    settings = rotation_world().settings()
+    assert tick_deadline(settings) == 120.0  # 4 x [gitlab] timeout (30s) beats 3 ticks, a minute, 2 x verify
