@@ -9,8 +9,8 @@ depends on what the command is doing:
 - inside ``finishing()`` (``rotate``: credentials in flight) the signal is only recorded: the command
   polls ``stop_requested()``, starts nothing new, lets every credential in flight finish its current
   step, reports, and exits 130/143 itself;
-- inside ``deferred()`` (``revoke`` until the key is verified Inactive) the signal waits for the end of
-  the block, then stops the command.
+- inside ``deferred()`` (``revoke`` until the key is verified Inactive) the signal is recorded; after
+  the block the command says what was done and stops.
 
 A second signal while the first is being honoured exits at once: every step is journaled, and a lease
 held by a process that no longer exists is recovered by the next run (rotator.leases).
@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -131,27 +131,22 @@ def signals_handled() -> Iterator[None]:
 
 
 @contextmanager
-def _mode(mode: str, on_exit: Callable[[], None]) -> Iterator[None]:
+def _mode(mode: str) -> Iterator[None]:
     before = _state.mode
     _state.mode = mode
     try:
         yield
     finally:
         _state.mode = before
-    on_exit()
 
 
 def finishing() -> AbstractContextManager[None]:
     """Signals are recorded, not raised: the caller polls ``stop_requested()`` / passes ``stop_guard`` and
     ``should_start`` on, and exits with ``exit_code_for(received())`` after reporting."""
-    return _mode("finishing", lambda: None)
+    return _mode("finishing")
 
 
 def deferred() -> AbstractContextManager[None]:
-    """A signal waits for the end of the block (which must not be cut in two), then stops the command."""
-
-    def after() -> None:
-        if _state.signum is not None and _state.mode == "raise":
-            raise Interrupted(_state.signum)
-
-    return _mode("deferred", after)
+    """A signal is only recorded for the length of the block (which must not be cut in two); afterwards the
+    caller looks at ``received()`` and says what was done before it stops."""
+    return _mode("deferred")

@@ -69,7 +69,7 @@ def revoke(key_id: str, reason: str, replace_key: bool, no_audit: bool, dry_run:
     if role is not None and not key_id.startswith("ASIA"):
         raise UsageError("--role applies to temporary (ASIA) keys only", hint="drop --role for an AKIA key")
 
-    from rotator.cli.interrupt import deferred
+    from rotator.cli.interrupt import Interrupted, deferred, exit_code_for, received, signal_name
     from rotator.config.early import load_containment_settings
     from rotator.wiring.containment import ContainmentWiring
 
@@ -85,18 +85,24 @@ def revoke(key_id: str, reason: str, replace_key: bool, no_audit: bool, dry_run:
         sys.exit(ExitCode.FAILED)
 
     # Contained (or, with --dry-run, planned). Nothing below can undo it, and all of it may be slow.
-    from rotator.cli.interrupt import Interrupted
-
+    signum = received()
+    if signum is not None:  # it came during containment, which it did not cut
+        _say_interrupted(containment, signal_name(signum), "before the follow-up")
+        sys.exit(exit_code_for(signum))
     try:
         code = _follow_up(containment, early, config_path=config_path, reason=reason, replace=replace_key,
                           audit=not no_audit, output_dir=output_dir, as_json=as_json,
                           holder=f"incident/{uuid.uuid4().hex[:8]}")
     except Interrupted as exc:
-        state = "planned (dry run)" if containment.dry_run else "contained (Inactive, verified)"
-        click.echo(f"rotator: interrupted by {exc} during the follow-up: {key_id} is {state}; run the same "
-                   "`rotator revoke` again to finish notify, replace and audit", err=True)
+        _say_interrupted(containment, str(exc), "during the follow-up")
         sys.exit(exc.exit_code)
     sys.exit(code)
+
+
+def _say_interrupted(containment: Containment, signal: str, when: str) -> None:
+    state = "planned (dry run)" if containment.dry_run else "contained (Inactive, verified)"
+    click.echo(f"rotator: interrupted by {signal} {when}: {containment.key_id} is {state}; run the same "
+               "`rotator revoke` again to finish notify, replace and audit", err=True)
 
 
 def _follow_up(containment: Containment, early: ContainmentWiring, *, config_path: str | None, reason: str,

@@ -87,3 +87,28 @@ def test_a_signal_finishes_the_steps_in_flight_reports_and_the_next_run_finishes
     final = json.loads(subprocess.run([ROTATOR, "status", "--json", "--config", str(config)], env=env, text=True,
                                       capture_output=True, timeout=60, check=False).stdout)
     assert all(row["state"] == "ok" and row["in_flight"] is None for row in final["credentials"])
+
+
+def test_sigterm_during_revoke_follow_up_keeps_the_key_contained_and_says_so(sandbox: Sandbox,
+                                                                             tmp_path: Path) -> None:
+    seeded = seed_fleet(sandbox, 1, prefix=f"rvk{uuid.uuid4().hex[:6]}")
+    [item] = seeded
+    seed = CredentialSeed(item.name, item.iam_user, (TargetSeed("project", item.project),), ("#team-fleet",),
+                          item.key_id, item.secret)
+    config = tmp_path / "rotator.toml"
+    config.write_text(config_toml(sandbox.urls(), [seed], database_url=f"sqlite:///{tmp_path / 'rotator.db'}"))
+    sandbox.aws.faults.add(Fault(match="cloudtrail:LookupEvents", latency=3.0))  # a slow audit
+    try:
+        process = subprocess.Popen([ROTATOR, "revoke", "--key", item.key_id, "--config", str(config)],
+                                   env=client_env(sandbox.urls()), text=True, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        assert process.stderr is not None
+        first = process.stderr.readline()  # the containment line comes before any follow-up
+        assert "CONTAINED" in first, first
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        sandbox.aws.faults.clear()
+    assert process.returncode == 143, first + err
+    assert "interrupted by SIGTERM" in err and "contained (Inactive, verified)" in err and "Traceback" not in err
+    assert user_keys(sandbox, item.iam_user)[item.key_id] == "Inactive"
