@@ -84,6 +84,8 @@ class ServiceSettings(_Section):
     tick: PositiveDuration = timedelta(seconds=30)
     lease_ttl: PositiveDuration = timedelta(minutes=2)
     stop_timeout: Duration = timedelta(seconds=30)
+    retry_unreachable_after: PositiveDuration = timedelta(minutes=1)
+    retry_unreachable_max: PositiveDuration = timedelta(minutes=15)
     actor: NonBlank | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -157,6 +159,7 @@ class SlackSettings(_Section):
     api_url: Annotated[HttpUrl, AfterValidator(_with_trailing_slash)] = "https://slack.com/api/"
     security_channel: SlackDestination | None = None
     messages_per_second: Rate = 1.0
+    timeout: PositiveDuration = timedelta(seconds=15)
 
     @model_validator(mode="after")
     def _one_token_source(self) -> SlackSettings:

@@ -4,12 +4,13 @@ none stopping the others. Nothing is written anywhere."""
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rotator.domain import ScopeKind
-from rotator.errors import RotatorError
+from rotator.domain import ScopeKind, Secret
+from rotator.errors import ExternalError, RotatorError, StateKeyError
 
 if TYPE_CHECKING:
     from rotator.inventory.least_privilege import EntityKind, Need, PrivilegeReads
@@ -21,13 +22,15 @@ class ProbeResult:
     name: str
     ok: bool
     detail: str
+    unreachable: bool = False  # the party did not answer at all (its other probes are not tried)
 
 
 def _probe(name: str, call: Callable[[], str]) -> ProbeResult:
     try:
         return ProbeResult(name, True, call())
     except RotatorError as exc:  # every adapter failure is typed; report it and go on to the next probe
-        return ProbeResult(name, False, str(exc))
+        return ProbeResult(name, False, str(exc),
+                           unreachable=isinstance(exc, ExternalError) and exc.transient)
 
 
 class Checks:
@@ -35,15 +38,18 @@ class Checks:
         self._root = root
 
     def probes(self) -> Iterator[ProbeResult]:
-        """Each probe's result as soon as it is known: the database, STS in every account, GitLab's user and
-        each target scope's variable list, Slack's auth.test."""
+        """Each probe's result as soon as it is known: the database, the state key, STS in every account,
+        GitLab's user and each target scope's variable list, Slack's auth.test. When GitLab does not answer
+        GET /user, its variable lists are not tried (each would wait out the same retry budget)."""
         root = self._root
         settings = root.settings
         yield _probe("database", self._database)
+        yield _probe("state key", self._state_key)
         for account in settings.account_names():
             yield _probe(f"aws[{account}] sts:GetCallerIdentity", functools.partial(self._sts, account))
         yield from self.least_privilege_probes()
-        yield _probe("gitlab GET /user", self._gitlab_user)
+        user = _probe("gitlab GET /user", self._gitlab_user)
+        yield user
         seen: set[tuple[str, str | None]] = set()
         for spec in settings.credential_specs():
             for target in spec.targets:
@@ -51,7 +57,10 @@ class Checks:
                     continue
                 seen.add((target.kind.value, target.path))
                 where = "instance" if target.path is None else f"{target.kind.value} {target.path}"
-
+                if user.unreachable:
+                    yield ProbeResult(f"gitlab variables of {where}", False,
+                                      "not tried: GitLab did not answer GET /user (above)", unreachable=True)
+                    continue
                 yield _probe(f"gitlab variables of {where}", functools.partial(self._variables, target.kind,
                                                                                target.path))
         if settings.slack is not None:
@@ -62,6 +71,19 @@ class Checks:
 
         self._root.store.list_statuses()
         return f"{redact_url(self._root.settings.service.database_url)} reachable, schema at head"
+
+    def _state_key(self) -> str:
+        """What `rotate` needs to journal a new secret: the Fernet key set and valid, or KMS reachable; proven
+        by sealing a throwaway value and opening it again (nothing is stored)."""
+        service = self._root.settings.service
+        sealer = self._root.sealer  # ConfigError when unset, StateKeyError when not a Fernet key
+        canary = Secret(f"rotator-check-{uuid.uuid4().hex}")
+        if sealer.open(sealer.seal(canary)).reveal() != canary.reveal():
+            raise StateKeyError("the state key does not open what it sealed", hint="check the state key")
+        if service.state_kms_key_id:
+            return f"KMS key {service.state_kms_key_id} seals and opens (GenerateDataKey, Decrypt)"
+        where = f"file {service.state_key_file}" if service.state_key_file else f"${service.state_key_env}"
+        return f"Fernet key from {where} seals and opens"
 
     def _sts(self, account: str) -> str:
         from rotator.adapters.aws import caller_identity

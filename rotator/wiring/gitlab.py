@@ -48,12 +48,11 @@ class GitLabParty:
         return GitLabProtectedRefs(self.client)
 
     def _connect(self) -> Any:
-        from rotator.adapters.gitlab import connect, pace
+        from rotator.adapters.gitlab import connect
 
         section = self._section()
-        client = connect(section.url, self._token(), timeout=section.timeout.total_seconds(),
-                         ssl_verify=section.ca_file or True)
-        return pace(client, self._pacer())
+        return connect(section.url, self._token(), timeout=section.timeout.total_seconds(),
+                       ssl_verify=section.ca_file or True, pacer=self._pacer())
 
     def _build_variables(self) -> GitLabVariables:
         from rotator.adapters.gitlab import GitLabVariables

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from rotator.inventory.locate import KeyLocator
     from rotator.oidc.ports import OidcIam, ProtectedRefs
     from rotator.ports import CiVariables, Iam, Notifier, Sts
-    from rotator.service.ports import ServiceQueries
+    from rotator.service.ports import NotificationOutbox, ServiceQueries
 
 
 class AwsAccess(Protocol):
@@ -65,6 +65,11 @@ class DatabaseAccess(Protocol):
 
     @property
     def service_queries(self) -> ServiceQueries: ...
+
+    @property
+    def outbox(self) -> NotificationOutbox:
+        """Where Slack messages wait while Slack does not answer (the store's table)."""
+        ...
 
     def read_only_store(self) -> IncidentStore:
         """The store of a database that already exists, for dry runs: nothing is created or migrated."""

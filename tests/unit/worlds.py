@@ -111,6 +111,10 @@ class FakeDatabase:
     def service_queries(self) -> Any:
         raise AssertionError("the service's fleet queries are tested against SQLite and PostgreSQL")
 
+    @property
+    def outbox(self) -> FakeIncidentStore:
+        return self.store
+
     def read_only_store(self) -> FakeIncidentStore:
         return self.store
 
