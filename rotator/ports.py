@@ -17,6 +17,7 @@ from rotator.domain import (
     CredentialState,
     CredentialStatus,
     Event,
+    GitLabCapabilities,
     IamUser,
     Incident,
     Journal,
@@ -77,7 +78,18 @@ class SecretSealer(Protocol):
 
 
 class CiVariables(Protocol):
-    """GitLab CI/CD variables at project, group or instance level."""
+    """GitLab CI/CD variables at project, group or instance level.
+
+    Every call returns the variable as GitLab's answer describes it (environment_scope, masked, protected,
+    hidden, and the value unless hidden), never as it was asked for: GitLab may apply a request to another
+    variable than the one addressed (old versions ignore the group filter; a group PUT whose filter matches
+    nothing falls back to the key in any scope), and the caller checks what it got.
+    """
+
+    def capabilities(self) -> GitLabCapabilities:
+        """What this GitLab does for this token (version, group filter, masked_and_hidden, admin access),
+        probed once and kept for a day. Raises a GitLabError when GitLab cannot be asked."""
+        ...
 
     def get(self, ref: VarRef) -> CiVariable | None:
         """The variable, or None when GitLab answers '404 Variable Not Found'.
@@ -93,7 +105,9 @@ class CiVariables(Protocol):
         ...
 
     def create(self, ref: VarRef, value: str | Secret, *, masked: bool, hidden: bool,
-               protected: bool) -> CiVariable: ...
+               protected: bool) -> CiVariable:
+        """POST a new variable; ``hidden`` asks for masked_and_hidden, which GitLab before 17.4 drops."""
+        ...
 
     def delete(self, ref: VarRef) -> bool:
         """DELETE with filter[environment_scope]; False when the variable was already gone."""

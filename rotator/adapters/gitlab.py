@@ -8,6 +8,11 @@ transport retries within a :class:`rotator.ratelimit.RetryBudget` of ``[gitlab] 
 retry; what survives it becomes a typed error naming the target.
 Every single-variable request carries ``filter[environment_scope]`` (GitLab answers 409 without it when
 several variables share a key). Values travel only in request bodies, never in URLs.
+
+Every answer is returned as GitLab gave it, for the caller to check against what it asked: GitLab before 16.9
+ignores the filter on group variable updates (docs: api/group_level_variables), and a group PUT whose filter matches
+nothing updates the key in another scope (Ci::ChangeVariableService falls back to find_by!(key),
+app/services/ci/change_variable_service.rb; MR 140874 kept that for compatibility).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import gitlab.exceptions
 import requests
 import requests.adapters
 
-from rotator.domain import CiVariable, ScopeKind, Secret, VarRef
+from rotator.domain import CiVariable, GitLabCapabilities, ScopeKind, Secret, VarRef
 from rotator.errors import (
     GitLabAmbiguousScope,
     GitLabError,
@@ -39,7 +44,9 @@ VARIABLE_NOT_FOUND = ("404 Variable Not Found", "404 GroupVariable Not Found", "
 ROLE_NEEDED = {
     ScopeKind.PROJECT: "Maintainer on the project",
     ScopeKind.GROUP: "Owner on the group",
-    ScopeKind.INSTANCE: "an administrator token",
+    # Where the instance enables admin mode, an administrator's API token acts as one only with the admin_mode
+    # scope (lib/api/api_guard.rb); without it admin endpoints answer 403.
+    ScopeKind.INSTANCE: "an administrator's token (with the admin_mode scope where admin mode is enabled)",
 }
 
 
@@ -169,9 +176,15 @@ def _reveal(value: str | Secret) -> str:
 class GitLabVariables:
     """ports.CiVariables over python-gitlab's HTTP layer (which carries the retry and rate-limit handling)."""
 
-    def __init__(self, client: gitlab.Gitlab, *, throttle: Callable[[], None] | None = None) -> None:
+    def __init__(self, client: gitlab.Gitlab, *, capabilities: Callable[[], GitLabCapabilities],
+                 throttle: Callable[[], None] | None = None) -> None:
+        """``capabilities``: the shared probe's answer (rotator.adapters.gitlab_capabilities.CapabilityProbe)."""
         self._gl = client
         self._throttle = throttle or (lambda: None)
+        self._capabilities = capabilities
+
+    def capabilities(self) -> GitLabCapabilities:
+        return self._capabilities()
 
     def _filter(self, ref: VarRef) -> dict[str, Any]:
         if ref.kind is ScopeKind.INSTANCE:
@@ -215,8 +228,11 @@ class GitLabVariables:
         if hidden and ref.kind is not ScopeKind.INSTANCE:
             body["masked_and_hidden"] = True  # GitLab sets masked + hidden together, only at creation
         body["masked"] = masked or hidden
-        with gitlab_call(ref.label, ref.kind):
-            data = self._gl.http_post(scope_path(ref.kind, ref.path), post_data=body)
+        try:
+            with gitlab_call(ref.label, ref.kind):
+                data = self._gl.http_post(scope_path(ref.kind, ref.path), post_data=body)
+        except GitLabPermanentError as exc:
+            raise _limit_reached(exc, ref) or exc from None
         assert isinstance(data, dict)
         return _variable(data)
 
@@ -232,6 +248,20 @@ class GitLabVariables:
                 return False
             raise
         return True
+
+
+def _limit_reached(exc: GitLabPermanentError, ref: VarRef) -> GitLabPermanentError | None:
+    """A create refused by a plan limit, with the way out. Limitable (app/models/concerns/limitable.rb) answers
+    400 "Maximum number of <limit name> (<count>) exceeded"; instance variables are capped by the plan limit
+    ci_instance_level_variables (app/models/ci/instance_variable.rb), 25 by default."""
+    if exc.status != 400 or "Maximum number of" not in exc.message:
+        return None
+    if ref.kind is ScopeKind.INSTANCE:
+        hint = ("delete unused instance variables, or raise the plan limit ci_instance_level_variables "
+                "(PUT /application/plan_limits), or keep this pair in group variables instead")
+    else:
+        hint = f"delete unused variables of {ref.kind.value} {ref.path}, or raise the plan limit"
+    return GitLabPermanentError(exc.message, target=exc.target, status=400, hint=hint)
 
 
 class _Transport(requests.adapters.HTTPAdapter):

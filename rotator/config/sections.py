@@ -188,6 +188,9 @@ class TargetSettings(_Section):
     access_key_id_var: VariableName = "AWS_ACCESS_KEY_ID"
     secret_access_key_var: VariableName = "AWS_SECRET_ACCESS_KEY"
     create_missing: StrictBool = False
+    # On a GitLab before 17.4, which cannot create hidden variables, create_missing may create the secret
+    # masked but visible to the project's maintainers only when this is set.
+    accept_masked_only: StrictBool = False
 
     @model_validator(mode="after")
     def _exactly_one_scope(self) -> TargetSettings:
@@ -207,7 +210,8 @@ class TargetSettings(_Section):
         kind = ScopeKind.PROJECT if self.project else ScopeKind.GROUP if self.group else ScopeKind.INSTANCE
         return TargetSpec(kind=kind, path=self.project or self.group, environment_scope=self.environment_scope,
                           access_key_id_var=self.access_key_id_var,
-                          secret_access_key_var=self.secret_access_key_var, create_missing=self.create_missing)
+                          secret_access_key_var=self.secret_access_key_var, create_missing=self.create_missing,
+                          accept_masked_only=self.accept_masked_only)
 
 
 class CredentialSettings(_Section):

@@ -1,7 +1,8 @@
 """Small in-memory fakes of rotator's ports, for unit tests of the use cases.
 
 They behave like the real parties where the protocol depends on it: IAM's two-key limit raises
-LimitExceeded, STS accepts a key only after a propagation delay, GitLab hides hidden values.
+LimitExceeded, STS accepts a key only after a propagation delay, GitLab hides hidden values, and an older
+GitLab version (FakeCiVariables.gitlab) ignores the group filter or drops masked_and_hidden as GitLab does.
 Each fake counts the calls a test may want to assert on, and can be told to fail.
 """
 
@@ -19,6 +20,7 @@ from rotator.domain import (
     CredentialState,
     CredentialStatus,
     Event,
+    GitLabCapabilities,
     IamUser,
     Incident,
     Journal,
@@ -35,6 +37,7 @@ from rotator.errors import (
     AwsNotFound,
     GitLabAmbiguousScope,
     GitLabForbidden,
+    GitLabNotFound,
     GitLabUnavailable,
     SlackError,
     SlackUnavailable,
@@ -42,6 +45,8 @@ from rotator.errors import (
 from rotator.service.ports import QueuedNotification
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+MODERN_GITLAB = GitLabCapabilities(version="17.6.1-ee", username="rotator-bot", is_admin=True, admin_access=True,
+                                   token_scopes=("api", "admin_mode"))
 
 
 class Crash(BaseException):
@@ -207,11 +212,24 @@ class FakeCiVariables:
     def __init__(self) -> None:
         self.vars: dict[tuple[ScopeKind, str | None, str, str], CiVariable] = {}
         self.writes: list[str] = []
+        self.deleted: list[VarRef] = []
         self.forbidden: set[tuple[ScopeKind, str | None]] = set()
         self.forbidden_writes: set[tuple[ScopeKind, str | None]] = set()
         self.ambiguous: set[tuple[ScopeKind, str | None, str]] = set()
         self.crash_after_write: int | None = None
         self.unreachable = False  # GitLab does not answer (connection refused after the retry budget)
+        # What capabilities() answers; its version also decides how the fake behaves, as GitLab's would:
+        # before 16.9 a group PUT takes the first variable with the key in any scope, and before 17.4
+        # masked_and_hidden is dropped (the variable is created masked but visible).
+        self.gitlab = MODERN_GITLAB
+        self.probes = 0
+        self.before_write: Callable[[VarRef], None] | None = None  # a concurrent writer, between read and write
+
+    def capabilities(self) -> GitLabCapabilities:
+        self.probes += 1
+        if self.unreachable:
+            raise GitLabUnavailable("GET /version: cannot reach GitLab at gitlab.example.com: connection refused")
+        return self.gitlab
 
     def seed(self, kind: ScopeKind, path: str | None, key: str, value: str, *, scope: str = "*",
              hidden: bool = False, masked: bool = True, protected: bool = True) -> None:
@@ -234,10 +252,18 @@ class FakeCiVariables:
     def _shown(self, var: CiVariable) -> CiVariable:
         return replace(var, value=None) if var.hidden else var
 
+    def _find(self, ref: VarRef, *, put: bool = False) -> tuple[ScopeKind, str | None, str, str] | None:
+        """GitLab's lookup: the exact scope, except for a group PUT (``put``) before 16.9, or one whose filter
+        matches nothing: that takes the first variable with the key in any scope."""
+        exact = (ref.kind, ref.path, ref.key, ref.environment_scope)
+        if ref.kind is ScopeKind.GROUP and put and (not self.gitlab.group_filter or exact not in self.vars):
+            return next((k for k in self.vars if k[:3] == exact[:3]), None)
+        return exact if exact in self.vars else None
+
     def get(self, ref: VarRef) -> CiVariable | None:
         self._check(ref)
-        var = self.vars.get((ref.kind, ref.path, ref.key, ref.environment_scope))
-        return None if var is None else self._shown(var)
+        found = self._find(ref)
+        return None if found is None else self._shown(self.vars[found])
 
     def list(self, kind: ScopeKind, path: str | None) -> list[CiVariable]:
         return [self._shown(v) for (k, p, _, _), v in self.vars.items() if k is kind and p == path]
@@ -254,7 +280,12 @@ class FakeCiVariables:
         self._check(ref)
         if (ref.kind, ref.path) in self.forbidden_writes:
             raise GitLabForbidden(f"{ref.label}: GitLab answered 403: 403 Forbidden", target=ref.label, status=403)
-        key = (ref.kind, ref.path, ref.key, ref.environment_scope)
+        if self.before_write is not None:
+            self.before_write(ref)
+        key = self._find(ref, put=True)
+        if key is None:
+            raise GitLabNotFound(f"{ref.label}: GitLab answered 404: 404 Variable Not Found", target=ref.label,
+                                 status=404)
         raw = value.reveal() if isinstance(value, Secret) else value
         self.vars[key] = replace(self.vars[key], value=raw)
         self._written(ref)
@@ -263,11 +294,24 @@ class FakeCiVariables:
     def create(self, ref: VarRef, value: str | Secret, *, masked: bool, hidden: bool,
                protected: bool) -> CiVariable:
         self._check(ref)
+        if self.before_write is not None:
+            self.before_write(ref)
         raw = value.reveal() if isinstance(value, Secret) else value
-        var = CiVariable(ref.key, raw, ref.environment_scope, masked=masked, hidden=hidden, protected=protected)
+        hidden = hidden and self.gitlab.masked_and_hidden
+        var = CiVariable(ref.key, raw, ref.environment_scope, masked=masked or hidden, hidden=hidden,
+                         protected=protected)
         self.vars[(ref.kind, ref.path, ref.key, ref.environment_scope)] = var
         self._written(ref)
         return self._shown(var)
+
+    def delete(self, ref: VarRef) -> bool:
+        self._check(ref)
+        found = self._find(ref)
+        if found is None:
+            return False
+        del self.vars[found]
+        self.deleted.append(ref)
+        return True
 
 
 @dataclass

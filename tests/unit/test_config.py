@@ -198,7 +198,7 @@ def test_rule(text: str, expected: str) -> None:
     ("", 'group = "g"\naccess_key_id_var = "K"\nsecret_access_key_var = "K"',
      "credentials[0].targets[0].secret_access_key_var: must differ from access_key_id_var"),
     ("", 'group = "g"\nproject_id = 3', "credentials[0].targets[0].project_id: unknown key (known keys: "
-                                        "access_key_id_var, create_missing, environment_scope, group, instance, "),
+                                        "accept_masked_only, access_key_id_var, create_missing, environment_scope, "),
 ])
 def test_credential_rule(body: str, target: str | None, expected: str) -> None:
     text = credential(body, target) if target is not None else credential(body)

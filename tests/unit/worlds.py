@@ -240,7 +240,8 @@ def config_for(specs: Sequence[CredentialSpec], account_ids: dict[str, str | Non
             lines += ['[[credentials.targets]]', where, f'environment_scope = "{target.environment_scope}"',
                       f'access_key_id_var = "{target.access_key_id_var}"',
                       f'secret_access_key_var = "{target.secret_access_key_var}"',
-                      f'create_missing = {str(target.create_missing).lower()}']
+                      f'create_missing = {str(target.create_missing).lower()}',
+                      f'accept_masked_only = {str(target.accept_masked_only).lower()}']
     return "\n".join(lines) + "\n"
 
 
