@@ -73,12 +73,10 @@ def configured_modules(pyproject: Path = Path("pyproject.toml")) -> list[str]:
 
 def module_path(name: str) -> str:
     """'rotator/domain.py', 'rotator.domain' or 'domain' (when unambiguous) → 'rotator/domain.py'."""
-    if name.endswith(".py"):
-        return name
-    dotted = name.replace(".", "/") + ".py"
-    candidates = [m for m in configured_modules() if m == dotted or m.endswith("/" + dotted)]
+    wanted = name.removeprefix("./") if name.endswith(".py") else name.replace(".", "/") + ".py"
+    candidates = [m for m in configured_modules() if m == wanted or m.endswith("/" + wanted)]
     if len(candidates) != 1:
-        raise SystemExit(f"mutation_scores: {name!r} names none or several of {configured_modules()}")
+        raise SystemExit(f"mutation_scores: {name!r} is not exactly one of the mutated modules {configured_modules()}")
     return candidates[0]
 
 
