@@ -9,18 +9,13 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from rotator.sandbox.aws import AwsSandbox, start_aws
 from rotator.sandbox.server import Fault
-
-NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
-DUMMY = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+from tests.integration.aws_support import client, control, error_code, lookup_all, new_user_with_key
 
 
 @pytest.fixture(scope="module")
@@ -38,30 +33,6 @@ def _clean_settings(aws: AwsSandbox) -> Iterator[None]:
     yield
     aws.faults.clear()
     aws.set_propagation_delay(0)
-
-
-def client(aws: AwsSandbox, service: str, region: str = "us-east-1", **credentials: str) -> Any:
-    creds = credentials or DUMMY
-    return boto3.client(service, endpoint_url=aws.url, region_name=region, config=NO_RETRIES, **creds)  # type: ignore[call-overload]
-
-
-def new_user_with_key(aws: AwsSandbox) -> tuple[str, dict[str, str]]:
-    name = f"ci-{uuid.uuid4().hex[:8]}"
-    iam = client(aws, "iam")
-    iam.create_user(UserName=name)
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return name, {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
-
-
-def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
-
-
-def lookup_all(aws: AwsSandbox, region: str, key: str, value: str) -> list[dict[str, Any]]:
-    trail = client(aws, "cloudtrail", region)
-    pages = trail.get_paginator("lookup_events").paginate(
-        LookupAttributes=[{"AttributeKey": key, "AttributeValue": value}])
-    return [event for page in pages for event in page["Events"]]
 
 
 # --- authentication -----------------------------------------------------------------------------
@@ -131,14 +102,6 @@ def test_unknown_dummy_credentials_are_accepted_like_moto(aws: AwsSandbox) -> No
     assert client(aws, "sts").get_caller_identity()["Account"] == "123456789012"
     assert client(aws, "sts").get_access_key_info(AccessKeyId="AKIAIOSFODNN7EXAMPLE")["Account"]
     assert any(r["RegionName"] == "eu-west-1" for r in client(aws, "ec2").describe_regions()["Regions"])
-
-
-def control(aws: AwsSandbox, route: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{aws.url}/_sandbox/{route}", data=data, method="GET" if data is None else "POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request) as response:
-        return json.loads(response.read())
 
 
 def test_new_key_is_refused_until_it_propagates(aws: AwsSandbox) -> None:

@@ -108,10 +108,14 @@ def explicit_denial(call: ApiCall, key: KeyLookup, now: dt.datetime) -> AwsError
     if principal is None:
         return None
     dates = {"aws:currenttime": now, "aws:epochtime": now}
+    absent = {"kms:viaservice"}
     if key.session is not None:
         dates["aws:tokenissuetime"] = key.session.issued_at
+    else:
+        absent.add("aws:tokenissuetime")  # long-lived keys carry no token issue time
     action = iam_action(call)
-    denial = explicit_deny(identity_policies(principal), RequestContext(action=action, dates=dates))
+    context = RequestContext(action=action, dates=dates, absent=frozenset(absent))
+    denial = explicit_deny(identity_policies(principal), context)
     if denial is None:
         return None
     # IAM user guide, "Troubleshoot access denied error messages": "User: <arn> is not authorized to perform:

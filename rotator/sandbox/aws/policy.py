@@ -65,8 +65,9 @@ class RequestContext:
     ``dates`` holds the date-valued global keys present in this request, by lower-cased name: always
     ``aws:currenttime`` and ``aws:epochtime``; ``aws:tokenissuetime`` only for temporary credentials ("AWS
     global condition context keys": aws:TokenIssueTime "is included in the request context only when the
-    principal uses temporary credentials"). ``absent`` names keys known to be missing from this request
-    (``kms:viaservice``: no AWS service calls KMS on anyone's behalf in the sandbox).
+    principal uses temporary credentials"). ``absent`` names the modelled keys missing from this request:
+    ``aws:tokenissuetime`` for a long-lived key, ``kms:viaservice`` always (no AWS service calls KMS on
+    anyone's behalf in the sandbox). Any other key is not modelled, and a statement testing it is skipped.
     """
 
     action: str  # "iam:ListUsers"

@@ -120,6 +120,11 @@ class AwsSandbox:
         """``POST`` here ``{"queue_url": ..., "access_key_ids": [...]}`` to inject a Health event."""
         return f"{self.url}/_sandbox/health-event"
 
+    @property
+    def quarantine_url(self) -> str:
+        """``POST`` here ``{"user_name": ..., "account_id": ..., "version": "V2"}`` to quarantine a user."""
+        return f"{self.url}/_sandbox/aws/quarantine"
+
     def inject_health_event(self, queue_url: str, access_key_ids: str | list[str], *,
                             account_id: str | None = None, at: dt.datetime | None = None) -> DeliveredEvent:
         """Deliver an ``AWS_RISK_CREDENTIALS_EXPOSED`` Health event into an SQS queue as an EventBridge rule
