@@ -307,6 +307,21 @@ def test_conditions_actions_and_policy_kinds(aws: AwsSandbox) -> None:
         "UnauthorizedOperation")
     iam.delete_user_policy(UserName=name, PolicyName="if-exists")
 
+    # Several values of one key OR together; several keys under one operator AND together; NotAction.
+    session = creds_of(client(aws, "sts", **key).get_session_token()["Credentials"])
+    issued = session_of(aws, session).issued_at
+    iam.put_user_policy(UserName=name, PolicyName="combined", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny", "NotAction": ["sts:*"], "Resource": "*",
+            "Condition": {"DateLessThan": {"aws:TokenIssueTime": ["2001-01-01T00:00:00Z",
+                                                                  (issued + dt.timedelta(seconds=1)).isoformat()],
+                                           "aws:CurrentTime": (issued + dt.timedelta(days=1)).isoformat()}}}]}))
+    assert refused(lambda: client(aws, "ec2", **session).describe_regions()).response["Error"]["Code"] == (
+        "UnauthorizedOperation")
+    assert session_of(aws, assume(aws, new_role(aws)["Arn"], **session)).principal  # NotAction spares sts:*
+    assert client(aws, "ec2", **key).describe_regions()["Regions"]  # no token issue time: the AND fails
+    iam.delete_user_policy(UserName=name, PolicyName="combined")
+
     # An action-scoped deny (with a wildcard) refuses only what it names, in a managed policy of a group.
     group = f"g-{uuid.uuid4().hex[:6]}"
     iam.create_group(GroupName=group)

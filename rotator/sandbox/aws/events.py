@@ -148,7 +148,9 @@ def _resources(call: ApiCall, identity: Identity) -> list[dict[str, str]] | None
         role_arn = str(call.params["RoleArn"])
         account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else identity.account_id
         return [{"ARN": role_arn, "accountId": account, "type": "AWS::IAM::Role"}]
-    if call.service == "s3" and call.params.get("bucketName"):
+    if call.service == "s3" and is_data_event(call) and call.params.get("bucketName"):
+        # S3 data events name the object and its bucket (CloudTrail user guide, "Logging data events",
+        # resources.type AWS::S3::Object).
         bucket = str(call.params["bucketName"])
         found = [{"type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"}]
         if call.params.get("Key"):
