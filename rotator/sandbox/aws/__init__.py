@@ -27,6 +27,8 @@ is a regular expression searched in that key, so ``"iam:CreateAccessKey"`` hits 
 
 from __future__ import annotations
 
+from rotator.sandbox.aws.health import DeliveredEvent
+from rotator.sandbox.aws.identities import MintedSession, Principal
 from rotator.sandbox.aws.sandbox import AwsSandbox, start_aws
 
-__all__ = ["AwsSandbox", "start_aws"]
+__all__ = ["AwsSandbox", "DeliveredEvent", "MintedSession", "Principal", "start_aws"]
