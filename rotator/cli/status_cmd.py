@@ -25,7 +25,9 @@ def status(config_path: str | None, as_json: bool) -> None:
     """Show every configured credential: key id, age, state, next rotation, last error.
 
     States: ok, rotating (a rotation is in flight or waiting out its grace period),
-    held (a human must act; the reason is the last error), failed.
+    held (a human must act; the reason is the last error), failed, broken (a GitLab
+    target holds half a pair: the new secret and the old key id; its pipelines fail
+    until the service completes it, which it tries every [service] retry_broken_after).
     Reads only the config and the database: it makes no AWS, GitLab or Slack call.
 
     \b
@@ -56,6 +58,8 @@ def status(config_path: str | None, as_json: bool) -> None:
             "next_rotation_at": known.next_due_at.isoformat() if known and known.next_due_at else None,
             "last_error": known.last_error if known else None,
             "in_flight": journal.phase.value if journal else None,
+            "broken_targets": sorted(t.label for t in spec.targets
+                                     if journal is not None and t.target_id in journal.broken_targets),
             "targets": [t.label for t in spec.targets],
             "owners": list(spec.owners),
         })
@@ -69,7 +73,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     table = Table(title=f"credentials in {settings.source}", title_justify="left")
     for column in ("credential", "iam user", "account", "state", "key", "age", "next rotation", "last error"):
         table.add_column(column, overflow="fold")
-    styles = {"ok": "green", "rotating": "cyan", "held": "yellow", "failed": "red"}
+    styles = {"ok": "green", "rotating": "cyan", "held": "yellow", "failed": "red", "broken": "bold red"}
     for row in rows:
         state = str(row["state"]) + (f" ({row['in_flight']})" if row["in_flight"] else "")
         table.add_row(str(row["name"]), str(row["iam_user"]), str(row["account"]),

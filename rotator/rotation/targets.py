@@ -1,18 +1,26 @@
 """Reading, judging and writing the key pairs a credential's GitLab targets hold. Written against
 ports.CiVariables only.
 
-Order matters: the secret variable is written first, then the key-id variable. A crash between the two
-leaves the target with the new secret and the old key id; recovery rolls forward and completes the pair,
-so the window never outlives a restart.
+Order matters: the secret variable is written first, then the key-id variable. GitLab cannot write both
+atomically, so three rules keep a target from being left with half a pair:
+
+1. preflight: before the secret is written, the key-id variable is written with the value it already holds
+   (with the same environment-scope filter): a refusal (a protected-variable rule, a role change, any 4xx)
+   then leaves the target untouched;
+2. the two PUTs go back to back (``CiVariables.write_pair``: no rate-limit wait or Retry-After between them);
+3. if the key-id PUT still fails after the secret was written, the old secret is put back when it was
+   readable; otherwise the target is broken, and the caller says so loudly.
+
+A crash between the two PUTs leaves the new secret and the old key id; recovery rolls forward and completes
+the pair, so that window never outlives a restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from rotator.domain import AccessKey, CiVariable, NewAccessKey, TargetSpec, newest_active
-from rotator.errors import GitLabPermanentError
+from rotator.domain import AccessKey, CiVariable, NewAccessKey, TargetSpec, VariableWrite, newest_active
+from rotator.errors import GitLabError, GitLabPairSplit, GitLabPermanentError
 from rotator.ports import CiVariables
 
 
@@ -138,25 +146,47 @@ class ReadBackMismatch(GitLabPermanentError):
     pass
 
 
-def write_pair(variables: CiVariables, reading: TargetReading, new_key: NewAccessKey,
-               on_secret_written: Callable[[], None]) -> None:
-    """Secret first, then key id; each PUT keeps the variable's flags. Reads back what can be read."""
+class PreflightRefused(GitLabPermanentError):
+    """GitLab refused a write of the key-id variable before anything of the new pair was written."""
+
+
+def preflight(variables: CiVariables, reading: TargetReading) -> None:
+    """Prove the key-id variable can be written: PUT the value it holds, with the same filter.
+
+    Key ids are readable; a hidden or missing key-id variable cannot be proven this way and is skipped
+    (the pair write then relies on rule 3). A transient failure (429, 5xx, unreachable) is raised as is."""
+    variable = reading.key_id_var
+    if variable is None or variable.value is None:
+        return
+    target = reading.target
+    ref = target.var(target.access_key_id_var)
+    try:
+        variables.update_value(ref, variable.value)
+    except GitLabPermanentError as exc:
+        raise PreflightRefused(
+            f"{target.label}: GitLab refused to write {target.access_key_id_var} (HTTP {exc.status}: {exc.message}); "
+            f"nothing of the new pair was written there, so it still holds {variable.value}",
+            target=target.label, status=exc.status,
+            hint=(exc.hint + "; " if exc.hint else "") + f"let rotator's token write {target.access_key_id_var} "
+                 "(role, protected-variable rules), then run `rotator rotate` again") from None
+
+
+def write_pair(variables: CiVariables, reading: TargetReading, new_key: NewAccessKey) -> None:
+    """Secret, then key id, back to back; each PUT keeps the variable's flags. Reads back what can be read.
+
+    Raises GitLabPairSplit when the secret was written and the key id was not."""
     target = reading.target
     secret_ref = target.var(target.secret_access_key_var)
     key_ref = target.var(target.access_key_id_var)
-    if reading.secret_var is None:
-        # Missing and create_missing is set: the secret is created masked + hidden + protected.
-        written = variables.create(secret_ref, new_key.secret, masked=True, hidden=True, protected=True)
-    else:
-        written = variables.update_value(secret_ref, new_key.secret)
-    on_secret_written()
+    # A missing variable (create_missing set) is created: the secret masked + hidden + protected.
+    secret_write = VariableWrite(secret_ref, new_key.secret, create=reading.secret_var is None, masked=True,
+                                 hidden=True, protected=True)
+    key_write = VariableWrite(key_ref, new_key.key_id, create=reading.key_id_var is None, masked=True,
+                              hidden=False, protected=True)
+    written, _ = variables.write_pair(secret_write, key_write)
     if written.value is not None and written.value != new_key.secret.reveal():
         raise ReadBackMismatch(f"{secret_ref.label}: GitLab returned a different value after the update",
                                target=target.label, hint="check for a concurrent writer to this variable")
-    if reading.key_id_var is None:
-        variables.create(key_ref, new_key.key_id, masked=True, hidden=False, protected=True)
-    else:
-        variables.update_value(key_ref, new_key.key_id)
     back = variables.get(key_ref)
     if back is None or (back.value is not None and back.value != new_key.key_id):
         raise ReadBackMismatch(
@@ -168,3 +198,25 @@ def write_pair(variables: CiVariables, reading: TargetReading, new_key: NewAcces
         if secret_back is None or (secret_back.value is not None and secret_back.value != new_key.secret.reveal()):
             raise ReadBackMismatch(f"{secret_ref.label}: does not read back the new secret",
                                    target=target.label, hint="check for a concurrent writer to this variable")
+
+
+def restore_secret(variables: CiVariables, reading: TargetReading) -> bool:
+    """After a split pair: put the old secret back, when it was readable. True when the target holds its old
+    pair again."""
+    old = reading.secret_var
+    if old is None or old.value is None:
+        return False  # hidden (GitLab never returns it) or created by us: nothing to put back
+    target = reading.target
+    try:
+        variables.update_value(target.var(target.secret_access_key_var), old.value)
+    except GitLabError:
+        return False
+    return True
+
+
+def describe_split(reading: TargetReading, split: GitLabPairSplit, new_key_id: str) -> str:
+    """Which variable holds what, for the owners and the security channel."""
+    target = reading.target
+    return (f"{target.label}: {target.secret_access_key_var} holds the secret of {new_key_id} but "
+            f"{target.access_key_id_var} still holds {reading.held_key_id or 'its old value'}: GitLab refused the "
+            f"key-id write (HTTP {split.status}: {split.failure.message})")

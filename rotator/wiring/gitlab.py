@@ -51,7 +51,7 @@ class GitLabParty:
     def _build_variables(self) -> GitLabVariables:
         from rotator.adapters.gitlab import GitLabVariables
 
-        return GitLabVariables(self.client)
+        return GitLabVariables(self.client, pacer=self._pacer())
 
     def _build_inventory(self) -> GitLabInventory:
         from rotator.adapters.gitlab_inventory import GitLabInventory

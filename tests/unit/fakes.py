@@ -28,9 +28,20 @@ from rotator.domain import (
     NewAccessKey,
     ScopeKind,
     Secret,
+    VariableWrite,
     VarRef,
 )
-from rotator.errors import AwsLimitExceeded, AwsNotFound, GitLabAmbiguousScope, GitLabForbidden, SlackError
+from rotator.errors import (
+    AwsLimitExceeded,
+    AwsNotFound,
+    GitLabAmbiguousScope,
+    GitLabError,
+    GitLabForbidden,
+    GitLabPairSplit,
+    LeaseLost,
+    SlackError,
+)
+from rotator.ports import LeaseFence
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -202,6 +213,9 @@ class FakeCiVariables:
         self.forbidden_writes: set[tuple[ScopeKind, str | None]] = set()
         self.ambiguous: set[tuple[ScopeKind, str | None, str]] = set()
         self.crash_after_write: int | None = None
+        # One variable refused (403), after letting this many writes to it through (0: refused every time).
+        self.refuse_variable: dict[tuple[ScopeKind, str | None, str], int] = {}
+        self.pairs: list[tuple[str, str]] = []  # (first, second) of every write_pair
 
     def seed(self, kind: ScopeKind, path: str | None, key: str, value: str, *, scope: str = "*",
              hidden: bool = False, masked: bool = True, protected: bool = True) -> None:
@@ -237,10 +251,34 @@ class FakeCiVariables:
                 self.crash_after_write = None
                 raise Crash(f"after writing {ref.key}")
 
-    def update_value(self, ref: VarRef, value: str | Secret) -> CiVariable:
-        self._check(ref)
+    def _check_write(self, ref: VarRef) -> None:
         if (ref.kind, ref.path) in self.forbidden_writes:
             raise GitLabForbidden(f"{ref.label}: GitLab answered 403: 403 Forbidden", target=ref.label, status=403)
+        allowed = self.refuse_variable.get((ref.kind, ref.path, ref.key))
+        if allowed is not None:
+            if allowed <= 0:
+                raise GitLabForbidden(f"{ref.label}: GitLab answered 403: 403 Forbidden", target=ref.label,
+                                      status=403)
+            self.refuse_variable[(ref.kind, ref.path, ref.key)] = allowed - 1
+
+    def write_pair(self, first: VariableWrite, second: VariableWrite) -> tuple[CiVariable, CiVariable]:
+        self.pairs.append((first.ref.key, second.ref.key))
+        written = self._write(first)
+        try:
+            return written, self._write(second)
+        except GitLabError as exc:
+            raise GitLabPairSplit(f"{second.ref.label}: not written ({exc.message})", written=first.ref.label,
+                                  failure=exc) from None
+
+    def _write(self, write: VariableWrite) -> CiVariable:
+        if write.create:
+            return self.create(write.ref, write.value, masked=write.masked, hidden=write.hidden,
+                               protected=write.protected)
+        return self.update_value(write.ref, write.value)
+
+    def update_value(self, ref: VarRef, value: str | Secret) -> CiVariable:
+        self._check(ref)
+        self._check_write(ref)
         key = (ref.kind, ref.path, ref.key, ref.environment_scope)
         raw = value.reveal() if isinstance(value, Secret) else value
         self.vars[key] = replace(self.vars[key], value=raw)
@@ -250,6 +288,7 @@ class FakeCiVariables:
     def create(self, ref: VarRef, value: str | Secret, *, masked: bool, hidden: bool,
                protected: bool) -> CiVariable:
         self._check(ref)
+        self._check_write(ref)
         raw = value.reveal() if isinstance(value, Secret) else value
         var = CiVariable(ref.key, raw, ref.environment_scope, masked=masked, hidden=hidden, protected=protected)
         self.vars[(ref.kind, ref.path, ref.key, ref.environment_scope)] = var
@@ -280,13 +319,37 @@ class FakeNotifier:
 
 
 @dataclass
+class _Lease:
+    holder: str | None
+    expires_at: datetime
+    token: int
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
 class FakeStore:
+    """Leases are judged by ``db_now`` (the database's clock), never by a time the caller passes."""
+
     statuses: dict[str, CredentialStatus] = field(default_factory=dict)
     journal_rows: dict[str, Journal] = field(default_factory=dict)
     event_rows: list[Event] = field(default_factory=list)
     keys: dict[str, KeyOwner] = field(default_factory=dict)
     incident_rows: dict[str, Incident] = field(default_factory=dict)
-    leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    leases: dict[str, _Lease] = field(default_factory=dict)
+    db_now: Callable[[], datetime] = _wall_clock
+    fence: LeaseFence | None = None
+    fenced_out: int = 0  # writes refused because their tenure was over
+
+    def fenced(self, fence: LeaseFence) -> FakeStore:
+        return replace(self, fence=fence)  # the same dicts: a view of the same store
+
+    def _write(self) -> None:
+        if self.fence is not None and not self.renew_lease(self.fence):
+            self.fenced_out += 1
+            raise LeaseLost(f"lease {self.fence.name} is no longer ours (token {self.fence.token})")
 
     def sync_credentials(self, specs: Sequence[CredentialSpec], now: datetime) -> None:
         for spec in specs:
@@ -301,6 +364,7 @@ class FakeStore:
     def set_status(self, name: str, state: CredentialState, now: datetime, *, current_key_id: str | None = None,
                    key_created_at: datetime | None = None, last_rotated_at: datetime | None = None,
                    next_due_at: datetime | None = None, last_error: str | None = None) -> None:
+        self._write()
         old = self.statuses.get(name) or CredentialStatus(name, state)
         self.statuses[name] = CredentialStatus(
             name, state, current_key_id or old.current_key_id, key_created_at or old.key_created_at,
@@ -311,6 +375,7 @@ class FakeStore:
                      if j.credential == credential and not j.phase.finished), None)
 
     def save_journal(self, journal: Journal) -> None:
+        self._write()
         self.journal_rows[journal.rotation_id] = journal
 
     def journals(self, credential: str) -> list[Journal]:
@@ -321,12 +386,14 @@ class FakeStore:
         return [j for j in self.journal_rows.values() if key_id in (j.old_key_id, j.new_key_id)]
 
     def remember_key(self, owner: KeyOwner, now: datetime, *, status: str, created_at: datetime | None = None) -> None:
+        self._write()
         self.keys[owner.key_id] = owner
 
     def key_owner(self, key_id: str) -> KeyOwner | None:
         return self.keys.get(key_id)
 
     def append_event(self, event: Event) -> None:
+        self._write()
         self.event_rows.append(event)
 
     def events(self, credential: str | None = None, limit: int = 100) -> list[Event]:
@@ -339,27 +406,39 @@ class FakeStore:
     def incidents_for_key(self, key_id: str) -> list[Incident]:
         return [i for i in self.incident_rows.values() if i.key_id == key_id]
 
-    def try_acquire_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
+    def try_acquire_lease(self, name: str, holder: str, ttl: timedelta) -> int | None:
+        now = self.db_now()
         current = self.leases.get(name)
-        if current is None or current[0] == holder or current[1] < now:
-            self.leases[name] = (holder, now + ttl)
-            return True
-        return False
+        if current is None:
+            self.leases[name] = _Lease(holder, now + ttl, 1)
+            return 1
+        if current.holder == holder and current.expires_at >= now:
+            current.expires_at = now + ttl
+            return current.token
+        if current.holder is None or current.holder == holder or current.expires_at < now:
+            self.leases[name] = _Lease(holder, now + ttl, current.token + 1)
+            return current.token + 1
+        return None
 
-    def renew_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
-        current = self.leases.get(name)
-        if current is None or current[0] != holder:
+    def renew_lease(self, fence: LeaseFence) -> bool:
+        current = self.leases.get(fence.name)
+        now = self.db_now()
+        if current is None or current.expires_at < now:
             return False
-        self.leases[name] = (holder, now + ttl)
+        if (current.holder, current.token) != (fence.holder, fence.token):
+            return False
+        current.expires_at = now + fence.ttl
         return True
 
     def release_lease(self, name: str, holder: str) -> None:
-        if self.leases.get(name, ("",))[0] == holder:
-            del self.leases[name]
+        current = self.leases.get(name)
+        if current is not None and current.holder == holder:
+            current.holder = None
 
     def lease_holder(self, name: str) -> tuple[str, datetime] | None:
-        return self.leases.get(name)
+        current = self.leases.get(name)
+        return None if current is None or current.holder is None else (current.holder, current.expires_at)
 
     def expire_lease(self, name: str) -> None:
         if name in self.leases:
-            self.leases[name] = (self.leases[name][0], datetime.min.replace(tzinfo=UTC))
+            self.leases[name].expires_at = datetime.min.replace(tzinfo=UTC)
