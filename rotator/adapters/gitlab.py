@@ -8,7 +8,8 @@ several variables share a key). Values travel only in request bodies, never in U
 The two writes of a key pair are the exception (``write_pair``): GitLab cannot write two variables atomically
 (no transaction, no compare-and-set: PUT is last-write-wins), so a pipeline starting between them reads half a
 pair. They go out back to back: both rate-limit slots are reserved before the first, and python-gitlab's own
-sleeping retries are off for them; a transient failure of the second is retried at once.
+sleeping retries are off for them; a transient failure of the second is retried at once, and only when that
+keeps failing does it wait as GitLab asks (Retry-After) before the last try.
 """
 
 from __future__ import annotations
@@ -198,6 +199,13 @@ class GitLabVariables:
             except GitLabError as exc:
                 failure = exc
                 break
+        if failure is not None and failure.transient:
+            # Still refused for load (a 429 window, a 5xx spell): wait as GitLab says (python-gitlab obeys
+            # Retry-After), which is the quickest way left to complete the pair.
+            try:
+                return self._write(second)
+            except GitLabError as exc:
+                failure = exc
         assert failure is not None
         raise GitLabPairSplit(f"{second.ref.label}: not written after {first.ref.key} was ({failure.message})",
                               written=first.ref.label, failure=failure)
