@@ -159,7 +159,7 @@ def test_a_refusal_after_the_secret_was_written_is_reported_broken_and_repaired(
     assert row["state"] == "broken" and row["broken_targets"] and refused.path in row["broken_targets"][0]
     store = SqlStore.from_url(f"sqlite:///{tmp_path / 'r.db'}")
     try:
-        metrics = Metrics(SqlServiceQueries(store.engine).fleet_snapshot, lambda: time_now())
+        metrics = Metrics(SqlServiceQueries(store.engine).fleet_snapshot, time_now)
         assert b"rotator_targets_broken 1.0" in metrics.exposition()
     finally:
         store.close()
