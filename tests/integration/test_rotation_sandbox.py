@@ -5,6 +5,7 @@ variables, eventual consistency, throttling)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -86,7 +87,7 @@ def test_at_one_request_per_second_the_two_puts_of_a_pair_still_arrive_back_to_b
         assert following.key == f"PUT /api/v4/projects/{path}/variables/AWS_ACCESS_KEY_ID"
         assert entries[secret].status == following.status == 200
         windows.append(following.at - entries[secret].at)
-    gaps = [b.at - a.at for a, b in zip(entries, entries[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in pairwise(entries)]
     paced = sorted(gaps)[len(gaps) // 2]
     assert paced >= 0.8, gaps  # the pacer held GitLab to 1 request/s ...
     assert max(windows) < 0.25, windows  # ... and the pairs' two PUTs still went back to back
