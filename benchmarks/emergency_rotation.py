@@ -242,8 +242,8 @@ def report(args: argparse.Namespace, kind: str, *, fleet_count: int, sequential:
     print(f"[{kind}] calls per credential: " + ", ".join(f"{p} {n:.2f}" for p, n in sorted(per.items())))
     print(f"[{kind}] ceilings (credentials/s): " + ", ".join(f"{p} {c:.2f}" for p, c in ceilings.items())
           + f" -> {bound} bound at {ceiling:.2f}/s")
-    print(f"[{kind}] emergency: {fleet_count} in {seconds:.1f}s ({throughput:.2f}/s; CLI wall {parallel['wall']:.1f}s); "
-          f"sequential: {sequential_rate:.3f}/s; throttled: {throttled}")
+    print(f"[{kind}] emergency: {fleet_count} in {seconds:.1f}s ({throughput:.2f}/s; CLI wall "
+          f"{parallel['wall']:.1f}s); sequential: {sequential_rate:.3f}/s; throttled: {throttled}")
     print(f"[{kind}] CPU: rotator {parallel['cpu'] / fleet_count * 1000:.0f} ms/credential in the emergency run, "
           f"{sequential['cpu'] / args.sequential * 1000:.0f} in the sequential one (start-up included); "
           f"emulators {parallel['emulators_cpu']:.1f}s")

@@ -1,0 +1,276 @@
+"""The pipelines' view of a rotation: CI jobs keep starting while a fleet of credentials rotates.
+
+50 simulated CI jobs run in a loop while 200 credentials rotate, first under the normal policy with a short
+grace (`rotate --all --force`, then `rotate --all` once the grace is over), then with `rotate --all --emergency`.
+Each job does what a pipeline does at job start: it reads its two variables through the GitLab API (one
+`GET /projects/:id/variables`, a single snapshot of the project's variables), then authenticates with them
+(sts:GetCallerIdentity, SigV4-signed, through the AWS front, which refuses Inactive keys and mismatched pairs).
+(A real runner receives hidden values in the job payload; here the secrets are masked but not hidden, so the
+API returns them, which is the same snapshot of GitLab's state.)
+
+Reported per mode: jobs run, jobs that read a mismatched pair (the secret is not the key id's, known from IAM's
+own records), jobs refused by AWS and why, and the width of the two-PUT window (from the GitLab emulator's
+request log: the secret PUT, then the key-id PUT of the same target). The goal: under the normal policy every
+refused job read inside a two-PUT window, and that window is a few milliseconds; under --emergency,
+additionally only jobs that read the old pair and authenticated after it was deactivated.
+
+    python -m benchmarks.pipeline_fleet [--credentials N] [--jobs N] [--grace S] [--latency S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from moto.iam.models import iam_backends
+
+from rotator.sandbox.runner import Sandbox, start_sandbox
+from rotator.sandbox.seed import aws_client, client_env
+from rotator.sandbox.server import Fault
+
+ROTATOR = str(Path(sys.executable).with_name("rotator"))
+WINDOW_GOAL_MS = 20.0  # "a few milliseconds": the two PUTs back to back, nothing between them
+
+
+@dataclass(frozen=True)
+class Job:
+    project: str
+    key_id: str
+    secret: str
+    read_from: float  # the GET was sent at ...
+    read_until: float  # ... and answered at
+    auth_at: float
+    accepted: bool
+
+
+def seed(sandbox: Sandbox, prefix: str, count: int) -> list[tuple[str, str, str]]:
+    iam = aws_client(sandbox.urls(), "iam")
+    gitlab: Any = sandbox.gitlab
+
+    def one(index: int) -> tuple[str, str, str]:
+        user = f"ci-{prefix}-{index}"
+        iam.create_user(UserName=user)
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        project = f"{prefix}/svc-{index}"
+        with gitlab.state.lock:
+            gitlab.state.add_project(project)
+        gitlab.state.set_variable("project", project, "AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"], masked=True,
+                                  protected=True)
+        gitlab.state.set_variable("project", project, "AWS_ACCESS_KEY_ID", key["AccessKeyId"], masked=True,
+                                  protected=True)
+        return f"{prefix}-{index}", user, project
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def config_text(sandbox: Sandbox, credentials: Sequence[tuple[str, str, str]], database_url: str, grace: str) -> str:
+    urls = sandbox.urls()
+    lines = ["[service]", f'database_url = "{database_url}"', 'lease_ttl = "10m"',
+             "[aws]", 'region = "us-east-1"', "iam_requests_per_second = 100.0",
+             "[gitlab]", f'url = "{urls["gitlab_url"]}"', "requests_per_second = 150.0",
+             "[slack]", f'api_url = "{urls["slack_api_url"]}"', 'security_channel = "#security-incidents"',
+             "messages_per_second = 50.0",
+             # delete_after is long: every key the run made stays in IAM, so each job's pair can be judged.
+             "[policy]", f'grace = "{grace}"', 'delete_after = "1d"', 'verify_timeout = "60s"']
+    for name, user, project in credentials:
+        lines += ["[[credentials]]", f'name = "{name}"', f'iam_user = "{user}"', 'owners = ["#pipelines"]',
+                  "[[credentials.targets]]", f'project = "{project}"']
+    return "\n".join(lines) + "\n"
+
+
+class Pipelines:
+    """``jobs`` threads, each starting one CI job after another until stopped."""
+
+    def __init__(self, sandbox: Sandbox, projects: Sequence[str], jobs: int) -> None:
+        urls = sandbox.urls()
+        self._gitlab = urls["gitlab_url"]
+        self._token = urls["gitlab_token"]
+        self._aws = urls["aws_endpoint_url"]
+        self._projects = list(projects)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.jobs: list[Job] = []
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(jobs)]
+
+    def __enter__(self) -> Pipelines:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        session = requests.Session()
+        session.trust_env = False
+        chooser = random.Random()
+        while not self._stop.is_set():
+            job = self._run(session, chooser.choice(self._projects))
+            if job is not None:
+                with self._lock:
+                    self.jobs.append(job)
+
+    def _run(self, session: requests.Session, project: str) -> Job | None:
+        began = time.time()
+        answer = session.get(f"{self._gitlab}/api/v4/projects/{quote(project, safe='')}/variables",
+                             headers={"PRIVATE-TOKEN": self._token}, params={"per_page": 100}, timeout=30)
+        read = time.time()
+        if answer.status_code != 200:
+            return None
+        values = {v["key"]: v["value"] for v in answer.json()}
+        key_id, secret = values.get("AWS_ACCESS_KEY_ID"), values.get("AWS_SECRET_ACCESS_KEY")
+        if not key_id or not secret:
+            return None
+        request = AWSRequest(method="POST", url=f"{self._aws}/", data="Action=GetCallerIdentity&Version=2011-06-15",
+                             headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+        SigV4Auth(Credentials(key_id, secret), "sts", "us-east-1").add_auth(request)
+        auth_at = time.time()
+        response = session.post(request.url, data=request.body, headers=dict(request.headers), timeout=30)
+        return Job(project, key_id, secret, began, read, auth_at, response.status_code == 200)
+
+
+def rotator(args: list[str], config: Path, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run([ROTATOR, *args, "--json", "--config", str(config)], env=env, capture_output=True, text=True,
+                          check=False)
+    try:
+        return dict(json.loads(done.stdout))
+    except json.JSONDecodeError:
+        raise RuntimeError(f"rotate failed (exit {done.returncode}): {done.stderr[-3000:]}") from None
+
+
+def secret_of(key_id: str) -> str | None:
+    for per_partition in list(iam_backends.values()):
+        for backend in list(per_partition.values()):
+            key = backend.access_keys.get(key_id)
+            if key is not None:
+                return str(key.secret_access_key)
+    return None
+
+
+def windows(sandbox: Sandbox, projects: set[str]) -> dict[str, list[tuple[float, float]]]:
+    """Per project, every (secret PUT, key-id PUT) pair of the run, as the emulator logged them (after the write)."""
+    gitlab: Any = sandbox.gitlab
+    found: dict[str, list[tuple[float, float]]] = {}
+    pending: dict[str, float] = {}
+    paths = {quote(p, safe=""): p for p in projects}
+    for entry in sorted(gitlab.log.entries(), key=lambda e: e.at):
+        if entry.method != "PUT" or entry.status != 200:
+            continue
+        encoded, _, variable = entry.path.removeprefix("/api/v4/projects/").partition("/variables/")
+        project = paths.get(encoded)
+        if project is None:
+            continue
+        if variable == "AWS_SECRET_ACCESS_KEY":
+            pending[project] = entry.at
+        elif variable == "AWS_ACCESS_KEY_ID" and project in pending:
+            found.setdefault(project, []).append((pending.pop(project), entry.at))
+    return found
+
+
+def run_mode(sandbox: Sandbox, args: argparse.Namespace, mode: str) -> str:
+    prefix = f"pipe-{mode[:4]}-{uuid.uuid4().hex[:6]}"
+    print(f"[{mode}] seeding {args.credentials} credentials ...", flush=True)
+    credentials = seed(sandbox, prefix, args.credentials)
+    projects = [project for _, _, project in credentials]
+    old_keys = {project: (sandbox.gitlab.state.get_variable("project", project,  # type: ignore[attr-defined]
+                                                            "AWS_ACCESS_KEY_ID").value) for project in projects}
+    gitlab: Any = sandbox.gitlab
+    with tempfile.TemporaryDirectory(prefix="rotator-pipelines-") as tmp:
+        config = Path(tmp, "rotator.toml")
+        config.write_text(config_text(sandbox, credentials, f"sqlite:///{tmp}/rotator.db", f"{args.grace}s"))
+        env = {**client_env(sandbox.urls()), "ROTATOR_LOG_LEVEL": "error"}
+        subprocess.run([ROTATOR, "db", "upgrade", "--config", str(config)], env=env, check=True, capture_output=True)
+        gitlab.log.clear()
+        fault = Fault(match=".*", latency=args.latency)
+        for emulator in (sandbox.aws, gitlab):
+            emulator.faults.add(fault)  # type: ignore[attr-defined]
+        began = time.time()
+        try:
+            with Pipelines(sandbox, projects, args.jobs) as pipelines:
+                time.sleep(1.0)  # jobs already running before the rotation starts
+                if mode == "normal":
+                    first = rotator(["rotate", "--all", "--force", "--concurrency", "16"], config, env)
+                    time.sleep(args.grace + 0.5)  # pipelines holding the old pair finish within the grace
+                    second = rotator(["rotate", "--all", "--concurrency", "16"], config, env)
+                    outcomes = Counter(r["outcome"] for r in second["results"])
+                    ok = first["ok"] and second["ok"]
+                else:
+                    run = rotator(["rotate", "--all", "--emergency", "--concurrency", "16"], config, env)
+                    outcomes = Counter(r["outcome"] for r in run["results"])
+                    ok = bool(run["fleet"]["ok"])
+                time.sleep(1.0)  # and jobs keep starting after it
+        finally:
+            for emulator in (sandbox.aws, gitlab):
+                emulator.faults.clear()  # type: ignore[attr-defined]
+        elapsed = time.time() - began
+        jobs = list(pipelines.jobs)
+    pairs = windows(sandbox, set(projects))
+    widths = sorted((end - start) * 1000 for spans in pairs.values() for start, end in spans)
+    mismatched = [j for j in jobs if secret_of(j.key_id) != j.secret]
+    refused = [j for j in jobs if not j.accepted]
+
+    def in_window(job: Job) -> bool:
+        return any(job.read_from <= end and job.read_until >= start for start, end in pairs.get(job.project, []))
+
+    refused_window = [j for j in refused if j in mismatched and in_window(j)]
+    refused_old = [j for j in refused if j not in mismatched and j.key_id == old_keys[j.project]]
+    unexplained = [j for j in refused if j not in refused_window and j not in refused_old]
+    print(f"[{mode}] rotation outcomes {dict(outcomes)} ok={ok}; {len(jobs)} jobs in {elapsed:.1f}s "
+          f"({len(jobs) / elapsed:.0f}/s)")
+    print(f"[{mode}] two-PUT window over {len(widths)} target(s): median {statistics.median(widths):.1f} ms, "
+          f"p95 {widths[int(len(widths) * 0.95) - 1]:.1f} ms, max {widths[-1]:.1f} ms")
+    print(f"[{mode}] mismatched reads {len(mismatched)} (of them inside a window: "
+          f"{sum(1 for j in mismatched if in_window(j))}); refused by AWS {len(refused)}: read inside a window "
+          f"{len(refused_window)}, read the old pair and authenticated after it was deactivated {len(refused_old)}, "
+          f"unexplained {len(unexplained)}")
+    allowed_old = 0 if mode == "normal" else len(refused_old)
+    goal = (ok and not unexplained and len(refused) == len(refused_window) + allowed_old
+            and widths[-1] <= WINDOW_GOAL_MS)
+    return (f"pipeline_fleet [{mode}]: {len(jobs)} jobs, {len(mismatched)} read a mismatched pair, "
+            f"{len(refused)} refused by AWS ({len(refused_window)} read inside the two-PUT window, "
+            f"{len(refused_old)} read the old pair and "
+            f"authenticated after its deactivation, {len(unexplained)} unexplained); window median "
+            f"{statistics.median(widths):.1f} ms, max {widths[-1]:.1f} ms: {'ok' if goal else 'BELOW GOAL'}")
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_fleet")
+    parser.add_argument("--credentials", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=50)
+    parser.add_argument("--grace", type=float, default=3.0, help="seconds of grace under the normal policy")
+    parser.add_argument("--latency", type=float, default=0.002, help="seconds added to every GitLab and AWS call")
+    args = parser.parse_args(argv)
+    sandbox = start_sandbox()
+    sandbox.wait_until_healthy()
+    gitlab: Any = sandbox.gitlab
+    gitlab.state.rate_limit_per_period = 10_000_000  # the pipelines are not what is measured
+    try:
+        return "\n".join(run_mode(sandbox, args, mode) for mode in ("normal", "emergency"))
+    finally:
+        sandbox.stop()
+
+
+if __name__ == "__main__":
+    print(main(sys.argv[1:]))
