@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_fleet")
     parser.add_argument("--credentials", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=50)
-    parser.add_argument("--grace", type=float, default=3.0, help="seconds of grace under the normal policy")
+    parser.add_argument("--grace", type=int, default=3, help="seconds of grace under the normal policy")
     parser.add_argument("--latency", type=float, default=0.002, help="seconds added to every GitLab and AWS call")
     args = parser.parse_args(argv)
     sandbox = start_sandbox()

@@ -11,12 +11,10 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from cryptography.fernet import Fernet
@@ -24,10 +22,19 @@ from cryptography.fernet import Fernet
 from rotator.adapters.db.service_queries import SqlServiceQueries
 from rotator.adapters.db.store import SqlStore
 from rotator.sandbox.runner import Sandbox
-from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml
+from rotator.sandbox.seed import CredentialSeed, client_env, config_toml
 from rotator.sandbox.server import Fault
 from rotator.service.observability import Metrics
-from tests.sandbox_support import every_target_works, running_sandbox, seed_one, target_pair, unique, user_keys
+from tests.sandbox_support import (
+    every_target_works,
+    refuse_key_id_after_its_preflight,
+    running_sandbox,
+    seed_one,
+    target_pair,
+    unique,
+    user_keys,
+    variable_put,
+)
 
 ROTATOR = str(Path(sys.executable).with_name("rotator"))
 SECURITY = "#security-incidents"
@@ -59,13 +66,6 @@ def write_config(sandbox: Sandbox, tmp_path: Path, seeds: list[CredentialSeed], 
                                   security_channel=SECURITY,
                                   policy={"rotate_every": "30d", "grace": "0s", "delete_after": "0s", **policy}))
     return config
-
-
-def key_id_put(target: TargetSeed) -> str:
-    """The request-log key of a PUT of this target's key-id variable (the path as python-gitlab sends it)."""
-    assert target.path is not None
-    scope = "projects" if target.kind == "project" else "groups"
-    return f"^PUT /api/v4/{scope}/{re.escape(quote(target.path, safe=''))}/variables/AWS_ACCESS_KEY_ID$"
 
 
 def slack_to(sandbox: Sandbox, channel: str, since: int = 0) -> list[dict[str, Any]]:
@@ -113,7 +113,7 @@ def test_a_key_id_variable_gitlab_refuses_leaves_its_target_working_and_names_th
     seed = seed_one(sandbox, owners=owners)
     refused = seed.targets[1]  # the group target
     gitlab: Any = sandbox.gitlab
-    gitlab.faults.add(Fault(match=key_id_put(refused), status=403, message="403 Forbidden"))  # every time
+    gitlab.faults.add(Fault(match=variable_put(refused), status=403, message="403 Forbidden"))  # every time
     config = write_config(sandbox, tmp_path, [seed])
     before = len(sandbox.slack.messages())
     done = rotator(["rotate", seed.name, "--force"], sandbox, config)
@@ -123,7 +123,7 @@ def test_a_key_id_variable_gitlab_refuses_leaves_its_target_working_and_names_th
     assert target_pair(sandbox, refused)[0] == seed.key_id
     told = " ".join(str(m["text"]) for m in slack_to(sandbox, owners[0], before))
     assert "AWS_ACCESS_KEY_ID" in told and "403" in told and refused.path in told  # type: ignore[operator]
-    puts = [e for e in gitlab.log.entries() if re.search(key_id_put(refused), e.key)]
+    puts = [e for e in gitlab.log.entries() if re.search(variable_put(refused), e.key)]
     assert [e.status for e in puts] == [403]  # the preflight only: the secret was never written there
 
 
@@ -133,9 +133,7 @@ def test_a_refusal_after_the_secret_was_written_is_reported_broken_and_repaired(
     seed = seed_one(sandbox, owners=owners)  # hidden secrets: the old one cannot be read back to restore
     refused = seed.targets[1]
     gitlab: Any = sandbox.gitlab
-    secret_put = key_id_put(refused).replace("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    gitlab.faults.add(Fault(match=secret_put, latency=0.5))
-    armed = _refuse_after_the_preflight(gitlab, key_id_put(refused))
+    armed = refuse_key_id_after_its_preflight(sandbox, refused)
     config = tmp_path / "rotator.toml"
     config.write_text(config_toml(sandbox.urls(), [seed], database_url=f"sqlite:///{tmp_path / 'r.db'}",
                                   security_channel=SECURITY, extra_service={"retry_broken_after": "1s"}))
@@ -171,23 +169,6 @@ def test_a_refusal_after_the_secret_was_written_is_reported_broken_and_repaired(
     assert every_target_works(sandbox, seed) == []
     assert target_pair(sandbox, refused)[0] == result["new_key_id"]
     assert seed.key_id not in user_keys(sandbox, seed.iam_user)
-
-
-def _refuse_after_the_preflight(gitlab: Any, key_put: str) -> threading.Thread:
-    """Once the preflight PUT of the key id has passed, make GitLab refuse that variable (a role change between
-    the preflight and the pair): the secret PUT, slowed down at the emulator, is then in flight."""
-
-    def watch() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if any(re.search(key_put, e.key) and e.status == 200 for e in gitlab.log.entries()):
-                gitlab.faults.add(Fault(match=key_put, status=403, message="403 Forbidden"))
-                return
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
 
 
 def time_now() -> Any:

@@ -24,6 +24,7 @@ from rotator.wiring.root import Root
 from tests.sandbox_support import (
     every_target_works,
     max_keys_ever,
+    refuse_key_id_after_its_preflight,
     running_sandbox,
     seed_one,
     target_pair,
@@ -67,6 +68,23 @@ def rotate_all(sandbox: Sandbox, seeds: list[CredentialSeed], tmp_path: Path, *,
     wiring.rotation.sync_credentials()
     return rotate_many(settings.credential_specs(), wiring.rotation.ports, holder=new_holder("test"),
                        lease_ttl=settings.service.lease_ttl, force=True, concurrency=concurrency)
+
+
+def test_a_key_id_refused_after_a_readable_secret_was_written_gets_the_old_secret_back(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    name = unique("restore")
+    seed = seed_one(sandbox, name=name, targets=(TargetSeed("project", f"{name}/api"),
+                                                 TargetSeed("group", f"{name}-group", "production",
+                                                            hidden_secret=False)))
+    refused = seed.targets[1]
+    armed = refuse_key_id_after_its_preflight(sandbox, refused)
+    result = rotate(sandbox, seed, tmp_path)
+    armed.join(timeout=5)
+    assert result.outcome is Outcome.HELD, result.message
+    assert "put back" in result.message and f"holds {seed.key_id} again" in result.message
+    assert target_pair(sandbox, refused) == (seed.key_id, seed.secret)  # its old pair, whole
+    assert every_target_works(sandbox, seed) == []
+    assert user_keys(sandbox, seed.iam_user)[seed.key_id] == "Active"
 
 
 def test_at_one_request_per_second_the_two_puts_of_a_pair_still_arrive_back_to_back(
