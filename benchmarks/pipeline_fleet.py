@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import statistics
 import subprocess
@@ -99,56 +100,70 @@ def config_text(sandbox: Sandbox, credentials: Sequence[tuple[str, str, str]], d
 
 
 class Pipelines:
-    """``jobs`` threads, each starting one CI job after another until stopped."""
+    """``jobs`` CI jobs in a process of their own (so their work does not slow the emulators down), each starting
+    one job after another until stopped."""
 
     def __init__(self, sandbox: Sandbox, projects: Sequence[str], jobs: int) -> None:
         urls = sandbox.urls()
-        self._gitlab = urls["gitlab_url"]
-        self._token = urls["gitlab_token"]
-        self._aws = urls["aws_endpoint_url"]
-        self._projects = list(projects)
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._results: Any = context.Queue()
+        self._process = context.Process(target=_pipelines, args=(
+            urls["gitlab_url"], urls["gitlab_token"], urls["aws_endpoint_url"], list(projects), jobs, self._stop,
+            self._results), daemon=True)
         self.jobs: list[Job] = []
-        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(jobs)]
 
     def __enter__(self) -> Pipelines:
-        for thread in self._threads:
-            thread.start()
+        self._process.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
+        self.jobs = [Job(*row) for row in self._results.get(timeout=120)]
+        self._process.join(timeout=30)
 
-    def _loop(self) -> None:
+
+def _pipelines(gitlab_url: str, token: str, aws_url: str, projects: list[str], count: int, stop: Any,
+               results: Any) -> None:
+    done: list[tuple[Any, ...]] = []
+    lock = threading.Lock()
+
+    def loop() -> None:
         session = requests.Session()
         session.trust_env = False
         chooser = random.Random()
-        while not self._stop.is_set():
-            job = self._run(session, chooser.choice(self._projects))
+        while not stop.is_set():
+            job = _one_job(session, gitlab_url, token, aws_url, chooser.choice(projects))
             if job is not None:
-                with self._lock:
-                    self.jobs.append(job)
+                with lock:
+                    done.append(job)
 
-    def _run(self, session: requests.Session, project: str) -> Job | None:
-        began = time.time()
-        answer = session.get(f"{self._gitlab}/api/v4/projects/{quote(project, safe='')}/variables",
-                             headers={"PRIVATE-TOKEN": self._token}, params={"per_page": 100}, timeout=30)
-        read = time.time()
-        if answer.status_code != 200:
-            return None
-        values = {v["key"]: v["value"] for v in answer.json()}
-        key_id, secret = values.get("AWS_ACCESS_KEY_ID"), values.get("AWS_SECRET_ACCESS_KEY")
-        if not key_id or not secret:
-            return None
-        request = AWSRequest(method="POST", url=f"{self._aws}/", data="Action=GetCallerIdentity&Version=2011-06-15",
-                             headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
-        SigV4Auth(Credentials(key_id, secret), "sts", "us-east-1").add_auth(request)
-        auth_at = time.time()
-        response = session.post(request.url, data=request.body, headers=dict(request.headers), timeout=30)
-        return Job(project, key_id, secret, began, read, auth_at, response.status_code == 200)
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(done)
+
+
+def _one_job(session: requests.Session, gitlab_url: str, token: str, aws_url: str,
+             project: str) -> tuple[Any, ...] | None:
+    began = time.time()
+    answer = session.get(f"{gitlab_url}/api/v4/projects/{quote(project, safe='')}/variables",
+                         headers={"PRIVATE-TOKEN": token}, params={"per_page": 100}, timeout=30)
+    read = time.time()
+    if answer.status_code != 200:
+        return None
+    values = {v["key"]: v["value"] for v in answer.json()}
+    key_id, secret = values.get("AWS_ACCESS_KEY_ID"), values.get("AWS_SECRET_ACCESS_KEY")
+    if not key_id or not secret:
+        return None
+    request = AWSRequest(method="POST", url=f"{aws_url}/", data="Action=GetCallerIdentity&Version=2011-06-15",
+                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    SigV4Auth(Credentials(key_id, secret), "sts", "us-east-1").add_auth(request)
+    auth_at = time.time()
+    response = session.post(request.url, data=request.body, headers=dict(request.headers), timeout=30)
+    return (project, key_id, secret, began, read, auth_at, response.status_code == 200)
 
 
 def rotator(args: list[str], config: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -211,13 +226,14 @@ def run_mode(sandbox: Sandbox, args: argparse.Namespace, mode: str) -> str:
             with Pipelines(sandbox, projects, args.jobs) as pipelines:
                 time.sleep(1.0)  # jobs already running before the rotation starts
                 if mode == "normal":
-                    first = rotator(["rotate", "--all", "--force", "--concurrency", "16"], config, env)
+                    first = rotator(["rotate", "--all", "--force", "--concurrency", str(args.concurrency)], config, env)
                     time.sleep(args.grace + 0.5)  # pipelines holding the old pair finish within the grace
-                    second = rotator(["rotate", "--all", "--concurrency", "16"], config, env)
+                    second = rotator(["rotate", "--all", "--concurrency", str(args.concurrency)], config, env)
                     outcomes = Counter(r["outcome"] for r in second["results"])
                     ok = first["ok"] and second["ok"]
                 else:
-                    run = rotator(["rotate", "--all", "--emergency", "--concurrency", "16"], config, env)
+                    run = rotator(["rotate", "--all", "--emergency", "--concurrency", str(args.concurrency)], config,
+                                  env)
                     outcomes = Counter(r["outcome"] for r in run["results"])
                     ok = bool(run["fleet"]["ok"])
                 time.sleep(1.0)  # and jobs keep starting after it
@@ -261,6 +277,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--grace", type=int, default=3, help="seconds of grace under the normal policy")
     parser.add_argument("--latency", type=float, default=0.002, help="seconds added to every GitLab and AWS call")
+    parser.add_argument("--concurrency", type=int, default=16, help="credentials rotated at once")
     args = parser.parse_args(argv)
     sandbox = start_sandbox()
     sandbox.wait_until_healthy()
