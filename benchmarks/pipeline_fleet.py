@@ -4,7 +4,8 @@
 grace (`rotate --all --force`, then `rotate --all` once the grace is over), then with `rotate --all --emergency`.
 Each job does what a pipeline does at job start: it reads its two variables through the GitLab API (one
 `GET /projects/:id/variables`, a single snapshot of the project's variables), then authenticates with them
-(sts:GetCallerIdentity, SigV4-signed, through the AWS front, which refuses Inactive keys and mismatched pairs).
+(sts:GetCallerIdentity, SigV4-signed, through the AWS front, which refuses Inactive keys and mismatched pairs),
+works for half a second, and uses the pair again at its end. The jobs run in a process of their own.
 (A real runner receives hidden values in the job payload; here the secrets are masked but not hidden, so the
 API returns them, which is the same snapshot of GitLab's state.)
 
@@ -64,8 +65,12 @@ class Job:
     secret: str
     read_from: float  # the GET was sent at ...
     read_until: float  # ... and answered at
-    auth_at: float
-    accepted: bool
+    accepted_at_start: bool  # AWS took the pair when the job started ...
+    accepted_at_end: bool  # ... and when it used it again at its end
+
+    @property
+    def accepted(self) -> bool:
+        return self.accepted_at_start and self.accepted_at_end
 
 
 def seed(sandbox: Sandbox, prefix: str, count: int) -> list[tuple[str, str, str]]:
@@ -108,14 +113,14 @@ class Pipelines:
     """``jobs`` CI jobs in a process of their own (so their work does not slow the emulators down), each starting
     one job after another until stopped."""
 
-    def __init__(self, sandbox: Sandbox, projects: Sequence[str], jobs: int) -> None:
+    def __init__(self, sandbox: Sandbox, projects: Sequence[str], jobs: int, job_seconds: float) -> None:
         urls = sandbox.urls()
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
         self._results: Any = context.Queue()
         self._process = context.Process(target=_pipelines, args=(
-            urls["gitlab_url"], urls["gitlab_token"], urls["aws_endpoint_url"], list(projects), jobs, self._stop,
-            self._results), daemon=True)
+            urls["gitlab_url"], urls["gitlab_token"], urls["aws_endpoint_url"], list(projects), jobs, job_seconds,
+            self._stop, self._results), daemon=True)
         self.jobs: list[Job] = []
 
     def __enter__(self) -> Pipelines:
@@ -128,8 +133,8 @@ class Pipelines:
         self._process.join(timeout=30)
 
 
-def _pipelines(gitlab_url: str, token: str, aws_url: str, projects: list[str], count: int, stop: Any,
-               results: Any) -> None:
+def _pipelines(gitlab_url: str, token: str, aws_url: str, projects: list[str], count: int, job_seconds: float,
+               stop: Any, results: Any) -> None:
     done: list[tuple[Any, ...]] = []
     lock = threading.Lock()
 
@@ -138,7 +143,7 @@ def _pipelines(gitlab_url: str, token: str, aws_url: str, projects: list[str], c
         session.trust_env = False
         chooser = random.Random()
         while not stop.is_set():
-            job = _one_job(session, gitlab_url, token, aws_url, chooser.choice(projects))
+            job = _one_job(session, gitlab_url, token, aws_url, chooser.choice(projects), job_seconds)
             if job is not None:
                 with lock:
                     done.append(job)
@@ -151,8 +156,10 @@ def _pipelines(gitlab_url: str, token: str, aws_url: str, projects: list[str], c
     results.put(done)
 
 
-def _one_job(session: requests.Session, gitlab_url: str, token: str, aws_url: str,
-             project: str) -> tuple[Any, ...] | None:
+def _one_job(session: requests.Session, gitlab_url: str, token: str, aws_url: str, project: str,
+             job_seconds: float) -> tuple[Any, ...] | None:
+    """Read the two variables, authenticate, work for ``job_seconds``, authenticate again (a deploy job uses its
+    credentials from its first step to its last)."""
     began = time.time()
     answer = session.get(f"{gitlab_url}/api/v4/projects/{quote(project, safe='')}/variables",
                          headers={"PRIVATE-TOKEN": token}, params={"per_page": 100}, timeout=30)
@@ -163,12 +170,18 @@ def _one_job(session: requests.Session, gitlab_url: str, token: str, aws_url: st
     key_id, secret = values.get("AWS_ACCESS_KEY_ID"), values.get("AWS_SECRET_ACCESS_KEY")
     if not key_id or not secret:
         return None
+    first = _authenticates(session, aws_url, key_id, secret)
+    time.sleep(job_seconds)
+    last = _authenticates(session, aws_url, key_id, secret) if first else False
+    return (project, key_id, secret, began, read, first, last)
+
+
+def _authenticates(session: requests.Session, aws_url: str, key_id: str, secret: str) -> bool:
     request = AWSRequest(method="POST", url=f"{aws_url}/", data="Action=GetCallerIdentity&Version=2011-06-15",
                          headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
     SigV4Auth(Credentials(key_id, secret), "sts", "us-east-1").add_auth(request)
-    auth_at = time.time()
     response = session.post(request.url, data=request.body, headers=dict(request.headers), timeout=30)
-    return (project, key_id, secret, began, read, auth_at, response.status_code == 200)
+    return response.status_code == 200
 
 
 def rotator(args: list[str], config: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -228,7 +241,7 @@ def run_mode(sandbox: Sandbox, args: argparse.Namespace, mode: str) -> str:
             emulator.faults.add(fault)  # type: ignore[attr-defined]
         began = time.time()
         try:
-            with Pipelines(sandbox, projects, args.jobs) as pipelines:
+            with Pipelines(sandbox, projects, args.jobs, args.job_seconds) as pipelines:
                 time.sleep(1.0)  # jobs already running before the rotation starts
                 if mode == "normal":
                     first = rotator(["rotate", "--all", "--force", "--concurrency", str(args.concurrency)], config, env)
@@ -257,7 +270,9 @@ def run_mode(sandbox: Sandbox, args: argparse.Namespace, mode: str) -> str:
         return any(job.read_from <= end and job.read_until >= start for start, end in pairs.get(job.project, []))
 
     refused_window = [j for j in refused if j in mismatched and in_window(j)]
-    refused_old = [j for j in refused if j not in mismatched and j.key_id == old_keys[j.project]]
+    # A whole pair, the old one, taken at the job's start and refused later in it: its key was deactivated meanwhile.
+    refused_old = [j for j in refused if j not in mismatched and j.key_id == old_keys[j.project]
+                   and j.accepted_at_start]
     unexplained = [j for j in refused if j not in refused_window and j not in refused_old]
     print(f"[{mode}] rotation outcomes {dict(outcomes)} ok={ok}; {len(jobs)} jobs in {elapsed:.1f}s "
           f"({len(jobs) / elapsed:.0f}/s)")
@@ -287,6 +302,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--grace", type=int, default=3, help="seconds of grace under the normal policy")
     parser.add_argument("--latency", type=float, default=0.002, help="seconds added to every GitLab and AWS call")
     parser.add_argument("--concurrency", type=int, default=16, help="credentials rotated at once")
+    parser.add_argument("--job-seconds", type=float, default=0.5,
+                        help="how long a job works between its first and its last use of the pair")
     args = parser.parse_args(argv)
     sandbox = start_sandbox()
     sandbox.wait_until_healthy()
