@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 
 from rotator.ports import LeaseFence, Store
@@ -55,12 +55,13 @@ def held_by_dead_local_process(holder: str) -> bool:
     return False
 
 
-@dataclass(frozen=True)
 class Lease:
     """One tenure of a lease this process holds."""
 
-    store: Store
-    fence: LeaseFence
+    def __init__(self, store: Store, fence: LeaseFence) -> None:
+        self.store = store
+        self.fence = fence
+        self._extended_at = time.monotonic()
 
     @property
     def name(self) -> str:
@@ -76,7 +77,20 @@ class Lease:
 
     def renew(self) -> bool:
         """Extend the tenure; False when it is over (expired and taken over, or preempted by an incident)."""
-        return self.store.renew_lease(self.fence)
+        extended_at = time.monotonic()
+        if not self.store.renew_lease(self.fence):
+            return False
+        self._extended_at = extended_at
+        return True
+
+    def check(self) -> bool:
+        """Before an outside step: is this tenure still the current one? Proven by the database each time. The
+        tenure is also extended once a third of lease_ttl has passed since it last was (every write through
+        ``fenced_store`` extends it too): a read is enough the rest of the time, and a read takes no write
+        lock (SQLite lets one writer in at a time) and flushes nothing to disk."""
+        if time.monotonic() - self._extended_at >= self.fence.ttl.total_seconds() / 3:
+            return self.renew()
+        return self.store.lease_is_current(self.fence)
 
     def fenced_store(self) -> Store:
         """The store whose every write first proves this tenure is still the current one (else LeaseLost)."""

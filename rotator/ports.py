@@ -202,6 +202,10 @@ class Store(Protocol):
         """Extend the tenure ``fence`` names; False when it is over (expired, taken over, preempted)."""
         ...
 
+    def lease_is_current(self, fence: LeaseFence) -> bool:
+        """Is ``fence`` still the current, unexpired tenure? A read: nothing is extended or locked."""
+        ...
+
     def release_lease(self, name: str, holder: str) -> None: ...
 
     def lease_holder(self, name: str) -> tuple[str, datetime] | None:

@@ -22,8 +22,9 @@ def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease
                force: bool = False, on_step: Callable[[str, str], None] | None = None,
                interrupt: Callable[[], None] | None = None, resume_only: bool = False,
                emergency: bool = False) -> RotationResult:
-    """Run one credential under its lease. The lease is renewed before every outside step, and every write
-    to the store (journal, history, status) first proves the lease's tenure is still current; losing it (a
+    """Run one credential under its lease. Before every outside step the database proves the lease's tenure is
+    still the current one (and extends it now and then), and every write to the store (journal, history, status)
+    first proves it too, extending it; losing it (a
     replica took over after expiry, or an incident preempted) stops this run at a journaled point, as busy.
 
     ``interrupt`` is called at the same points, before the renewal: raising LeaseLost there (the service
@@ -37,7 +38,7 @@ def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease
         def guard() -> None:
             if interrupt is not None:
                 interrupt()
-            if not held.renew():
+            if not held.check():
                 raise LeaseLost(f"lost the lease on {spec.name} (taken over, or preempted by an incident)",
                                 hint="nothing to do: the holder continues from the journal")
 

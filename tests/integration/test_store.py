@@ -296,10 +296,13 @@ def test_lease_lifecycle_is_judged_by_the_database_clock(store: SqlStore) -> Non
     assert store.renew_lease(a)
     holder, expires_at = store.lease_holder("cred:payments") or ("", T0)
     assert _near(expires_at, datetime.now(UTC)), "renewed for SHORT from the database's now"
+    assert store.lease_is_current(a) and not store.lease_is_current(replace(a, token=2))
 
     time.sleep(SHORT.total_seconds() + 0.2)
+    assert not store.lease_is_current(a), "expired by the database's clock, even with nobody else holding it"
     assert store.try_acquire_lease("cred:payments", "b", SHORT) == 2, "expired: b takes over, a new tenure"
     assert not store.renew_lease(a), "a lost it"
+    assert store.lease_is_current(LeaseFence("cred:payments", "b", 2, SHORT))
 
     store.release_lease("cred:payments", "a")
     assert (store.lease_holder("cred:payments") or ("",))[0] == "b", "only the holder can release"

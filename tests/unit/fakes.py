@@ -430,6 +430,11 @@ class FakeStore:
         current.expires_at = now + fence.ttl
         return True
 
+    def lease_is_current(self, fence: LeaseFence) -> bool:
+        current = self.leases.get(fence.name)
+        return (current is not None and current.expires_at >= self.db_now()
+                and (current.holder, current.token) == (fence.holder, fence.token))
+
     def release_lease(self, name: str, holder: str) -> None:
         current = self.leases.get(name)
         if current is not None and current.holder == holder:

@@ -13,7 +13,9 @@ takes is held until the write commits, so a takeover cannot slip in between the 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -98,6 +100,11 @@ class SqlStore:
         self._engine = engine
         self._clock = clock
         self._fence: LeaseFence | None = None
+        # SQLite lets one writer in at a time; a thread that finds the file locked waits in SQLite's busy
+        # handler, which sleeps in growing steps (up to 100 ms) and so wakes late: with a pool of workers,
+        # writes convoy behind those sleeps. The threads of this process queue on a lock instead, and are
+        # woken the moment the writer before them commits (other processes still meet busy_timeout).
+        self._write_lock: threading.Lock | None = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     def fenced(self, fence: LeaseFence) -> SqlStore:
         """The same store (same engine and pool) whose every write first proves ``fence`` is current."""
@@ -127,8 +134,9 @@ class SqlStore:
     @contextmanager
     def _session(self, doing: str, *, write: bool = False) -> Iterator[Session]:
         """One transaction, committed on success; SQLAlchemy errors become StoreError."""
+        serialize = self._write_lock if write and self._write_lock is not None else contextlib.nullcontext()
         try:
-            with self._engine.connect() as connection:
+            with serialize, self._engine.connect() as connection:
                 if write:
                     connection.execution_options(**WRITE_INTENT)
                 with Session(bind=connection, expire_on_commit=False) as session, session.begin():
@@ -386,6 +394,14 @@ class SqlStore:
         """Extend our tenure; False when it is not current any more (expired, taken over, preempted)."""
         with self._session(f"renewing lease {fence.name}", write=True) as session:
             return self._extend(session, fence)
+
+    def lease_is_current(self, fence: LeaseFence) -> bool:
+        with self._session(f"checking lease {fence.name}") as session:
+            current = session.connection().execute(
+                select(LeaseRow.token)
+                .where(LeaseRow.name == fence.name, LeaseRow.holder == fence.holder, LeaseRow.token == fence.token,
+                       LeaseRow.expires_at >= self._db_now())).first()
+        return current is not None
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up if it is ours; the row stays so the fencing token keeps counting."""
