@@ -168,6 +168,19 @@ class VarRef:
 
 
 @dataclass(frozen=True)
+class VariableWrite:
+    """One write of one variable: a PUT of the value alone (GitLab keeps every flag), or, with ``create``, a
+    POST with these flags."""
+
+    ref: VarRef
+    value: str | Secret
+    create: bool = False
+    masked: bool = True
+    hidden: bool = False
+    protected: bool = True
+
+
+@dataclass(frozen=True)
 class CiVariable:
     key: str
     value: str | None  # None when hidden: GitLab never returns a hidden value
@@ -275,6 +288,7 @@ class CredentialState(StrEnum):
     ROTATING = "rotating"
     HELD = "held"
     FAILED = "failed"
+    BROKEN = "broken"  # a target holds half a pair (new secret, old key id): AWS rejects it until repaired
 
 
 @dataclass(frozen=True)
@@ -335,6 +349,7 @@ class Journal:
     held_at: datetime | None = None  # when the current hold began
     old_last_used_at: datetime | None = None  # the old key's LastUsedDate seen when retiring was held
     error: str | None = None
+    broken_targets: frozenset[str] = frozenset()  # targets left with the new secret and the old key id
 
 
 # --- history and incidents --------------------------------------------------------------------------

@@ -13,6 +13,12 @@ Every answer is returned as GitLab gave it, for the caller to check against what
 ignores the filter on group variable updates (docs: api/group_level_variables), and a group PUT whose filter matches
 nothing updates the key in another scope (Ci::ChangeVariableService falls back to find_by!(key),
 app/services/ci/change_variable_service.rb; MR 140874 kept that for compatibility).
+
+The two writes of a key pair are the exception (``write_pair``): GitLab cannot write two variables atomically
+(no transaction, no compare-and-set: PUT is last-write-wins), so a pipeline starting between them reads half a
+pair. They go out back to back: both rate-limit slots are reserved before the first, and python-gitlab's own
+sleeping retries are off for them; a transient failure of the second is retried at once, and only when that
+keeps failing does it wait as GitLab asks (Retry-After) before the last try.
 """
 
 from __future__ import annotations
@@ -29,18 +35,26 @@ import gitlab.exceptions
 import requests
 import requests.adapters
 
-from rotator.domain import CiVariable, GitLabCapabilities, ScopeKind, Secret, VarRef
+from rotator.domain import CiVariable, GitLabCapabilities, ScopeKind, Secret, VariableWrite, VarRef
 from rotator.errors import (
     GitLabAmbiguousScope,
     GitLabError,
     GitLabForbidden,
     GitLabNotFound,
+    GitLabPairSplit,
     GitLabPermanentError,
     GitLabUnavailable,
 )
 from rotator.ratelimit import Pacer, RetryBudget, Unlimited
 
 VARIABLE_NOT_FOUND = ("404 Variable Not Found", "404 GroupVariable Not Found", "404 InstanceVariable Not Found")
+# A pair whose first write meets a transient failure is tried again this many times in all, each after a new
+# reservation (which waits out a Retry-After); the second write, once the first is in, this many times at once.
+PAIR_ATTEMPTS = 3
+SECOND_WRITE_ATTEMPTS = 3
+# python-gitlab's own retries sleep (backoff, Retry-After): never between the two writes of a pair.
+_NO_LIBRARY_RETRIES: dict[str, Any] = {"obey_rate_limit": False, "retry_transient_errors": False}
+
 ROLE_NEEDED = {
     ScopeKind.PROJECT: "Maintainer on the project",
     ScopeKind.GROUP: "Owner on the group",
@@ -177,11 +191,13 @@ class GitLabVariables:
     """ports.CiVariables over python-gitlab's HTTP layer (which carries the retry and rate-limit handling)."""
 
     def __init__(self, client: gitlab.Gitlab, *, capabilities: Callable[[], GitLabCapabilities],
-                 throttle: Callable[[], None] | None = None) -> None:
-        """``capabilities``: the shared probe's answer (rotator.adapters.gitlab_capabilities.CapabilityProbe)."""
+                 throttle: Callable[[], None] | None = None, pacer: Pacer | None = None) -> None:
+        """``capabilities``: the shared probe's answer (rotator.adapters.gitlab_capabilities.CapabilityProbe).
+        ``pacer``: the one that ``pace`` mounted on ``client``, so a pair can reserve its two slots."""
         self._gl = client
         self._throttle = throttle or (lambda: None)
         self._capabilities = capabilities
+        self._pacer: Pacer = pacer or Unlimited()
 
     def capabilities(self) -> GitLabCapabilities:
         return self._capabilities()
@@ -212,27 +228,75 @@ class GitLabVariables:
 
     def update_value(self, ref: VarRef, value: str | Secret) -> CiVariable:
         """PUT the value alone: GitLab keeps every flag (masked, protected, hidden, raw, type, description)."""
-        self._throttle()
-        path = f"{scope_path(ref.kind, ref.path)}/{quote(ref.key, safe='')}"
-        with gitlab_call(ref.label, ref.kind):
-            data = self._gl.http_put(path, query_data=self._filter(ref), post_data={"value": _reveal(value)})
-        assert isinstance(data, dict)
-        return _variable(data)
+        return self._write(VariableWrite(ref, value))
 
     def create(self, ref: VarRef, value: str | Secret, *, masked: bool, hidden: bool,
                protected: bool) -> CiVariable:
+        return self._write(VariableWrite(ref, value, create=True, masked=masked, hidden=hidden, protected=protected))
+
+    def write_pair(self, first: VariableWrite, second: VariableWrite, *,
+                   accept_first: Callable[[CiVariable], None] | None = None) -> tuple[CiVariable, CiVariable]:
+        """``first`` then ``second``, back to back (see the module docstring); ``accept_first`` may stop the
+        pair after the first write (the caller's check of GitLab's answer)."""
+        for attempt in range(1, PAIR_ATTEMPTS + 1):
+            with self._pacer.reserved(2):
+                try:
+                    written = self._write(first, **_NO_LIBRARY_RETRIES)
+                except GitLabUnavailable:
+                    if attempt == PAIR_ATTEMPTS:
+                        raise
+                    continue  # nothing was written; the next reservation waits out any Retry-After
+                if accept_first is not None:
+                    accept_first(written)
+                return written, self._write_second(first, second)
+        raise AssertionError("unreachable")
+
+    def _write_second(self, first: VariableWrite, second: VariableWrite) -> CiVariable:
+        failure: GitLabError | None = None
+        for attempt in range(SECOND_WRITE_ATTEMPTS):
+            try:
+                if attempt == 0:
+                    return self._write(second, **_NO_LIBRARY_RETRIES)  # the pair's second reserved slot
+                # Half a pair is in GitLab now: completing it outranks pacing (the slot is still counted).
+                with self._pacer.reserved(1, wait=False):
+                    return self._write(second, **_NO_LIBRARY_RETRIES)
+            except GitLabUnavailable as exc:
+                failure = exc
+            except GitLabError as exc:
+                failure = exc
+                break
+        if failure is not None and failure.transient:
+            # Still refused for load (a 429 window, a 5xx spell): wait as GitLab says (python-gitlab obeys
+            # Retry-After), which is the quickest way left to complete the pair.
+            try:
+                return self._write(second)
+            except GitLabError as exc:
+                failure = exc
+        assert failure is not None
+        raise GitLabPairSplit(f"{second.ref.label}: not written after {first.ref.key} was ({failure.message})",
+                              written=first.ref.label, failure=failure)
+
+    def _write(self, write: VariableWrite, **options: Any) -> CiVariable:
+        """One PUT of the value alone (GitLab keeps every flag), or one POST creating the variable."""
         self._throttle()
-        body: dict[str, Any] = {"key": ref.key, "value": _reveal(value), "protected": protected}
-        if ref.kind is not ScopeKind.INSTANCE:
-            body["environment_scope"] = ref.environment_scope
-        if hidden and ref.kind is not ScopeKind.INSTANCE:
-            body["masked_and_hidden"] = True  # GitLab sets masked + hidden together, only at creation
-        body["masked"] = masked or hidden
-        try:
+        ref = write.ref
+        if write.create:
+            body: dict[str, Any] = {"key": ref.key, "value": _reveal(write.value), "protected": write.protected}
+            if ref.kind is not ScopeKind.INSTANCE:
+                body["environment_scope"] = ref.environment_scope
+            if write.hidden and ref.kind is not ScopeKind.INSTANCE:
+                body["masked_and_hidden"] = True  # GitLab sets masked + hidden together, only at creation
+            body["masked"] = write.masked or write.hidden
+            try:
+                with gitlab_call(ref.label, ref.kind):
+                    data = self._gl.http_post(scope_path(ref.kind, ref.path), post_data=body, **options)
+            except GitLabPermanentError as exc:
+                raise _limit_reached(exc, ref) or exc from None
+        else:
+            path = f"{scope_path(ref.kind, ref.path)}/{quote(ref.key, safe='')}"
             with gitlab_call(ref.label, ref.kind):
-                data = self._gl.http_post(scope_path(ref.kind, ref.path), post_data=body)
-        except GitLabPermanentError as exc:
-            raise _limit_reached(exc, ref) or exc from None
+                data = self._gl.http_put(path, query_data=self._filter(ref), post_data={"value": _reveal(write.value)},
+                                         **options)
         assert isinstance(data, dict)
         return _variable(data)
 

@@ -88,6 +88,12 @@ class ServiceSettings(_Section):
     retry_unreachable_max: PositiveDuration = timedelta(minutes=15)
     actor: NonBlank | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The service's pauses before trying a credential again, and its drift-check cadence.
+    retry_held_after: PositiveDuration = timedelta(hours=1)
+    retry_failed_after: PositiveDuration = timedelta(minutes=15)
+    retry_broken_after: PositiveDuration = timedelta(minutes=1)
+    drift_check_every: PositiveDuration = timedelta(hours=6)
+    drift_checks_per_tick: Annotated[int, Field(ge=0, strict=True)] = 25
 
     @model_validator(mode="after")
     def _one_state_key_source(self) -> ServiceSettings:

@@ -1,14 +1,23 @@
 """Reading, judging and writing the key pairs a credential's GitLab targets hold. Written against
 ports.CiVariables only.
 
-Order matters: the secret variable is written first, then the key-id variable. A crash between the two
-leaves the target with the new secret and the old key id; recovery rolls forward and completes the pair,
-so the window never outlives a restart.
+Order matters: the secret variable is written first, then the key-id variable. GitLab cannot write both
+atomically, so three rules keep a target from being left with half a pair:
+
+1. preflight: before the secret is written, the key-id variable is written with the value it already holds
+   (with the same environment-scope filter): a refusal (a protected-variable rule, a role change, any 4xx)
+   then leaves the target untouched;
+2. the two PUTs go back to back (``CiVariables.write_pair``: no rate-limit wait or Retry-After between them);
+3. if the key-id PUT still fails after the secret was written, the old secret is put back when it was
+   readable; otherwise the target is broken, and the caller says so loudly.
+
+A crash between the two PUTs leaves the new secret and the old key id; recovery rolls forward and completes
+the pair, so that window never outlives a restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from rotator.domain import (
@@ -17,12 +26,12 @@ from rotator.domain import (
     GitLabCapabilities,
     NewAccessKey,
     ScopeKind,
-    Secret,
     TargetSpec,
+    VariableWrite,
     VarRef,
     newest_active,
 )
-from rotator.errors import GitLabError, GitLabPermanentError
+from rotator.errors import GitLabError, GitLabPairSplit, GitLabPermanentError
 from rotator.ports import CiVariables
 
 
@@ -153,19 +162,71 @@ class ReadBackMismatch(GitLabPermanentError):
     pass
 
 
-def write_pair(variables: CiVariables, reading: TargetReading, new_key: NewAccessKey,
-               on_secret_written: Callable[[], None]) -> None:
-    """Secret first, then key id; each PUT keeps the variable's flags, and each answer is checked against what
-    was asked (write_checked) before the next step. Reads back what can be read."""
+class PreflightRefused(GitLabPermanentError):
+    """GitLab refused a write of the key-id variable before anything of the new pair was written."""
+
+
+def preflight(variables: CiVariables, reading: TargetReading) -> Mapping[tuple[str, str], str | None]:
+    """Prove the key-id variable can be written: PUT the value it holds, with the same filter, and check
+    GitLab's answer like any write (a PUT that landed in another scope is undone and refuses the target).
+
+    Key ids are readable; a hidden or missing key-id variable cannot be proven this way and is skipped
+    (the pair write then relies on restoring the old secret, or on the broken state). A transient failure
+    (429, 5xx, unreachable) is raised as is. Returns what the group's same-key variables held before (see
+    scope_snapshot), for the pair write to check against."""
+    target = reading.target
+    before = scope_snapshot(variables, target)
+    variable = reading.key_id_var
+    if variable is None or variable.value is None:
+        return before
+    ref = target.var(target.access_key_id_var)
+    try:
+        answer = variables.update_value(ref, variable.value)
+        check_answer(variables, reading, ref, answer, _intent(reading, ref, variable), created=False, before=before)
+    except WriteMismatch as exc:
+        raise PreflightRefused(f"{exc.message}; nothing of the new pair was written there", target=target.label,
+                               status=exc.status, hint=exc.hint) from None
+    except GitLabPermanentError as exc:
+        raise PreflightRefused(
+            f"{target.label}: GitLab refused to write {target.access_key_id_var} (HTTP {exc.status}: {exc.message}); "
+            f"nothing of the new pair was written there, so it still holds {variable.value}",
+            target=target.label, status=exc.status,
+            hint=(exc.hint + "; " if exc.hint else "") + f"let rotator's token write {target.access_key_id_var} "
+                 "(role, protected-variable rules), then run `rotator rotate` again") from None
+    return before
+
+
+def write_pair(variables: CiVariables, reading: TargetReading, new_key: NewAccessKey, *,
+               before: Mapping[tuple[str, str], str | None] | None = None) -> None:
+    """Secret, then key id, back to back; each PUT keeps the variable's flags, a missing variable (create_missing)
+    is created. GitLab's answer to the secret write is checked (scope, flags, value) before the key id goes out;
+    the key id's answer after. Reads back what can be read.
+
+    Raises GitLabPairSplit when the secret was written and the key id was not; WriteMismatch (after undoing what
+    can be undone) when GitLab wrote elsewhere or otherwise than asked."""
     target = reading.target
     secret_ref = target.var(target.secret_access_key_var)
     key_ref = target.var(target.access_key_id_var)
-    before = scope_snapshot(variables, target)
-    written = write_checked(variables, reading, secret_ref, new_key.secret, before, after_write=on_secret_written)
-    if written.value is not None and written.value != new_key.secret.reveal():
-        raise ReadBackMismatch(f"{secret_ref.label}: GitLab returned a different value after the update",
-                               target=target.label, hint="check for a concurrent writer to this variable")
-    write_checked(variables, reading, key_ref, new_key.key_id, before)
+    before = scope_snapshot(variables, target) if before is None else before
+    secret_intent = _intent(reading, secret_ref, reading.secret_var)
+    key_intent = _intent(reading, key_ref, reading.key_id_var)
+    secret_write = VariableWrite(secret_ref, new_key.secret, create=reading.secret_var is None,
+                                 masked=secret_intent.masked, hidden=secret_intent.hidden,
+                                 protected=secret_intent.protected)
+    key_write = VariableWrite(key_ref, new_key.key_id, create=reading.key_id_var is None, masked=key_intent.masked,
+                              hidden=key_intent.hidden, protected=key_intent.protected)
+
+    def accept_secret(written: CiVariable) -> None:
+        # Pure checks of GitLab's answer, between the two PUTs: nothing slow widens the window.
+        check_answer(variables, reading, secret_ref, written, secret_intent, created=reading.secret_var is None,
+                     before=before)
+        if written.value is not None and written.value != new_key.secret.reveal():
+            raise ReadBackMismatch(f"{secret_ref.label}: GitLab returned a different value after the update",
+                                   target=target.label, hint="check for a concurrent writer to this variable")
+
+    _, key_written = variables.write_pair(secret_write, key_write, accept_first=accept_secret)
+    check_answer(variables, reading, key_ref, key_written, key_intent, created=reading.key_id_var is None,
+                 before=before)
     back = variables.get(key_ref)
     if back is None or (back.value is not None and back.value != new_key.key_id):
         raise ReadBackMismatch(
@@ -265,32 +326,27 @@ def scope_snapshot(variables: CiVariables, target: TargetSpec) -> Mapping[tuple[
             if v.key in keys}
 
 
-def write_checked(variables: CiVariables, reading: TargetReading, ref: VarRef, value: str | Secret,
-                  before: Mapping[tuple[str, str], str | None], *,
-                  after_write: Callable[[], None] = lambda: None) -> CiVariable:
-    """Create the variable (when the reading found none) or PUT its value, then compare GitLab's answer with
-    what was asked: a difference is a WriteMismatch naming the variable, raised after undoing what can be
-    undone. ``after_write`` runs as soon as GitLab has answered, before the check (the journal's marker)."""
-    existing = reading.secret_var if ref.key == reading.target.secret_access_key_var else reading.key_id_var
+def _intent(reading: TargetReading, ref: VarRef, existing: CiVariable | None) -> WriteIntent:
+    """What the variable must look like after the write: as it was, or as rotator creates it."""
     if existing is None:
-        intent = creation_intent(reading, ref)
-        written = variables.create(ref, value, masked=intent.masked, hidden=intent.hidden,
-                                   protected=intent.protected)
-    else:
-        intent = WriteIntent(masked=existing.masked, protected=existing.protected, hidden=existing.hidden)
-        written = variables.update_value(ref, value)
-    after_write()
+        return creation_intent(reading, ref)
+    return WriteIntent(masked=existing.masked, protected=existing.protected, hidden=existing.hidden)
+
+
+def check_answer(variables: CiVariables, reading: TargetReading, ref: VarRef, written: CiVariable,
+                 intent: WriteIntent, *, created: bool, before: Mapping[tuple[str, str], str | None]) -> None:
+    """Compare GitLab's answer to a write with what was asked: a difference is a WriteMismatch naming the
+    variable, raised after undoing what can be undone."""
     differences = written_differences(ref, written, intent)
     if differences:
-        undone = _undo(variables, ref, written, created=existing is None, before=before)
+        undone = _undo(variables, ref, written, created=created, before=before)
         raise WriteMismatch(
-            f"{ref.label}: GitLab {'created' if existing is None else 'updated'} a variable with "
+            f"{ref.label}: GitLab {'created' if created else 'updated'} a variable with "
             f"{', '.join(differences)}; {undone}",
             target=reading.target.label,
             hint="check the variable in GitLab (its environment scopes and flags) and the target's "
                  "environment_scope, then run `rotator rotate` again",
         )
-    return written
 
 
 def written_differences(ref: VarRef, written: CiVariable, intent: WriteIntent) -> list[str]:
@@ -325,3 +381,25 @@ def _undo(variables: CiVariables, ref: VarRef, written: CiVariable, *, created: 
     if restored.environment_scope != landed.environment_scope or restored.value not in (None, previous):
         return f"putting back the previous value of {landed.label} did not land where asked either: check it by hand"
     return f"rotator put back the previous value of {landed.label}"
+
+
+def restore_secret(variables: CiVariables, reading: TargetReading) -> bool:
+    """After a split pair: put the old secret back, when it was readable. True when the target holds its old
+    pair again."""
+    old = reading.secret_var
+    if old is None or old.value is None:
+        return False  # hidden (GitLab never returns it) or created by us: nothing to put back
+    target = reading.target
+    try:
+        variables.update_value(target.var(target.secret_access_key_var), old.value)
+    except GitLabError:
+        return False
+    return True
+
+
+def describe_split(reading: TargetReading, split: GitLabPairSplit, new_key_id: str) -> str:
+    """Which variable holds what, for the owners and the security channel."""
+    target = reading.target
+    return (f"{target.label}: {target.secret_access_key_var} holds the secret of {new_key_id} but "
+            f"{target.access_key_id_var} still holds {reading.held_key_id or 'its old value'}: GitLab refused the "
+            f"key-id write (HTTP {split.status}: {split.failure.message})")

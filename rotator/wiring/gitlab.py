@@ -65,7 +65,7 @@ class GitLabParty:
     def _build_variables(self) -> GitLabVariables:
         from rotator.adapters.gitlab import GitLabVariables
 
-        return GitLabVariables(self.client, capabilities=self._probe.get().capabilities)
+        return GitLabVariables(self.client, pacer=self._pacer(), capabilities=self._probe.get().capabilities)
 
     def _build_inventory(self) -> GitLabInventory:
         from rotator.adapters.gitlab_inventory import GitLabInventory

@@ -7,12 +7,22 @@ It is local to this file: these tests need nothing of the shared fake world.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from rotator.domain import CiVariable, GitLabCapabilities, NewAccessKey, ScopeKind, Secret, TargetSpec, VarRef
+from rotator.domain import (
+    CiVariable,
+    GitLabCapabilities,
+    NewAccessKey,
+    ScopeKind,
+    Secret,
+    TargetSpec,
+    VariableWrite,
+    VarRef,
+)
 from rotator.errors import GitLabPermanentError
 from rotator.rotation.targets import (
     DriftError,
@@ -74,6 +84,20 @@ class TinyCiVariables:
                               protected=protected)
         return self._write(ref, variable)
 
+    def write_pair(self, first: VariableWrite, second: VariableWrite, *,
+                   accept_first: Callable[[CiVariable], None] | None = None) -> tuple[CiVariable, CiVariable]:
+        written = self._one(first)
+        self.calls.append("secret written")
+        if accept_first is not None:
+            accept_first(written)
+        return written, self._one(second)
+
+    def _one(self, write: VariableWrite) -> CiVariable:
+        if write.create:
+            return self.create(write.ref, write.value, masked=write.masked, hidden=write.hidden,
+                               protected=write.protected)
+        return self.update_value(write.ref, write.value)
+
     def _write(self, ref: VarRef, variable: CiVariable) -> CiVariable:
         self.stored[ref] = variable
         answer = self._as_answered(variable)
@@ -114,7 +138,7 @@ def publish(variables: TinyCiVariables, target: TargetSpec = TARGET) -> list[str
     """Write the new pair; returns the calls, with the moment the secret was reported written."""
     reading = read_target(variables, target)
     variables.calls.clear()
-    write_pair(variables, reading, new_key(), lambda: variables.calls.append("secret written"))
+    write_pair(variables, reading, new_key())
     return variables.calls
 
 

@@ -262,7 +262,8 @@ def _world(specs_for: Any, *, users: Sequence[str], hidden_secret: bool = False,
                            scope=target.environment_scope, hidden=hidden_secret)
     clock.advance(age)
     first = iam.keys[specs[0].iam_user][0]
-    return World(clock, iam, FakeSts(iam, clock, delay=sts_delay), variables, FakeIncidentStore(), FakeNotifier(),
+    store = FakeIncidentStore(db_now=clock.now)  # leases judged by the "database's" clock
+    return World(clock, iam, FakeSts(iam, clock, delay=sts_delay), variables, store, FakeNotifier(),
                  FakeDirectory({ACCOUNT: iam}), FakeCloudTrail(["us-east-1", "eu-west-1", "ap-southeast-2"]),
                  specs, first.key_id, first.secret)
 
