@@ -16,16 +16,13 @@ sts:GetAccessKeyInfo.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 from cryptography.fernet import Fernet
 
@@ -52,25 +49,9 @@ while True:
 """
 
 
-def exposure_event(key_id: str) -> dict[str, Any]:
-    """An AWS_RISK_CREDENTIALS_EXPOSED event as EventBridge delivers it (AWS Health User Guide's schema)."""
-    kind = "AWS_RISK_CREDENTIALS_EXPOSED"
-    arn = f"arn:aws:health:us-east-1::event/RISK/{kind}/{kind}_{uuid.uuid4().hex}"
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "AWS Health Event", "source": "aws.health",
-            "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "region": "us-east-1", "resources": [],
-            "detail": {"eventArn": arn, "service": "RISK", "eventTypeCode": kind,
-                       "eventTypeCategory": "issue", "affectedEntities": [{"entityValue": key_id}],
-                       "affectedAccount": "123456789012"}}
-
-
 def put_event(sandbox: Sandbox, queue_url: str, key_id: str) -> None:
-    inject = getattr(sandbox.aws, "inject_health_event", None)
-    if inject is not None:  # the sandbox puts it into moto's queue as an EventBridge rule does
-        inject(queue_url, key_id)
-    else:
-        aws_client(sandbox.urls(), "sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(
-            exposure_event(key_id)))
+    """The sandbox puts an AWS_RISK_CREDENTIALS_EXPOSED event into the queue as an EventBridge rule does."""
+    sandbox.aws.inject_health_event(queue_url, key_id)
 
 
 def update_arrivals(sandbox: Sandbox) -> list[float]:

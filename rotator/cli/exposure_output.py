@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from rotator.wiring.root import Root
 
 SHOWN = 20
@@ -30,7 +28,8 @@ def exposure_rows(root: Root, limit: int = SHOWN) -> list[dict[str, Any]]:
     return rows
 
 
-def print_exposures(rows: list[dict[str, Any]], console: Console) -> None:
+def print_exposures(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -48,4 +47,4 @@ def print_exposures(rows: list[dict[str, Any]], console: Console) -> None:
                 incident += f", opened by {row['incident_opened_by']}"
         table.add_row(str(row["last_seen_at"])[:19], escape(str(row["actor"])), str(row["key_id"] or "-"),
                       str(row["user_name"] or "-"), done, escape(incident))
-    console.print(table)
+    Console(width=max(Console().width, 160)).print(table)

@@ -25,7 +25,7 @@ STEP_LINES_UP_TO = 10  # more credentials than this: a progress bar, and a line 
 
 OUTCOME_STYLE = {
     Outcome.ROTATED: "green", Outcome.WAITING: "cyan", Outcome.NOT_DUE: "dim",
-    Outcome.HELD: "yellow", Outcome.FAILED: "red", Outcome.BUSY: "magenta",
+    Outcome.HELD: "yellow", Outcome.FAILED: "red", Outcome.BUSY: "magenta", Outcome.BROKEN: "bold red",
 }
 
 
@@ -115,13 +115,17 @@ class BarProgress:
             self._bar.stop()
 
 
-def print_results(results: Sequence[RotationResult], *, as_json: bool, fleet: FleetReport | None = None) -> None:
+def print_results(results: Sequence[RotationResult], *, as_json: bool, fleet: FleetReport | None = None,
+                  interrupted: tuple[str, list[str]] | None = None) -> None:
+    """``interrupted``: (signal name, credentials not started) when a signal stopped the run."""
     if as_json:
         payload: dict[str, Any] = {"results": [
             {**asdict(r), "outcome": r.outcome.value, "state": r.state.value, "ok": r.outcome.ok} for r in results
-        ], "ok": all(r.outcome.ok for r in results)}
+        ], "ok": all(r.outcome.ok for r in results) and interrupted is None}
         if fleet is not None:
             payload["fleet"] = fleet_summary(fleet)
+        if interrupted is not None:
+            payload["interrupted"] = {"signal": interrupted[0], "not_started": interrupted[1]}
         print_json(payload)
         return
     table = Table(title="rotation results", title_justify="left")
@@ -132,6 +136,11 @@ def print_results(results: Sequence[RotationResult], *, as_json: bool, fleet: Fl
         table.add_row(escape(r.credential), f"[{style}]{r.outcome.value}[/]", r.new_key_id or r.key_id or "-",
                       escape(r.message))
     Console(file=sys.stdout, width=max(Console().width, 120)).print(table)
+    if interrupted is not None:
+        signal_name, not_started = interrupted
+        Console(file=sys.stdout, highlight=False, width=max(Console().width, 120)).print(
+            f"[yellow]interrupted by {signal_name}; not started: {escape(', '.join(not_started)) or 'none'}[/] "
+            "(run `rotator rotate` again to finish)", soft_wrap=True)
     failed = [r for r in results if not r.outcome.ok]
     if failed:
         Console(stderr=True).print(f"[red]{len(failed)} of {len(results)} credential(s) need attention[/]")
@@ -147,6 +156,10 @@ def fleet_summary(report: FleetReport) -> dict[str, Any]:
         "rate_limits": [{"party": b.name, "configured_rate": b.configured_rate, "requests": b.acquired,
                          "throttled": b.throttled, "waited_seconds": round(b.waited_seconds, 3)}
                         for b in report.buckets],
+        "emergency": report.emergency,
+        "still_exposed": [{"credential": e.credential, "active_key_ids": list(e.active_key_ids), "reason": e.reason,
+                           "verify_error": e.verify_error, "finish": e.finish_commands()} for e in report.exposures],
+        "ok": report.ok,
     }
 
 
@@ -160,6 +173,15 @@ def print_fleet_summary(report: FleetReport) -> None:
     for party in summary["rate_limits"]:
         console.print(f"  {party['party']}: {party['requests']} request(s) at ≤{party['configured_rate']}/s, "
                       f"throttled {party['throttled']} time(s)")
+    if report.emergency:
+        if not report.exposures:
+            console.print("[green]every exposed key is Inactive (IAM ListAccessKeys)[/]")
+        for exposure in report.exposures:
+            keys = ", ".join(exposure.active_key_ids) or "(not verified)"
+            console.print(f"[red]{escape(exposure.credential)}: still Active {keys}[/]: {escape(exposure.reason)}",
+                          soft_wrap=True)
+            for command in exposure.finish_commands():
+                console.print(f"    {escape(command)}", soft_wrap=True)
     problems = [f"{c}: {e}" for c, e in report.owner_posts if e] + (
         [f"security summary: {report.security_post}"] if report.security_post else [])
     for problem in problems:

@@ -25,6 +25,7 @@ from pydantic import (
 from rotator.config.rules import (
     ConfigProblem,
     check_account_name,
+    check_boundary_pattern,
     check_cidr,
     check_cron_window,
     check_database_url,
@@ -83,8 +84,16 @@ class ServiceSettings(_Section):
     tick: PositiveDuration = timedelta(seconds=30)
     lease_ttl: PositiveDuration = timedelta(minutes=2)
     stop_timeout: Duration = timedelta(seconds=30)
+    retry_unreachable_after: PositiveDuration = timedelta(minutes=1)
+    retry_unreachable_max: PositiveDuration = timedelta(minutes=15)
     actor: NonBlank | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The service's pauses before trying a credential again, and its drift-check cadence.
+    retry_held_after: PositiveDuration = timedelta(hours=1)
+    retry_failed_after: PositiveDuration = timedelta(minutes=15)
+    retry_broken_after: PositiveDuration = timedelta(minutes=1)
+    drift_check_every: PositiveDuration = timedelta(hours=6)
+    drift_checks_per_tick: Annotated[int, Field(ge=0, strict=True)] = 25
 
     @model_validator(mode="after")
     def _one_state_key_source(self) -> ServiceSettings:
@@ -115,6 +124,10 @@ class AwsSettings(_Section):
     accounts: tuple[AccountSettings, ...] = ()
     iam_requests_per_second: Rate = 10.0
     cloudtrail_requests_per_second: Rate = 2.0
+    # The CI permissions boundary every tracked user must carry (rotator check), as the shipped policies'
+    # iam:PermissionsBoundary condition matches it; "" turns that check off.
+    boundary_arn_pattern: Annotated[str, AfterValidator(check_boundary_pattern)] = (
+        "arn:aws:iam::*:policy/ci-boundary/*")
 
     @model_validator(mode="after")
     def _unique_account_names(self) -> AwsSettings:
@@ -152,6 +165,7 @@ class SlackSettings(_Section):
     api_url: Annotated[HttpUrl, AfterValidator(_with_trailing_slash)] = "https://slack.com/api/"
     security_channel: SlackDestination | None = None
     messages_per_second: Rate = 1.0
+    timeout: PositiveDuration = timedelta(seconds=15)
 
     @model_validator(mode="after")
     def _one_token_source(self) -> SlackSettings:
@@ -180,6 +194,9 @@ class TargetSettings(_Section):
     access_key_id_var: VariableName = "AWS_ACCESS_KEY_ID"
     secret_access_key_var: VariableName = "AWS_SECRET_ACCESS_KEY"
     create_missing: StrictBool = False
+    # On a GitLab before 17.4, which cannot create hidden variables, create_missing may create the secret
+    # masked but visible to the project's maintainers only when this is set.
+    accept_masked_only: StrictBool = False
 
     @model_validator(mode="after")
     def _exactly_one_scope(self) -> TargetSettings:
@@ -199,7 +216,8 @@ class TargetSettings(_Section):
         kind = ScopeKind.PROJECT if self.project else ScopeKind.GROUP if self.group else ScopeKind.INSTANCE
         return TargetSpec(kind=kind, path=self.project or self.group, environment_scope=self.environment_scope,
                           access_key_id_var=self.access_key_id_var,
-                          secret_access_key_var=self.secret_access_key_var, create_missing=self.create_missing)
+                          secret_access_key_var=self.secret_access_key_var, create_missing=self.create_missing,
+                          accept_masked_only=self.accept_masked_only)
 
 
 # What the service does when AWS reports a key exposed (an AWS Health event, or a quarantine policy on a user).

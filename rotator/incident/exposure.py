@@ -169,7 +169,7 @@ def handle_exposure(exposure: Exposure, ports: ExposurePorts) -> ExposureResult:
     """Decide and act for one reported key, under the key's lease; see the module docstring."""
     try:
         store = ports.store()
-        lease = acquire(store, exposure_lease_name(exposure.key_id), ports.holder, ports.lease_ttl, ports.clock)
+        lease = acquire(store, exposure_lease_name(exposure.key_id), ports.holder, ports.lease_ttl)
     except RotatorError as exc:
         return _result(exposure, Outcome.FAILED, "-", f"the store is unavailable: {exc}")
     if lease is None:

@@ -164,7 +164,6 @@ class IncidentFollowUp:
                 # Take the lease from whoever holds it: the holder's next renewal fails and it stops at a
                 # journaled point; no replica can start a rotation of this credential until we are done.
                 lease = acquire(store, lease_name(credential), self.ports.holder, self.ports.lease_ttl,
-                                self.ports.clock,
                                 expire_first=True)
                 if lease is not None:
                     self.state.leases.append(lease)
@@ -353,8 +352,10 @@ class IncidentFollowUp:
         try:
             for key in report.keys:
                 if key.minted_via in USER_SESSION_CALLS:
+                    # GetSessionToken and GetFederationToken need a user's long-term key: the audited one.
                     store.remember_key(KeyOwner(key.key_id, self.state.credential, identity.account,
-                                                identity.user_name), now, status="minted")
+                                                identity.user_name, minted_by=self.containment.key_id), now,
+                                       status="minted")
         except RotatorError as exc:
             self._add("record", StepStatus.FAILED, f"remembering the keys the audit found minted: {exc}")
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from rotator.domain import Incident
 from rotator.ports import Iam, Store
 
 
@@ -43,6 +44,10 @@ class IncidentIam(Iam, Protocol):
 class IncidentStore(Store, Protocol):
     def expire_lease(self, name: str) -> None:
         """End the current tenure now, whoever holds it: an incident takes precedence over a rotation."""
+        ...
+
+    def list_incidents(self, limit: int = 1000) -> list[Incident]:
+        """Every incident recorded, newest T0 first (at most ``limit``)."""
         ...
 
 

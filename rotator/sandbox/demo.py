@@ -52,9 +52,10 @@ SCHEDULED = CredentialSeed("nightly-etl", "ci-nightly-etl", (TargetSeed("project
 
 
 class Demo:
-    def __init__(self, console: Console, *, service_seconds: int) -> None:
+    def __init__(self, console: Console, *, service_seconds: int, keep: bool = False) -> None:
         self.console = console
         self.service_seconds = service_seconds
+        self.keep = keep
         self.workdir = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
         self.sandbox: Sandbox | None = None
         self.env: dict[str, str] = {}
@@ -99,7 +100,11 @@ class Demo:
             if self.service_seconds > 0:
                 self.service()
             self.heading("done")
-            self.console.print(f"Config, database and reports are in {self.workdir}")
+            if self.keep:
+                self.console.print(f"Config, database and reports are kept in {self.workdir}")
+            else:
+                self.console.print("Config, database and reports were in a temporary folder, removed now "
+                                   "(`rotator demo --keep` keeps them)")
             return 0
         finally:
             if self.sandbox is not None:
@@ -229,11 +234,7 @@ class Demo:
         started = time.monotonic()
         while time.monotonic() - started < 60 and "reading the exposure queue" not in (process.stdout.readline() or ""):
             time.sleep(0.1)
-        inject = getattr(self.box.aws, "inject_health_event", None)  # needs the sandbox's Health events (sbx-aws)
-        if inject is None:
-            self.console.print("  (this sandbox cannot inject AWS Health events yet)")
-            return
-        inject(self.queue_url, seed.key_id)
+        self.box.aws.inject_health_event(self.queue_url, seed.key_id)
         arrived = time.monotonic()
         self.console.print(f"  AWS Health AWS_RISK_CREDENTIALS_EXPOSED for {seed.key_id} delivered to the queue "
                            "(as an EventBridge rule does); nobody types anything")
@@ -252,7 +253,9 @@ class Demo:
         self.show_slack(("#security-incidents", "#team-data"))
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Remove the demo's folder, unless it was started with keep=True (it said where the files are)."""
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _free_port() -> int:

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -37,7 +37,8 @@ STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120
 
 
 class FleetCollector(Collector):
-    """rotator_key_age_seconds, rotator_credentials and rotator_incidents_total, read on each scrape."""
+    """rotator_key_age_seconds, rotator_credentials, rotator_targets_broken and rotator_incidents_total, read on
+    each scrape."""
 
     def __init__(self, snapshot: Callable[[], FleetSnapshot], now: Callable[[], datetime]) -> None:
         self._snapshot = snapshot
@@ -60,7 +61,9 @@ class FleetCollector(Collector):
         ages = GaugeMetricFamily("rotator_key_age_seconds", "Age of the access key each credential's GitLab "
                                  "targets hold, from IAM's CreateDate.", labels=["credential"])
         states = GaugeMetricFamily("rotator_credentials", "Configured credentials by state "
-                                   "(ok, rotating, held, failed).", labels=["state"])
+                                   "(ok, rotating, held, failed, broken).", labels=["state"])
+        broken = GaugeMetricFamily("rotator_targets_broken", "GitLab targets holding half a key pair (the new "
+                                   "secret, the old key id): AWS rejects their pipelines until it is completed.")
         incidents = CounterMetricFamily("rotator_incidents", "Compromised-key incidents recorded "
                                         "(rotator revoke), across every replica.")
         if fleet is not None:
@@ -71,7 +74,8 @@ class FleetCollector(Collector):
             for state in CredentialState:
                 states.add_metric([state.value], fleet.states.get(state, 0))
             incidents.add_metric([], fleet.incidents)
-        return [ages, states, incidents]
+            broken.add_metric([], fleet.broken_targets)
+        return [ages, states, broken, incidents]
 
 
 class LastTick(Collector):
@@ -118,8 +122,16 @@ class Metrics:
                                        registry=self.registry)
         self.last_tick = LastTick()
         self.registry.register(self.last_tick)
+        self.notifications_failed = Counter(
+            "rotator_notifications_failed", "Slack messages that failed: 'unreachable' (Slack did not answer; the "
+            "message is kept and sent again when it does) or 'refused' (Slack said no; not kept).", ["reason"],
+            registry=self.registry)
+        self.notifications_queued = Gauge("rotator_notifications_queued", "Slack messages kept, waiting for "
+                                          "Slack to answer (as of the last delivery attempt).", registry=self.registry)
         for outcome in Outcome:
             self.rotations.labels(outcome.value)  # every outcome shows, at 0, from the first scrape
+        for reason in ("unreachable", "refused"):
+            self.notifications_failed.labels(reason)
         self.registry.register(FleetCollector(snapshot, now))
         self._exposure_metrics()
 

@@ -10,10 +10,11 @@ if TYPE_CHECKING:
     from rotator.incident.exposure import ExposureLedger
     from rotator.incident.ports import CloudTrail, IncidentIam, IncidentStore
     from rotator.inventory.discover import Inventory
+    from rotator.inventory.least_privilege import PrivilegeReads
     from rotator.inventory.locate import KeyLocator
-    from rotator.oidc.ports import OidcIam
+    from rotator.oidc.ports import OidcIam, ProtectedRefs
     from rotator.ports import CiVariables, Iam, Notifier, Sts
-    from rotator.service.ports import EventQueue, ServiceQueries
+    from rotator.service.ports import EventQueue, NotificationOutbox, ServiceQueries
 
 
 class AwsAccess(Protocol):
@@ -33,6 +34,8 @@ class AwsAccess(Protocol):
 
     def oidc_iam(self, account: str = "default") -> OidcIam: ...
 
+    def privilege_reads(self, account: str = "default") -> PrivilegeReads: ...
+
     def queue(self, queue_url: str, account: str = "default") -> EventQueue: ...
 
 
@@ -45,6 +48,9 @@ class GitLabAccess(Protocol):
 
     @property
     def inventory(self) -> Inventory: ...
+
+    @property
+    def protected_refs(self) -> ProtectedRefs: ...
 
 
 class SlackAccess(Protocol):
@@ -62,6 +68,11 @@ class DatabaseAccess(Protocol):
 
     @property
     def service_queries(self) -> ServiceQueries: ...
+
+    @property
+    def outbox(self) -> NotificationOutbox:
+        """Where Slack messages wait while Slack does not answer (the store's table)."""
+        ...
 
     @property
     def exposures(self) -> ExposureLedger: ...

@@ -24,17 +24,12 @@ from cryptography.fernet import Fernet
 
 from rotator.adapters.db.exposures import SqlExposureLedger
 from rotator.adapters.db.store import SqlStore, upgrade_to_head
-from rotator.sandbox.aws import AwsSandbox
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, aws_client, config_toml
 from tests.sandbox_support import every_target_works, running_sandbox, seed_one, target_pair, unique, user_keys
 from tests.service_support import ROTATOR, ServiceProcess, service_env
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not hasattr(AwsSandbox, "inject_health_event"),
-                       reason="needs sbx-aws (AWS Health events and quarantine policies in the sandbox)"),
-]
+pytestmark = pytest.mark.slow
 
 SECURITY = "#security-incidents"
 MALFORMED = [

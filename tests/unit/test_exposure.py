@@ -136,7 +136,7 @@ def test_an_incident_that_cannot_be_recorded_keeps_the_message() -> None:
 
 def test_a_key_another_replica_is_handling_is_busy() -> None:
     world = world_with()
-    world.store.leases[f"exposure:{world.key_id}"] = ("replica-2", world.clock.now() + timedelta(minutes=5))
+    assert world.store.try_acquire_lease(f"exposure:{world.key_id}", "replica-2", timedelta(minutes=5))
     verdict = handle_message(health_event(world.key_id), ports(world))
     assert [r.outcome for r in verdict.results] == [Outcome.BUSY] and not verdict.settled
     assert world.iam.writes == []

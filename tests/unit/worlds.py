@@ -49,6 +49,7 @@ class FakeAws:
     directory: FakeDirectory
     trail: FakeCloudTrail
     account_ids: dict[str, str | None]
+    privilege: dict[str, Any] = field(default_factory=dict)  # account → a fake PrivilegeReads
     event_queue: FakeQueue = field(default_factory=FakeQueue)
 
     def client(self, service: str, account: str = "default") -> Any:
@@ -75,6 +76,9 @@ class FakeAws:
     def oidc_iam(self, account: str = "default") -> Any:
         raise AssertionError("the OIDC use cases have their own fakes (tests/unit/test_oidc.py)")
 
+    def privilege_reads(self, account: str = "default") -> Any:
+        return self.privilege[account]  # set by tests/unit/test_least_privilege.py
+
     def queue(self, queue_url: str, account: str = "default") -> FakeQueue:
         assert queue_url == self.event_queue.url, queue_url
         return self.event_queue
@@ -91,6 +95,10 @@ class FakeGitLab:
     @property
     def inventory(self) -> Any:
         raise AssertionError("discovery has its own inventory fake (tests/unit/test_discovery.py)")
+
+    @property
+    def protected_refs(self) -> Any:
+        raise AssertionError("plan-oidc's protected refs have their own fake (tests/unit/test_oidc_protection.py)")
 
 
 @dataclass
@@ -109,6 +117,10 @@ class FakeDatabase:
     @property
     def service_queries(self) -> Any:
         raise AssertionError("the service's fleet queries are tested against SQLite and PostgreSQL")
+
+    @property
+    def outbox(self) -> FakeIncidentStore:
+        return self.store
 
     def read_only_store(self) -> FakeIncidentStore:
         return self.store
@@ -136,6 +148,7 @@ class World:
     account_ids: dict[str, str | None] = field(default_factory=lambda: {"default": None})
     iams: dict[str, FakeIncidentIam] = field(default_factory=dict)
     sealer: FakeSealer = field(default_factory=FakeSealer)
+    privilege: dict[str, Any] = field(default_factory=dict)
     queue: FakeQueue = field(default_factory=FakeQueue)
     ledger: FakeExposureLedger = field(default_factory=FakeExposureLedger)
     events_config: str = ""  # an [events] section, appended to the config file
@@ -159,7 +172,7 @@ class World:
 
     def aws(self) -> FakeAws:
         return FakeAws({"default": self.iam, **self.iams}, self.sts, self.directory, self.trail, self.account_ids,
-                       self.queue)
+                       self.privilege, self.queue)
 
     def root(self, *, notifier: Notifier | bool | None = True) -> Root:
         """The real composition root over the fakes; ``notifier=None`` as if there were no [slack] section."""
@@ -241,7 +254,8 @@ def config_for(specs: Sequence[CredentialSpec], account_ids: dict[str, str | Non
             lines += ['[[credentials.targets]]', where, f'environment_scope = "{target.environment_scope}"',
                       f'access_key_id_var = "{target.access_key_id_var}"',
                       f'secret_access_key_var = "{target.secret_access_key_var}"',
-                      f'create_missing = {str(target.create_missing).lower()}']
+                      f'create_missing = {str(target.create_missing).lower()}',
+                      f'accept_masked_only = {str(target.accept_masked_only).lower()}']
     return "\n".join(lines) + "\n"
 
 
@@ -262,7 +276,8 @@ def _world(specs_for: Any, *, users: Sequence[str], hidden_secret: bool = False,
                            scope=target.environment_scope, hidden=hidden_secret)
     clock.advance(age)
     first = iam.keys[specs[0].iam_user][0]
-    return World(clock, iam, FakeSts(iam, clock, delay=sts_delay), variables, FakeIncidentStore(), FakeNotifier(),
+    store = FakeIncidentStore(db_now=clock.now)  # leases judged by the "database's" clock
+    return World(clock, iam, FakeSts(iam, clock, delay=sts_delay), variables, store, FakeNotifier(),
                  FakeDirectory({ACCOUNT: iam}), FakeCloudTrail(["us-east-1", "eu-west-1", "ap-southeast-2"]),
                  specs, first.key_id, first.secret)
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     column,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -99,6 +100,9 @@ class CredentialRow(Base):
     next_due_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]
+    # A failure because AWS, GitLab or Slack could not be reached: tried again at retry_at, later each time.
+    retry_at: Mapped[datetime | None]
+    unreachable_failures: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class TargetRow(Base):
@@ -132,6 +136,7 @@ class KeySeenRow(Base):
     created_at: Mapped[datetime | None]
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
+    minted_by: Mapped[str | None] = mapped_column(String(KEY_ID))  # a session key: the access key that minted it
 
 
 class JournalRow(Base):
@@ -172,6 +177,7 @@ class JournalRow(Base):
     held_at: Mapped[datetime | None]
     old_last_used_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    broken_targets: Mapped[list[str]] = mapped_column(server_default=text("'[]'"))
 
 
 class EventRow(Base):
@@ -232,6 +238,23 @@ class ExposureRow(Base):
     last_seen_at: Mapped[datetime] = mapped_column(index=True)
 
 
+class OutboxRow(Base):
+    """A Slack message that Slack did not answer for, kept until a sender delivers it (oldest first).
+    Holds what the message said, as every Slack message does: key ids and facts, never a secret."""
+
+    __tablename__ = "notification_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    queued_at: Mapped[datetime] = mapped_column(index=True)
+    channel: Mapped[str] = mapped_column(String(NAME))
+    title: Mapped[str] = mapped_column(Text)
+    lines: Mapped[list[str]]
+    severity: Mapped[str] = mapped_column(String(SHORT))
+    thread: Mapped[str | None] = mapped_column(String(NAME))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class LeaseRow(Base):
     """A named lease with a fencing token: ``token`` grows by one every time a new tenure begins."""
 
@@ -254,7 +277,7 @@ def status_from_row(row: CredentialRow) -> CredentialStatus:
     return CredentialStatus(
         name=row.name, state=CredentialState(row.state), current_key_id=row.current_key_id,
         key_created_at=row.key_created_at, last_rotated_at=row.last_rotated_at, next_due_at=row.next_due_at,
-        last_error=row.last_error, updated_at=row.updated_at,
+        last_error=row.last_error, updated_at=row.updated_at, retry_at=row.retry_at,
     )
 
 
@@ -267,6 +290,7 @@ def journal_values(journal: Journal) -> dict[str, Any]:
         "started_at": journal.started_at, "updated_at": journal.updated_at, "published_at": journal.published_at,
         "deactivated_at": journal.deactivated_at, "hold_reason": journal.hold_reason, "error": journal.error,
         "held_at": journal.held_at, "old_last_used_at": journal.old_last_used_at,
+        "broken_targets": sorted(journal.broken_targets),
     }
 
 
@@ -278,6 +302,7 @@ def journal_from_row(row: JournalRow) -> Journal:
         sealed_secret=row.sealed_secret, targets_done=frozenset(row.targets_done), published_at=row.published_at,
         deactivated_at=row.deactivated_at, hold_reason=row.hold_reason, error=row.error,
         held_at=row.held_at, old_last_used_at=row.old_last_used_at,
+        broken_targets=frozenset(row.broken_targets or ()),
     )
 
 

@@ -3,16 +3,25 @@
 One SqlStore may be shared by the threads of a pool: every method takes its own pooled connection and
 commits before returning. Several processes may share one database: writes are single atomic statements
 or short transactions that take the write lock first (SQLite) or rely on row locks (PostgreSQL).
+
+Leases are judged by the database's clock inside the statement that takes, renews or checks them
+(SQLite ``strftime('now')``, PostgreSQL ``statement_timestamp()``), never by the caller's: replicas on hosts
+whose clocks differ still agree. A fenced view (``fenced``) starts every write transaction by extending its
+tenure, which succeeds only while that tenure is the current one; on PostgreSQL the row lock that UPDATE
+takes is held until the write commits, so a takeover cannot slip in between the check and the write.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, Table, and_, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -34,6 +43,7 @@ from rotator.adapters.db.models import (
     JournalRow,
     KeySeenRow,
     LeaseRow,
+    OutboxRow,
     TargetRow,
     incident_from_row,
     incident_values,
@@ -50,9 +60,12 @@ from rotator.domain import (
     Incident,
     Journal,
     KeyOwner,
+    next_rotation_due,
 )
-from rotator.errors import StoreError
+from rotator.errors import LeaseLost, StoreError
 from rotator.logs import redact_url
+from rotator.ports import LeaseFence
+from rotator.service.ports import QueuedNotification
 
 __all__ = [
     "SqlStore",
@@ -68,6 +81,9 @@ __all__ = [
 
 # What expire_lease writes: earlier than any `now`, so the lease counts as expired for everyone.
 _LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
+# SQLite's own clock, in the text form SQLAlchemy stores DateTime columns in ("YYYY-MM-DD HH:MM:SS.ffffff",
+# UTC): %f is "SS.SSS", so three zeros make the microseconds. Equal formats compare correctly as text.
+_SQLITE_NOW_FORMAT = "%Y-%m-%d %H:%M:%f000"
 
 
 def _utc_now() -> datetime:
@@ -83,9 +99,21 @@ class SqlStore:
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = _utc_now) -> None:
         # ``clock`` only stamps bookkeeping columns (incidents.created_at/updated_at) that the port's
-        # methods do not pass a time for.
+        # methods do not pass a time for. Leases use the database's clock.
         self._engine = engine
         self._clock = clock
+        self._fence: LeaseFence | None = None
+        # SQLite lets one writer in at a time; a thread that finds the file locked waits in SQLite's busy
+        # handler, which sleeps in growing steps (up to 100 ms) and so wakes late: with a pool of workers,
+        # writes convoy behind those sleeps. The threads of this process queue on a lock instead, and are
+        # woken the moment the writer before them commits (other processes still meet busy_timeout).
+        self._write_lock: threading.Lock | None = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    def fenced(self, fence: LeaseFence) -> SqlStore:
+        """The same store (same engine and pool) whose every write first proves ``fence`` is current."""
+        view = copy.copy(self)
+        view._fence = fence
+        return view
 
     @classmethod
     def from_url(cls, url: str, *, require_current_schema: bool = True) -> SqlStore:
@@ -109,14 +137,39 @@ class SqlStore:
     @contextmanager
     def _session(self, doing: str, *, write: bool = False) -> Iterator[Session]:
         """One transaction, committed on success; SQLAlchemy errors become StoreError."""
+        serialize = self._write_lock if write and self._write_lock is not None else contextlib.nullcontext()
         try:
-            with self._engine.connect() as connection:
+            with serialize, self._engine.connect() as connection:
                 if write:
                     connection.execution_options(**WRITE_INTENT)
                 with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                    if write and self._fence is not None and not self._extend(session, self._fence):
+                        raise LeaseLost(f"lease {self._fence.name} is no longer ours (token {self._fence.token}): "
+                                        f"{doing} was not done",
+                                        hint="nothing to do: the current holder continues from the journal")
                     yield session
         except SQLAlchemyError as exc:
             raise store_error(self._engine.url, doing, exc) from exc
+
+    # The database's clock, as SQL: leases are judged by it alone.
+    def _db_now(self) -> ColumnElement[Any]:
+        if self._engine.dialect.name == "sqlite":
+            return func.strftime(_SQLITE_NOW_FORMAT, literal("now"))
+        return func.statement_timestamp()
+
+    def _db_in(self, ttl: timedelta) -> ColumnElement[Any]:
+        if self._engine.dialect.name == "sqlite":
+            return func.strftime(_SQLITE_NOW_FORMAT, literal("now"), literal(f"+{ttl.total_seconds():.6f} seconds"))
+        return func.statement_timestamp() + literal(ttl)
+
+    def _extend(self, session: Session, fence: LeaseFence) -> bool:
+        """Extend the tenure ``fence`` names, by the database's clock; False when it is not current."""
+        extended = session.connection().execute(
+            update(LeaseRow)
+            .where(LeaseRow.name == fence.name, LeaseRow.holder == fence.holder, LeaseRow.token == fence.token,
+                   LeaseRow.expires_at >= self._db_now())
+            .values(expires_at=self._db_in(fence.ttl))).rowcount
+        return bool(extended == 1)
 
     def _insert(self, session: Session, model: type[Any]) -> Any:
         """The dialect's INSERT, which knows ON CONFLICT (SQLite >= 3.24 and PostgreSQL both do)."""
@@ -149,6 +202,24 @@ class SqlStore:
             if names:
                 unconfigured = unconfigured.where(CredentialRow.name.not_in(names))
             connection.execute(unconfigured.values(configured=False, updated_at=now))
+            self._reschedule(session, specs)
+
+    def _reschedule(self, session: Session, specs: Sequence[CredentialSpec]) -> None:
+        """The next rotation follows the config's rotate_every, counted from the key's creation or the last
+        rotation: a shorter (or longer) rotate_every moves credentials that were already scheduled."""
+        by_name = {spec.name: spec for spec in specs}
+        connection = session.connection()
+        rows = connection.execute(select(CredentialRow.name, CredentialRow.key_created_at,
+                                         CredentialRow.last_rotated_at, CredentialRow.next_due_at)
+                                  .where(CredentialRow.configured.is_(True))).all()
+        for row in rows:
+            spec = by_name.get(row.name)
+            if spec is None:
+                continue
+            due = next_rotation_due(row.key_created_at, row.last_rotated_at, spec.policy)
+            if due is not None and due != row.next_due_at:
+                connection.execute(update(CredentialRow).where(CredentialRow.name == row.name)
+                                   .values(next_due_at=due))
 
     def _sync_targets(self, session: Session, spec: CredentialSpec) -> None:
         connection = session.connection()
@@ -189,7 +260,9 @@ class SqlStore:
         optional = {"current_key_id": current_key_id, "key_created_at": key_created_at,
                     "last_rotated_at": last_rotated_at, "next_due_at": next_due_at}
         values: dict[str, Any] = {key: value for key, value in optional.items() if value is not None}
-        values.update(state=CredentialState(state).value, last_error=last_error, updated_at=now)
+        values.update(state=CredentialState(state).value, last_error=last_error, updated_at=now, retry_at=None)
+        if CredentialState(state) is not CredentialState.FAILED:
+            values["unreachable_failures"] = 0  # only failures in a row back off
         with self._session(f"updating credential {name}", write=True) as session:
             changed = session.connection().execute(
                 update(CredentialRow).where(CredentialRow.name == name).values(**values)).rowcount
@@ -248,7 +321,7 @@ class SqlStore:
             insert = self._insert(session, KeySeenRow).values(
                 key_id=owner.key_id, credential=owner.credential, account=owner.account,
                 user_name=owner.user_name, user_id=owner.user_id, status=str(status), created_at=created_at,
-                first_seen_at=now, last_seen_at=now,
+                first_seen_at=now, last_seen_at=now, minted_by=owner.minted_by,
             )
             seen = _table(KeySeenRow).c
             session.connection().execute(insert.on_conflict_do_update(
@@ -257,7 +330,7 @@ class SqlStore:
                     "account": insert.excluded.account, "user_name": insert.excluded.user_name,
                     "status": insert.excluded.status, "last_seen_at": insert.excluded.last_seen_at,
                     **{column: func.coalesce(insert.excluded[column], seen[column])
-                       for column in ("credential", "user_id", "created_at")},
+                       for column in ("credential", "user_id", "created_at", "minted_by")},
                 },
             ))
 
@@ -268,7 +341,7 @@ class SqlStore:
             seen = session.get(KeySeenRow, key_id)
             if seen is not None:
                 return KeyOwner(key_id=seen.key_id, credential=seen.credential, account=seen.account,
-                                user_name=seen.user_name, user_id=seen.user_id)
+                                user_name=seen.user_name, user_id=seen.user_id, minted_by=seen.minted_by)
             journal = session.scalars(
                 select(JournalRow).where(or_(JournalRow.old_key_id == key_id, JournalRow.new_key_id == key_id))
                 .order_by(JournalRow.started_at.desc()).limit(1)).first()
@@ -311,22 +384,57 @@ class SqlStore:
                                    .order_by(IncidentRow.t0, IncidentRow.incident_id))
             return [incident_from_row(row) for row in rows]
 
+    def list_incidents(self, limit: int = 1000) -> list[Incident]:
+        with self._session("listing incidents") as session:
+            rows = session.scalars(select(IncidentRow).order_by(IncidentRow.t0.desc(), IncidentRow.incident_id)
+                                   .limit(limit))
+            return [incident_from_row(row) for row in rows]
+
+    # notifications kept while Slack did not answer ------------------------------------------------------
+
+    def queue_notification(self, message: QueuedNotification) -> None:
+        with self._session(f"keeping a notification to {message.channel}", write=True) as session:
+            session.add(OutboxRow(queued_at=message.queued_at, channel=message.channel, title=message.title,
+                                  lines=list(message.lines), severity=message.severity, thread=message.thread,
+                                  attempts=message.attempts, last_error=message.last_error))
+
+    def queued_notifications(self, limit: int = 100) -> list[QueuedNotification]:
+        with self._session("reading kept notifications") as session:
+            rows = session.scalars(select(OutboxRow).order_by(OutboxRow.queued_at, OutboxRow.id).limit(limit))
+            return [QueuedNotification(row.channel, row.title, tuple(row.lines), row.severity, row.queued_at,
+                                       row.thread, row.attempts, row.last_error, row.id) for row in rows]
+
+    def queued_count(self) -> int:
+        with self._session("counting kept notifications") as session:
+            return int(session.scalar(select(func.count()).select_from(OutboxRow)) or 0)
+
+    def notification_delivered(self, message_id: int) -> None:
+        with self._session(f"removing delivered notification {message_id}", write=True) as session:
+            session.connection().execute(_table(OutboxRow).delete().where(OutboxRow.id == message_id))
+
+    def notification_failed(self, message_id: int, error: str) -> None:
+        with self._session(f"updating kept notification {message_id}", write=True) as session:
+            session.connection().execute(update(OutboxRow).where(OutboxRow.id == message_id)
+                                         .values(attempts=OutboxRow.attempts + 1, last_error=error))
+
     # leases ---------------------------------------------------------------------------------------------
 
-    def try_acquire_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
-        """Take the lease when it is free, expired or already ours, in one atomic statement.
+    def try_acquire_lease(self, name: str, holder: str, ttl: timedelta) -> int | None:
+        """Take the lease when it is free, expired or already ours, in one atomic statement; its fencing token.
 
-        INSERT ... ON CONFLICT DO UPDATE ... WHERE: the row's lock (PostgreSQL) or the database write lock
-        (SQLite) makes the check and the takeover one step, and a missing row is created by the same
-        statement, so two contenders can never both win. ``token`` grows with every new tenure (a
-        different holder, or ours after it expired); renewing a live lease of ours keeps it.
+        INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING: the row's lock (PostgreSQL) or the database
+        write lock (SQLite) makes the check and the takeover one step, and a missing row is created by the
+        same statement, so two contenders can never both win. Expiry is judged by the database's clock in
+        that statement. ``token`` grows with every new tenure (a different holder, or ours after it
+        expired); re-taking a live lease of ours keeps it.
         """
         lease = _table(LeaseRow).c
+        now = self._db_now()
         with self._session(f"acquiring lease {name}", write=True) as session:
             insert = self._insert(session, LeaseRow).values(
-                name=name, holder=holder, acquired_at=now, expires_at=now + ttl, token=1)
+                name=name, holder=holder, acquired_at=now, expires_at=self._db_in(ttl), token=1)
             still_ours = and_(lease.holder == holder, lease.expires_at >= now)
-            taken = session.connection().execute(insert.on_conflict_do_update(
+            token = session.connection().execute(insert.on_conflict_do_update(
                 index_elements=["name"],
                 set_={
                     "holder": insert.excluded.holder,
@@ -335,17 +443,21 @@ class SqlStore:
                     "token": case((still_ours, lease.token), else_=lease.token + 1),
                 },
                 where=or_(lease.holder.is_(None), lease.holder == holder, lease.expires_at < now),
-            ), execution_options={"preserve_rowcount": True}).rowcount  # SQLAlchemy keeps it for UPDATE only
-        return taken == 1
+            ).returning(lease.token)).scalar()
+        return None if token is None else int(token)
 
-    def renew_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
-        """Extend our lease; False when it is not ours any more or has expired (take it again instead)."""
-        with self._session(f"renewing lease {name}", write=True) as session:
-            renewed = session.connection().execute(
-                update(LeaseRow)
-                .where(LeaseRow.name == name, LeaseRow.holder == holder, LeaseRow.expires_at >= now)
-                .values(expires_at=now + ttl)).rowcount
-        return renewed == 1
+    def renew_lease(self, fence: LeaseFence) -> bool:
+        """Extend our tenure; False when it is not current any more (expired, taken over, preempted)."""
+        with self._session(f"renewing lease {fence.name}", write=True) as session:
+            return self._extend(session, fence)
+
+    def lease_is_current(self, fence: LeaseFence) -> bool:
+        with self._session(f"checking lease {fence.name}") as session:
+            current = session.connection().execute(
+                select(LeaseRow.token)
+                .where(LeaseRow.name == fence.name, LeaseRow.holder == fence.holder, LeaseRow.token == fence.token,
+                       LeaseRow.expires_at >= self._db_now())).first()
+        return current is not None
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up if it is ours; the row stays so the fencing token keeps counting."""

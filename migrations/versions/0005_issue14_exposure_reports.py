@@ -3,8 +3,8 @@
 Lets a report delivered twice (SQS and AWS Health deliver at least once) or a key reported twice be handled
 once, and remembers which quarantined users an incident already explains.
 
-Revision ID: 0003_issue14
-Revises: 0002
+Revision ID: 0005_issue14
+Revises: 0004
 Create Date: 2026-12-04
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_issue14"
-down_revision: str | Sequence[str] | None = "0002"
+revision: str = "0005_issue14"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
