@@ -26,7 +26,7 @@ import structlog
 
 from rotator.domain import CredentialSpec, Incident, KeyStatus
 from rotator.errors import AwsError, RotatorError
-from rotator.incident.containment import KeyIdentity, NotContained, StepStatus, iso_seconds
+from rotator.incident.containment import Containment, KeyIdentity, NotContained, StepStatus, iso_seconds
 from rotator.incident.events import (
     HEALTH,
     QUARANTINE,
@@ -47,7 +47,7 @@ from rotator.incident.events import (
 )
 from rotator.incident.followup import IncidentOutcome
 from rotator.incident.ports import IncidentIam, IncidentStore
-from rotator.leases import acquire
+from rotator.leases import Lease, acquire
 from rotator.ports import CiVariables, Clock, Notifier
 
 log = structlog.get_logger("rotator.incident.exposure")
@@ -75,8 +75,9 @@ class ExposureLedger(Protocol):
         ...
 
 
-# key id, actor, reason, replace → the playbook's outcome; raises NotContained when the key is not contained.
-RunPlaybook = Callable[[str, str, str, bool], IncidentOutcome]
+# key id, actor, reason, replace, before_follow_up → the playbook's outcome; raises NotContained when the key is
+# not contained. ``before_follow_up(containment)`` runs once the key is contained; False stops the playbook there.
+RunPlaybook = Callable[[str, str, str, bool, Callable[["Containment"], bool]], IncidentOutcome]
 
 
 @dataclass(frozen=True)
@@ -166,28 +167,30 @@ def exposure_lease_name(key_id: str) -> str:
 
 
 def handle_exposure(exposure: Exposure, ports: ExposurePorts) -> ExposureResult:
-    """Decide and act for one reported key, under the key's lease; see the module docstring."""
+    """Decide and act for one reported key; see the module docstring.
+
+    Containment comes first and takes no lease (deactivating a key twice is harmless, and no replica may make
+    a leaked key wait for another); everything after it (the incident, Slack, the replacement, the audit) runs
+    under the key's lease, after checking again that no other replica handled the same report meanwhile."""
     try:
         store = ports.store()
-        lease = acquire(store, exposure_lease_name(exposure.key_id), ports.holder, ports.lease_ttl)
     except RotatorError as exc:
         return _result(exposure, Outcome.FAILED, "-", f"the store is unavailable: {exc}")
-    if lease is None:
-        return _result(exposure, Outcome.BUSY, "-", "another rotator process is handling this key")
+    handled = _HandledKey(exposure, ports, store)
     try:
-        return _HandledKey(exposure, ports, store).run()
+        return handled.run()
     except RotatorError as exc:
         return _result(exposure, Outcome.FAILED, "-", str(exc))
     finally:
-        try:
-            lease.release()
-        except RotatorError as exc:  # an unreleased lease expires by itself after lease_ttl
-            log.warning("exposure lease not released", key_id=exposure.key_id, error=str(exc))
+        handled.release()
 
 
 def _result(exposure: Exposure, outcome: Outcome, action: str, detail: str,
             incident_id: str | None = None) -> ExposureResult:
     return ExposureResult(exposure.key_id, outcome, action, detail, incident_id, exposure.source)
+
+
+BUSY_DETAIL = "another rotator process is handling this key"
 
 
 @dataclass
@@ -198,23 +201,23 @@ class _HandledKey:
     incidents: list[Incident] = field(default_factory=list)
     identity: KeyIdentity | None = None
     identified: str = ""  # why the owner is unknown, when it is
+    lease: Lease | None = None
+    skipped: Outcome | None = None  # why the playbook stopped after containment (BUSY or DUPLICATE)
 
     def run(self) -> ExposureResult:
-        ledger = self.ports.ledger()
-        key_id = self.exposure.key_id
-        earlier = ledger.for_key(key_id)
-        self.incidents = self.store.incidents_for_key(key_id)
-        credential = self._credential()
-        action = self.ports.on_exposed(credential)
-        inactive = self._key_inactive(self.incidents[-1]) if self.incidents else None
-        decision = decide(self.exposure.signal_id, earlier, has_incident=bool(self.incidents), key_inactive=inactive,
-                          notify_only=action == NOTIFY)
+        decision, action, credential, earlier = self._decide()
+        if decision is Decision.ACT and action != NOTIFY:
+            return self._finish(self._contain(action, credential))
+        if not self._claim():
+            return _result(self.exposure, Outcome.BUSY, action, BUSY_DETAIL)
+        decision, action, credential, earlier = self._decide()  # again: another replica may have just finished
         if decision is Decision.DUPLICATE:
             result = _result(self.exposure, Outcome.DUPLICATE, action, "this report was handled before: nothing to do",
                              self.incidents[-1].incident_id if self.incidents else None)
             known = next((r for r in earlier if r.signal_id == self.exposure.signal_id), None)
             if known is not None:  # keep what was done the first time; only say it was seen again
-                ledger.save(replace(known, last_seen_at=self.ports.clock.now()))
+                self.ports.ledger().save(replace(known, last_seen_at=self.ports.clock.now()))
+                self._log(result)
                 return result
         elif decision is Decision.ANNOTATE:
             result = self._annotate(self.incidents[-1], action)
@@ -222,10 +225,54 @@ class _HandledKey:
             result = self._notify(credential)
         else:
             result = self._contain(action, credential)
-        if result.outcome is not Outcome.FAILED:
+        return self._finish(result)
+
+    def _decide(self) -> tuple[Decision, str, str | None, list[ExposureRecord]]:
+        """Reads only: what was done before for this key, and what this report therefore does."""
+        earlier = self.ports.ledger().for_key(self.exposure.key_id)
+        self.incidents = self.store.incidents_for_key(self.exposure.key_id)
+        credential = self._credential()
+        action = self.ports.on_exposed(credential)
+        inactive = self._key_inactive(self.incidents[-1]) if self.incidents else None
+        decision = decide(self.exposure.signal_id, earlier, has_incident=bool(self.incidents), key_inactive=inactive,
+                          notify_only=action == NOTIFY)
+        return decision, action, credential, earlier
+
+    def _finish(self, result: ExposureResult) -> ExposureResult:
+        ledger = self.ports.ledger()
+        # FAILED and BUSY are tried again; a report another run already handled keeps that run's record.
+        if result.outcome not in (Outcome.FAILED, Outcome.BUSY) and not (
+                result.outcome is Outcome.DUPLICATE and ledger.get(self.exposure.signal_id) is not None):
             ledger.save(self._record(result))
         self._log(result)
         return result
+
+    def _claim(self) -> bool:
+        """The key's lease, for everything after containment (held until ``release``)."""
+        if self.lease is None:
+            self.lease = acquire(self.store, exposure_lease_name(self.exposure.key_id), self.ports.holder,
+                                 self.ports.lease_ttl)
+        return self.lease is not None
+
+    def release(self) -> None:
+        if self.lease is None:
+            return
+        try:
+            self.lease.release()
+        except RotatorError as exc:  # an unreleased lease expires by itself after lease_ttl
+            log.warning("exposure lease not released", key_id=self.exposure.key_id, error=str(exc))
+
+    def _before_follow_up(self, containment: Containment) -> bool:
+        """Called by the playbook once the key is contained: go on only under the key's lease, and only if no
+        other replica handled this very report while we were containing."""
+        if not self._claim():
+            self.skipped = Outcome.BUSY
+            return False
+        if any(r.signal_id == self.exposure.signal_id and r.outcome in SETTLED
+               for r in self.ports.ledger().for_key(self.exposure.key_id)):
+            self.skipped = Outcome.DUPLICATE
+            return False
+        return True
 
     def _credential(self) -> str | None:
         """The credential the key belongs to: the store's word, else the configured user it was reported for,
@@ -278,11 +325,15 @@ class _HandledKey:
         key_id = self.exposure.key_id
         try:
             outcome = self.ports.run_playbook(key_id, self.exposure.actor, self._reason(),
-                                              action == CONTAIN_AND_REPLACE)
+                                              action == CONTAIN_AND_REPLACE, self._before_follow_up)
         except NotContained as exc:
             tried = "; ".join(exc.tried)
             return _result(self.exposure, Outcome.FAILED, action, f"NOT contained: {exc}"
                            + (f" (tried: {tried})" if tried else ""))
+        if self.skipped is not None:
+            detail = (f"{key_id} contained (Inactive, verified); its incident is left to " + (
+                "the process holding the key" if self.skipped is Outcome.BUSY else "the run that handled this report"))
+            return _result(self.exposure, self.skipped, action, detail)
         # Handled only once the incident is in the store: read it back, never trust the step list alone.
         self.incidents = self.store.incidents_for_key(key_id)
         recorded = next((i for i in self.incidents if i.incident_id == outcome.incident_id), None)

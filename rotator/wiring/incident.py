@@ -65,14 +65,18 @@ class IncidentWiring:
                              key_created_at=created_at, audit=self.audit, store=lambda: root.store, clock=root.clock)
 
     def run_playbook(self, key_id: str, *, actor: str, reason: str, replace: bool, audit: bool = True,
-                     holder: str | None = None) -> IncidentOutcome:
+                     holder: str | None = None,
+                     before_follow_up: Callable[[Containment], bool] | None = None) -> IncidentOutcome:
         """`rotator revoke --key` as one call, for a process that already has its whole config (the service):
         contain first (raises NotContained when the key is not), then every follow-up, ``actor`` recorded as who
-        ran it (a person, or ``aws-health:<event arn>``)."""
+        ran it (a person, or ``aws-health:<event arn>``). ``before_follow_up(containment)``: asked once the key
+        is contained; False stops there (the outcome then has no incident)."""
         from rotator.incident.containment import contain
-        from rotator.incident.followup import FollowUpOptions, follow_up
+        from rotator.incident.followup import FollowUpOptions, IncidentOutcome, follow_up
 
         containment = contain(key_id, self._store_containment_ports())
+        if before_follow_up is not None and not before_follow_up(containment):
+            return IncidentOutcome(containment, list(containment.steps))
         ports = self.follow_up_ports(holder=holder or f"incident/{uuid.uuid4().hex[:8]}", dry_run=False, actor=actor)
         return follow_up(containment, ports, FollowUpOptions(reason=reason, replace=replace, audit=audit))
 
@@ -113,8 +117,8 @@ class IncidentWiring:
             overrides=any(c.on_exposed is not None for c in settings.credentials),
             # Each run holds the credential's lease as an incident of its own, never as the service: a rotation
             # of this replica must lose its lease to it like any other.
-            run_playbook=lambda key_id, actor, reason, replace: self.run_playbook(
-                key_id, actor=actor, reason=reason, replace=replace),
+            run_playbook=lambda key_id, actor, reason, replace, before_follow_up: self.run_playbook(
+                key_id, actor=actor, reason=reason, replace=replace, before_follow_up=before_follow_up),
             identify=lambda key_id: identify(key_id, self._store_containment_ports())[0],
             account_ids=self.account_ids)
 

@@ -134,12 +134,14 @@ def test_an_incident_that_cannot_be_recorded_keeps_the_message() -> None:
     assert "could not be recorded" in verdict.results[0].detail
 
 
-def test_a_key_another_replica_is_handling_is_busy() -> None:
+def test_a_key_another_replica_is_handling_is_contained_first_and_its_follow_up_left_to_that_replica() -> None:
     world = world_with()
     assert world.store.try_acquire_lease(f"exposure:{world.key_id}", "replica-2", timedelta(minutes=5))
     verdict = handle_message(health_event(world.key_id), ports(world))
-    assert [r.outcome for r in verdict.results] == [Outcome.BUSY] and not verdict.settled
-    assert world.iam.writes == []
+    assert [r.outcome for r in verdict.results] == [Outcome.BUSY] and not verdict.settled  # delivered again later
+    assert world.iam.key(world.key_id).status is KeyStatus.INACTIVE  # containment never waits for anyone
+    assert world.store.incident_rows == {} and world.notifier.posted == [] and world.ledger.records == {}
+    assert world.held_pairs()[0][0] == world.key_id  # the replacement is the lease holder's job
 
 
 def test_a_rejected_message_touches_nothing() -> None:
@@ -220,3 +222,29 @@ def test_an_untracked_quarantined_user_is_left_to_its_health_event() -> None:
     quarantine(world, user="someone-else")
     assert check_quarantines(ports(world)) == []
     assert world.iam.writes == []
+
+
+def test_a_report_another_replica_handled_while_this_one_contained_is_a_duplicate() -> None:
+    from dataclasses import replace as with_
+
+    from rotator.incident.events import ExposureRecord
+
+    world = world_with()
+    signal = f"aws-health:{EVENT_ARN}#{world.key_id}"
+    reads = []
+    settled = ExposureRecord(signal, "aws-health", "aws-health:x", "default", "ci-payments", world.key_id,
+                             "contain_and_replace", Outcome.ACTED, "by replica-2", world.clock.now(),
+                             world.clock.now(), "incident-of-replica-2")
+    original = world.ledger.for_key
+
+    def for_key(key_id: str) -> list[ExposureRecord]:
+        reads.append(key_id)  # the first read decides; by the second, replica 2 has recorded the same report
+        if len(reads) == 2:
+            world.ledger.records[signal] = settled
+        return original(key_id)
+
+    world.ledger.for_key = for_key  # type: ignore[method-assign]
+    verdict = handle_message(health_event(world.key_id), ports(world))
+    assert [r.outcome for r in verdict.results] == [Outcome.DUPLICATE] and verdict.settled
+    assert world.iam.key(world.key_id).status is KeyStatus.INACTIVE and world.store.incident_rows == {}
+    assert world.ledger.get(signal) == with_(settled)  # replica 2's record is kept as it wrote it
