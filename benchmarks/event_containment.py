@@ -6,9 +6,10 @@ child process long-polling its own queue and doing only that: receive, parse, ia
 user, iam:UpdateAccessKey, delete). Both are warm (one untimed event each first) and use the same long-poll
 wait; each trial seeds a new user and key, and the two sides alternate so machine noise hits both alike. The
 clock starts just before the event is put into the queue and stops at the front's log entry of the
-UpdateAccessKey. rotator does more before deactivating, by design: a per-key lease and the exposure ledger
-(two replicas never act on one key; a report is handled once), and it finds the key's account with
-sts:GetAccessKeyInfo.
+UpdateAccessKey. rotator does more before deactivating, by design: it reads what was done before for the key
+(the exposure ledger, the key's incidents, the store's owner: a report already handled, or a key a human
+contained, is not acted on again) and finds the key's account with sts:GetAccessKeyInfo; the per-key lease
+comes only after the deactivation.
 
     python -m benchmarks.event_containment [--trials N]
 """
