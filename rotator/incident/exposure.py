@@ -283,11 +283,13 @@ class _HandledKey:
             return owner.credential
         account, user = self.exposure.account, self.exposure.user_name
         if user is None and (self.ports.overrides or self.ports.on_exposed(None) == NOTIFY):
-            try:
-                self.identity = self.ports.identify(self.exposure.key_id)
+            if self.identity is None and not self.identified:
+                try:
+                    self.identity = self.ports.identify(self.exposure.key_id)
+                except NotContained as exc:
+                    self.identified = str(exc)
+            if self.identity is not None:
                 account, user = self.identity.account, self.identity.user_name
-            except NotContained as exc:
-                self.identified = str(exc)
         return next((s.name for s in self.ports.specs if (s.account, s.iam_user) == (account, user)), None)
 
     def _key_inactive(self, incident: Incident) -> bool | None:
