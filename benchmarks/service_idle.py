@@ -7,15 +7,17 @@ so the drift checks the service runs in the background are real calls.
 1. Tick time, in-process: a Service over the same database and config, ticks with nothing due (drift
    checks off, as "nothing due" means), median of many. Goal: <= 100 ms.
 2. RSS of a real `rotator run` child process, sampled from /proc while it idles (ticking, serving, drift
-   checking), and once more after a /metrics scrape. Goal: <= 150 MB.
+   checking, and with [events]: long-polling the exposure queue and looking for AWS quarantine policies on each
+   tick), and once more after a /metrics scrape. Goal: <= 150 MB.
 
-    python -m benchmarks.service_idle [--credentials N] [--seconds S] [--ticks T]
+    python -m benchmarks.service_idle [--credentials N] [--seconds S] [--ticks T] [--no-events]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -36,7 +38,7 @@ from rotator.adapters.db.store import SqlStore, upgrade_to_head
 from rotator.config.settings import load_settings
 from rotator.logs import configure_logging
 from rotator.sandbox.runner import Sandbox, start_sandbox
-from rotator.sandbox.seed import client_env
+from rotator.sandbox.seed import aws_client, client_env
 from rotator.service.runner import Service
 
 RSS_GOAL_MB = 150.0
@@ -57,10 +59,12 @@ def seed(sandbox: Sandbox, count: int) -> None:
         state.set_variable("project", project, "AWS_ACCESS_KEY_ID", key.access_key_id, masked=True, protected=True)
 
 
-def config_text(sandbox: Sandbox, count: int, database_url: str) -> str:
+def config_text(sandbox: Sandbox, count: int, database_url: str, queue_url: str | None = None) -> str:
     lines = ["[service]", f'database_url = "{database_url}"', 'listen = "127.0.0.1:0"', 'tick = "5s"',
              "", "[gitlab]", f'url = "{sandbox.urls()["gitlab_url"]}"', "",
              "[policy]", 'rotate_every = "30d"']
+    if queue_url is not None:  # the event consumer and the quarantine check, as a deployment with [events] runs
+        lines += ["", "[events]", f'queue_url = "{queue_url}"', "wait_seconds = 20"]
     for index in range(count):
         lines += ["", "[[credentials]]", f'name = "idle-{index}"', f'iam_user = "idle-user-{index}"',
                   "[[credentials.targets]]", f'project = "fleet/idle-{index}"']
@@ -146,6 +150,7 @@ def main(argv: list[str]) -> str:
     parser.add_argument("--credentials", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to watch the idle process")
     parser.add_argument("--ticks", type=int, default=30, help="in-process ticks to time")
+    parser.add_argument("--no-events", action="store_true", help="without [events] (no consumer, no quarantine check)")
     args = parser.parse_args(argv)
     configure_logging("warning", stream=sys.stderr)  # the in-process service's tick lines would drown the numbers
 
@@ -157,10 +162,14 @@ def main(argv: list[str]) -> str:
         print(f"seeded {args.credentials} IAM users and GitLab projects in {time.monotonic() - began:.1f}s",
               flush=True)
         env = client_env(sandbox.urls(), state_key=Fernet.generate_key().decode())
+        # The in-process service's AWS clients (the quarantine check) read the process environment, as boto3 does.
+        os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_") or k == "NO_PROXY"})
         with tempfile.TemporaryDirectory(prefix="rotator-bench-") as tmp:
             database_url = f"sqlite:///{Path(tmp) / 'rotator.db'}"
             config = Path(tmp) / "rotator.toml"
-            config.write_text(config_text(sandbox, args.credentials, database_url))
+            queue_url = None if args.no_events else str(aws_client(sandbox.urls(), "sqs").create_queue(
+                QueueName="rotator-exposures")["QueueUrl"])
+            config.write_text(config_text(sandbox, args.credentials, database_url, queue_url))
             upgrade_to_head(database_url)
             began = time.monotonic()
             settle_fleet(database_url, config, env)
@@ -180,7 +189,8 @@ def main(argv: list[str]) -> str:
           f"{idle['ticks']} ticks (median {idle['idle_tick_median_ms']:.1f} ms), "
           f"{idle['drift_checks']:.0f} background drift checks, exit code {idle['exit_code']:.0f}")
     rss = max(idle["rss_max"], idle["rss_after_scrape"])
-    return (f"service_idle: RSS {rss:.0f} MB (goal <= {RSS_GOAL_MB:.0f} MB, ratio {rss / RSS_GOAL_MB:.2f}); "
+    events = "without [events]" if args.no_events else "with the event consumer and the quarantine check"
+    return (f"service_idle ({events}): RSS {rss:.0f} MB (goal <= {RSS_GOAL_MB:.0f} MB, ratio {rss / RSS_GOAL_MB:.2f}); "
             f"tick with nothing due {median_ms:.1f} ms (goal <= {TICK_GOAL_MS:.0f} ms, "
             f"ratio {median_ms / TICK_GOAL_MS:.2f}) with {args.credentials} credentials")
 

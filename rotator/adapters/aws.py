@@ -203,6 +203,9 @@ class AwsSessions:
         self._roles = roles or {}
         self._sessions: dict[str, boto3.Session] = {}
         self._lock = threading.Lock()
+        # A boto3 Session is not thread-safe: clients of one session are built one at a time (the service's
+        # tick and its event consumer build theirs from different threads).
+        self._building = threading.Lock()
 
     def session(self, account: str = "default") -> boto3.Session:
         with self._lock:
@@ -226,8 +229,12 @@ class AwsSessions:
         core.register_component("credential_provider", CredentialResolver([provider]))
         return boto3.Session(botocore_session=core, region_name=self.region)
 
-    def client(self, service: str, account: str = "default") -> Any:
-        return self.session(account).client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+    def client(self, service: str, account: str = "default", *, region: str | None = None,
+               config: Config = RETRY_CONFIG) -> Any:
+        """A client of ``account``'s session (its loaded service models are shared by every client of it)."""
+        session = self.session(account)
+        with self._building:
+            return session.client(service, region_name=region or self.region, config=config)  # type: ignore[call-overload]
 
 
 class BotoIam:
@@ -289,6 +296,11 @@ class BotoIam:
         )
 
 
+# BotoSts's client: unsigned (each call is signed with the pair being checked), few retries.
+VERIFY_CONFIG = Config(signature_version=UNSIGNED, retries={"mode": "standard", "max_attempts": 3},
+                       connect_timeout=5, read_timeout=15, user_agent_extra="rotator")
+
+
 class BotoSts:
     """ports.Sts: checks a new key pair with GetCallerIdentity signed by that pair.
 
@@ -298,14 +310,13 @@ class BotoSts:
     pays hundreds of times.
     """
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, client: Any = None) -> None:
+        """``client``: an STS client built with VERIFY_CONFIG (unsigned), e.g. from a session whose service models
+        are already loaded (a session of its own loads botocore's endpoint data again: megabytes)."""
         self._region = region
         self._pair = threading.local()
-        self._client = boto3.Session(region_name=region).client(
-            "sts", region_name=region,
-            config=Config(signature_version=UNSIGNED, retries={"mode": "standard", "max_attempts": 3},
-                          connect_timeout=5, read_timeout=15, user_agent_extra="rotator"),
-        )
+        self._client = client if client is not None else boto3.Session(region_name=region).client(
+            "sts", region_name=region, config=VERIFY_CONFIG)
         self._client.meta.events.register_last("request-created.sts", self._sign)
 
     def _sign(self, request: Any, **_: Any) -> None:

@@ -73,6 +73,19 @@ class BotoIncidentIam(BotoIam):
         except AwsNotFound:
             return
 
+    def users_with_policy(self, policy_arn: str) -> list[str]:
+        # EntityFilter=User: only users (IAM API Reference, ListEntitiesForPolicy); a policy the account does
+        # not have (NoSuchEntity) is attached to nobody.
+        users: list[str] = []
+        try:
+            with aws_call("iam:ListEntitiesForPolicy", policy_arn):
+                for page in self._client.get_paginator("list_entities_for_policy").paginate(
+                        PolicyArn=policy_arn, EntityFilter="User"):
+                    users += [user["UserName"] for user in page.get("PolicyUsers", [])]
+        except AwsNotFound:
+            return []
+        return users
+
 
 class StsKeyDirectory:
     """KeyDirectory over an STS client signed with the ambient credentials."""

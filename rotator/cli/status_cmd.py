@@ -36,7 +36,8 @@ def _iso(value: datetime | None) -> str | None:
 @json_option
 @handle_errors
 def status(config_path: str | None, as_json: bool) -> None:
-    """Show every configured credential: key id and age, state, next rotation, retry time, last error.
+    """Show every configured credential: key id and age, state, next rotation, retry time, last error;
+    then the latest exposures AWS reported and the incidents they opened ([events]).
 
     \b
     States: ok; rotating (<phase>) while a rotation is in flight, waiting out its grace
@@ -75,10 +76,14 @@ def status(config_path: str | None, as_json: bool) -> None:
     from_iam = _keys_from_iam(root, unknown)
     rows = [_row(spec, statuses[spec.name], store.open_journal(spec.name), from_iam.get(spec.name), now)
             for spec in specs]
+    from rotator.cli.exposure_output import exposure_rows, print_exposures
+
+    exposures = exposure_rows(root)
     if as_json:
-        print_json({"credentials": rows, "ok": all(row["ok"] for row in rows)})
+        print_json({"credentials": rows, "ok": all(row["ok"] for row in rows), "exposures": exposures})
     else:
         _print_table(rows, str(settings.source))
+        print_exposures(exposures)
     sys.exit(ExitCode.OK if all(row["ok"] for row in rows) else ExitCode.FAILED)
 
 

@@ -220,6 +220,37 @@ class TargetSettings(_Section):
                           accept_masked_only=self.accept_masked_only)
 
 
+# What the service does when AWS reports a key exposed (an AWS Health event, or a quarantine policy on a user).
+OnExposed = Literal["contain", "contain_and_replace", "notify"]
+
+
+def _sqs_wait(value: int) -> int:
+    # SQS long polling waits 1 to 20 seconds ("Setting-up long polling in Amazon SQS", SQS Developer Guide).
+    if not 1 <= value <= 20:
+        raise ValueError("must be between 1 and 20 (seconds): SQS long polling waits at most 20 seconds")
+    return value
+
+
+def _sqs_visibility(value: timedelta) -> timedelta:
+    # ReceiveMessage's VisibilityTimeout is 0 to 43,200 seconds (12 hours) (SQS API Reference, ReceiveMessage).
+    if not timedelta(seconds=30) <= value <= timedelta(hours=12):
+        raise ValueError("must be between 30s and 12h: long enough for the playbook, at most what SQS allows")
+    return value
+
+
+class EventsSettings(_Section):
+    """AWS says a key is exposed: an AWS Health AWS_RISK_CREDENTIALS_EXPOSED event that an EventBridge rule
+    puts in an SQS queue, and the AWS quarantine policy AWS attaches to the user."""
+
+    enabled: StrictBool = True
+    queue_url: HttpUrl | None = None
+    on_exposed: OnExposed = "contain_and_replace"
+    quarantine_check: StrictBool = True
+    wait_seconds: Annotated[int, Field(strict=True), AfterValidator(_sqs_wait)] = 20
+    visibility_timeout: Annotated[timedelta, BeforeValidator(duration), AfterValidator(_sqs_visibility)] = \
+        timedelta(minutes=10)
+
+
 class CredentialSettings(_Section):
     name: Annotated[str, AfterValidator(check_name)]
     iam_user: Annotated[str, AfterValidator(check_iam_user)]
@@ -233,6 +264,8 @@ class CredentialSettings(_Section):
     last_used_skew: Duration | None = None
     window: CronWindow | None = None
     jitter: Duration | None = None
+    # What an exposure report about this credential's key does; None means "as in [events]".
+    on_exposed: OnExposed | None = None
     targets: Annotated[tuple[TargetSettings, ...], Field(min_length=1)]
 
     def policy(self, base: Policy) -> Policy:

@@ -30,6 +30,7 @@ from rotator.config.sections import (
     AccountSettings,
     AwsSettings,
     CredentialSettings,
+    EventsSettings,
     GitLabSettings,
     PolicySettings,
     ServiceSettings,
@@ -42,8 +43,9 @@ from rotator.errors import ConfigError, UsageError
 from rotator.logs import redact_url
 
 __all__ = [
-    "AccountSettings", "AwsSettings", "CredentialSettings", "GitLabSettings", "PolicySettings", "ServiceSettings",
-    "Settings", "SlackSettings", "TargetSettings", "describe_settings", "load_settings", "parse_settings",
+    "AccountSettings", "AwsSettings", "CredentialSettings", "EventsSettings", "GitLabSettings", "PolicySettings",
+    "ServiceSettings", "Settings", "SlackSettings", "TargetSettings", "describe_settings", "load_settings",
+    "parse_settings",
 ]
 
 
@@ -55,6 +57,7 @@ class Settings(_Section):
     slack: SlackSettings | None = None
     policy: PolicySettings = PolicySettings()
     credentials: tuple[CredentialSettings, ...] = ()
+    events: EventsSettings | None = None
     # Where secrets named by *_env are looked up; os.environ unless load_settings was given another mapping.
     _environ: Mapping[str, str] = PrivateAttr(default_factory=lambda: os.environ)
 
@@ -101,6 +104,12 @@ class Settings(_Section):
         known = ", ".join(c.name for c in self.credentials) or "none"
         raise UsageError(f"unknown credential {name!r} (configured in {self.source}: {known})",
                          hint="pass a name from the list, or add a [[credentials]] entry")
+
+    def on_exposed(self, credential: str | None) -> str:
+        """What an exposure report does to a key of ``credential`` (None: a key no credential tracks)."""
+        default = self.events.on_exposed if self.events else "contain_and_replace"
+        chosen = next((c.on_exposed for c in self.credentials if c.name == credential), None)
+        return chosen or default
 
     def account_names(self) -> tuple[str, ...]:
         """Every account rotator acts in: the configured ones, plus "default" (the ambient credentials) when

@@ -36,6 +36,10 @@ class IncidentIam(Iam, Protocol):
         """Idempotent: a user without a console password is not an error."""
         ...
 
+    def users_with_policy(self, policy_arn: str) -> list[str]:
+        """The names of the users a managed policy is attached to (iam:ListEntitiesForPolicy, every page)."""
+        ...
+
 
 class IncidentStore(Store, Protocol):
     def expire_lease(self, name: str) -> None:

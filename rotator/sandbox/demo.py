@@ -27,6 +27,7 @@ from rotator.sandbox.runner import Sandbox, start_sandbox
 from rotator.sandbox.seed import (
     CredentialSeed,
     TargetSeed,
+    aws_client,
     client_env,
     config_toml,
     pair_works,
@@ -138,6 +139,9 @@ class Demo:
                  f'project = "{SCHEDULED.targets[0].path}"\n')
         text = text.replace('state_key_env = "ROTATOR_STATE_KEY"',
                             'state_key_env = "ROTATOR_STATE_KEY"\ntick = "5s"\nlisten = "127.0.0.1:0"')
+        # The queue an EventBridge rule fills with AWS Health "credentials exposed" events (deploy/README.md).
+        self.queue_url = str(aws_client(self.box.urls(), "sqs").create_queue(QueueName="rotator-exposures")["QueueUrl"])
+        text += f'\n[events]\nqueue_url = "{self.queue_url}"\nwait_seconds = 1\n'
         self.config.write_text(text)
         self.console.print(f"Wrote {self.config} (tokens come from the environment, never the file).")
 
@@ -189,7 +193,7 @@ class Demo:
             self.console.print(report.read_text(), markup=False, highlight=False)
 
     def service(self) -> None:
-        self.heading(f"7. the service: `rotator run` for {self.service_seconds}s rotates nightly-etl on schedule")
+        self.heading("7. the service: `rotator run` rotates nightly-etl on schedule and reads AWS's exposure events")
         self.rotator("db", "upgrade", "--config", str(self.config))
         port = _free_port()
         text = self.config.read_text().replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"')
@@ -199,9 +203,10 @@ class Demo:
         env = {**self.env, "ROTATOR_LOG_LEVEL": "info"}
         process = subprocess.Popen([executable, "run", "--config", str(self.config)], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + self.service_seconds
         assert process.stdout is not None
         os.set_blocking(process.stdout.fileno(), False)
+        self.exposure_event(process)
+        deadline = time.monotonic() + self.service_seconds
         while time.monotonic() < deadline and process.poll() is None:
             for line in iter(process.stdout.readline, ""):
                 if "rotation step" in line or "result" in line or "started" in line:
@@ -219,6 +224,33 @@ class Demo:
         process.wait(timeout=60)
         self.console.print(f"[dim](rotator run exited {process.returncode} after SIGTERM)[/]")
         self.rotator("status", "--config", str(self.config))
+
+    def exposure_event(self, process: subprocess.Popen[str]) -> None:
+        """AWS finds a key on GitHub: its Health event reaches the queue, and the running service contains the key
+        and repairs the pipeline with no command typed."""
+        seed = self.seeded["data-warehouse"]
+        self.heading("8. AWS Health reports a key exposed; the running service acts on its own")
+        assert process.stdout is not None
+        started = time.monotonic()
+        while time.monotonic() - started < 60 and "reading the exposure queue" not in (process.stdout.readline() or ""):
+            time.sleep(0.1)
+        self.box.aws.inject_health_event(self.queue_url, seed.key_id)
+        arrived = time.monotonic()
+        self.console.print(f"  AWS Health AWS_RISK_CREDENTIALS_EXPOSED for {seed.key_id} delivered to the queue "
+                           "(as an EventBridge rule does); nobody types anything")
+        repaired = False
+        while time.monotonic() - arrived < 60 and not repaired:
+            state: Any = self.box.gitlab
+            held = state.state.get_variable(seed.targets[0].kind, seed.targets[0].path, "AWS_ACCESS_KEY_ID",
+                                            seed.targets[0].environment_scope)
+            repaired = self.box.aws.key_status(seed.key_id) == "Inactive" and held.value != seed.key_id
+            time.sleep(0.2)
+        took = time.monotonic() - arrived
+        self.console.print(f"  {seed.key_id} is {self.box.aws.key_status(seed.key_id)}; the pipeline "
+                           + (f"holds a new key {took:.1f}s after the event arrived:" if repaired else
+                              "was NOT repaired within 60s:"))
+        self.show_targets(seed)
+        self.show_slack(("#security-incidents", "#team-data"))
 
     def cleanup(self) -> None:
         """Remove the demo's folder, unless it was started with keep=True (it said where the files are)."""

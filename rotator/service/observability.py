@@ -8,6 +8,8 @@ nothing for them.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +24,9 @@ from prometheus_client.registry import Collector
 
 from rotator.domain import CredentialState
 from rotator.errors import StoreError
+from rotator.incident.events import Outcome as ExposureOutcome
+from rotator.incident.events import RejectReason
+from rotator.incident.exposure import ExposureResult
 from rotator.rotation.results import Outcome
 from rotator.service.ports import FleetSnapshot
 
@@ -128,9 +133,62 @@ class Metrics:
         for reason in ("unreachable", "refused"):
             self.notifications_failed.labels(reason)
         self.registry.register(FleetCollector(snapshot, now))
+        self._exposure_metrics()
+
+    def _exposure_metrics(self) -> None:
+        """AWS's exposure reports: the event consumer's messages and the tick's quarantined users."""
+        self.exposures_received = Counter(
+            "rotator_exposure_events_received", "Exposure reports from AWS: queue messages (each once, however "
+            "often SQS delivers it) and quarantined users found, by source (sqs, quarantine).", ["source"],
+            registry=self.registry)
+        self.exposures_acted_on = Counter(
+            "rotator_exposure_events_acted_on", "Reported keys acted on, by on_exposed (contain, "
+            "contain_and_replace, notify).", ["action"], registry=self.registry)
+        self.exposures_duplicated = Counter(
+            "rotator_exposure_events_duplicated", "Reported keys already handled: the same report again, or a key "
+            "already contained (its incident annotated).", registry=self.registry)
+        self.exposures_rejected = Counter(
+            "rotator_exposure_events_rejected", "Queue messages rotator will not act on, left to the dead-letter "
+            "queue, by reason.", ["reason"], registry=self.registry)
+        self.exposures_failed = Counter(
+            "rotator_exposure_events_failed", "Reported keys not handled yet (not contained, incident not "
+            "recorded, Slack down for notify): tried again.", registry=self.registry)
+        for source in ("sqs", "quarantine"):
+            self.exposures_received.labels(source)
+        for action in ("contain", "contain_and_replace", "notify"):
+            self.exposures_acted_on.labels(action)
+        for reason in RejectReason:
+            self.exposures_rejected.labels(reason.value)
+
+    def count_exposure(self, result: ExposureResult) -> None:
+        if result.outcome in (ExposureOutcome.ACTED, ExposureOutcome.NOTIFIED):
+            self.exposures_acted_on.labels(result.action).inc()
+        elif result.outcome in (ExposureOutcome.DUPLICATE, ExposureOutcome.ANNOTATED):
+            self.exposures_duplicated.inc()
+        elif result.outcome is ExposureOutcome.FAILED:
+            self.exposures_failed.inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None elsewhere (musl, macOS)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+def return_freed_memory() -> None:
+    """A scrape builds every credential's samples at once (10,000 credentials: megabytes) in the HTTP handler's
+    thread; glibc keeps the pages such a burst freed in that thread's arena, so the process's RSS grows by the
+    size of each scrape's peak. malloc_trim(0) hands the freed pages back to the kernel (glibc malloc_trim(3))."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 # --- HTTP ------------------------------------------------------------------------------------------------
@@ -186,13 +244,17 @@ class HealthServer:
             sys_version = ""
 
             def do_GET(self) -> None:  # the name http.server dispatches to
-                status, content_type, body = server.answer(self.path.split("?", 1)[0])
+                path = self.path.split("?", 1)[0]
+                status, content_type, body = server.answer(path)
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
                 self.wfile.write(body)
+                if path == "/metrics":
+                    del body
+                    return_freed_memory()
 
             def log_message(self, format: str, *args: Any) -> None:
                 return  # probes every few seconds would drown the log

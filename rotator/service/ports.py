@@ -98,3 +98,46 @@ class NotificationOutbox(Store, Protocol):
     def notification_failed(self, message_id: int, error: str) -> None:
         """One more attempt that Slack did not answer."""
         ...
+
+
+# --- the exposure event queue ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    """One SQS message, as received."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int  # ApproximateReceiveCount, this receive included
+    sent_at: datetime | None = None  # SentTimestamp: when the message arrived in the queue
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    arn: str
+    dead_letter_arn: str | None = None  # from the queue's RedrivePolicy
+    max_receive_count: int | None = None
+
+
+class EventQueue(Protocol):
+    """The SQS queue an EventBridge rule feeds with AWS Health events."""
+
+    @property
+    def url(self) -> str: ...
+
+    def describe(self) -> QueueInfo:
+        """sqs:GetQueueAttributes: the queue's ARN and its dead-letter queue, if any."""
+        ...
+
+    def receive(self, *, max_messages: int, wait_seconds: int, visibility_timeout: int) -> list[QueueMessage]:
+        """sqs:ReceiveMessage with long polling: returns as soon as a message is there, or empty after
+        ``wait_seconds``."""
+        ...
+
+    def delete(self, message: QueueMessage) -> None: ...
+
+    def make_visible_in(self, message: QueueMessage, seconds: int) -> None:
+        """sqs:ChangeMessageVisibility: receive the message again after ``seconds`` (0: at once)."""
+        ...

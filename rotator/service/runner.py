@@ -14,6 +14,9 @@ SIGHUP reloads the config (a bad one is rejected and the running one kept; lease
 
 /readyz says what is wrong: the database, a party that could not be reached (named, with its error, until
 it answers again), a tick stuck past its deadline (``tick_deadline``), or no tick for too long.
+
+With [events], a thread long-polls the exposure queue (rotator.service.event_consumer) and each tick first
+looks for AWS quarantine policies on tracked users (rotator.incident.quarantine).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import structlog
 from rotator.errors import ConfigError, RotatorError, SlackError, SlackUnavailable, StoreError
 from rotator.leases import new_holder
 from rotator.rotation.results import RotationResult
-from rotator.service.observability import HealthServer, Metrics
+from rotator.service.event_consumer import ConsumerMetrics, EventConsumer
+from rotator.service.observability import HealthServer, Metrics, return_freed_memory
 from rotator.service.ports import FleetSnapshot
 from rotator.service.scheduling import DriftSchedule, RetryPauses
 from rotator.service.tick import DriftResult, TickContext, TickSummary, run_tick
@@ -42,6 +46,8 @@ if TYPE_CHECKING:
 
     from rotator.config.settings import Settings
     from rotator.domain import CredentialSpec
+    from rotator.incident.events import Rejection
+    from rotator.incident.exposure import ExposurePorts, ExposureResult
 
 log = structlog.get_logger("rotator.service")
 
@@ -134,6 +140,8 @@ class Service:
         self._reload_requested = False
         self._scheduler: BackgroundScheduler | None = None
         self._http: HealthServer | None = None
+        self._consumer: EventConsumer | None = None
+        self._exposure_ports: ExposurePorts | None = None
         # Looked up on each scrape: a reload may replace the root.
         self.metrics = Metrics(self._fleet_snapshot, lambda: datetime.now(UTC))
 
@@ -166,6 +174,9 @@ class Service:
                           id=OUTBOX_JOB_ID, next_run_time=datetime.now(UTC))
         scheduler.start()
         self._scheduler = scheduler
+        self._start_consumer()
+        # Reading and validating the config of a large fleet leaves megabytes of freed parse trees behind.
+        return_freed_memory()
         log.info("service started", holder=self.holder, listen=self._http.url,
                  credentials=len(self.settings.credentials), tick=self._tick_seconds())
         self._emit("started", url=self._http.url, holder=self.holder, credentials=len(self.settings.credentials))
@@ -191,11 +202,16 @@ class Service:
         self._emit("stopping")
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        if self._consumer is not None:
+            self._consumer.request_stop()
         timeout = self.settings.service.stop_timeout.total_seconds()
+        deadline = time.monotonic() + timeout
         finished = self._tick_lock.acquire(timeout=timeout)
         if finished:
             self._tick_lock.release()
-        else:
+        if self._consumer is not None and not self._consumer.stop(max(0.0, deadline - time.monotonic())):
+            finished = False  # a playbook still running: its message comes back after its visibility timeout
+        if not finished:
             log.error("a step was still running at stop_timeout; exiting anyway",
                       stop_timeout=timeout, hint="its lease expires after lease_ttl; the journal resumes it")
         if self._http is not None:
@@ -263,6 +279,9 @@ class Service:
         self._last_progress = time.monotonic()
         self._last_tick_error = None
         self.metrics.last_tick.set(time.time())
+        return_freed_memory()  # what a tick freed (its queries' rows, drift checks' answers) goes back to the kernel
+        for exposure in summary.exposures:
+            self._record_exposure(exposure, source="quarantine")
         self._emit("tick", due=len(summary.due), ok=summary.ok, seconds=summary.seconds, counts=summary.counts())
         return summary
 
@@ -275,6 +294,8 @@ class Service:
             pauses=RetryPauses(held=settings.service.retry_held_after, failed=settings.service.retry_failed_after,
                                broken=settings.service.retry_broken_after), stop_requested=lambda: self._stop_requested,
             on_result=self._record_result, on_step=self._record_step, on_drift=self._record_drift,
+            exposures=self._check_quarantines if settings.events and settings.events.enabled
+            and settings.events.quarantine_check else None,
         )
 
     def _record_result(self, result: RotationResult) -> None:
@@ -296,6 +317,41 @@ class Service:
         self._last_progress = time.monotonic()
         self._emit("drift", credential=result.credential, outcome=result.outcome, message=result.message)
 
+    # --- AWS's exposure reports ----------------------------------------------------------------------
+    def exposure_ports(self) -> ExposurePorts:
+        """Built once per config (a reload builds them again)."""
+        if self._exposure_ports is None:
+            self._exposure_ports = self.root.incident.exposure_ports(holder=self.holder, specs=self._specs)
+        return self._exposure_ports
+
+    def _check_quarantines(self) -> list[ExposureResult]:
+        from rotator.incident.quarantine import check_quarantines
+
+        return check_quarantines(self.exposure_ports())
+
+    def _start_consumer(self) -> None:
+        events = self.settings.events
+        if events is None or not events.enabled or events.queue_url is None:
+            return
+        metrics = ConsumerMetrics(received=lambda: self.metrics.exposures_received.labels("sqs").inc(),
+                                  rejected=self._record_rejection,
+                                  result=lambda result: self._record_exposure(result, source=None))
+        self._consumer = EventConsumer(self.root.aws.queue(events.queue_url), self.exposure_ports,
+                                       wait_seconds=events.wait_seconds,
+                                       visibility_timeout=int(events.visibility_timeout.total_seconds()),
+                                       metrics=metrics).start()
+
+    def _record_rejection(self, rejection: Rejection) -> None:
+        self.metrics.exposures_rejected.labels(rejection.code.value).inc()
+        self._emit("exposure_rejected", code=rejection.code.value, reason=rejection.reason)
+
+    def _record_exposure(self, result: ExposureResult, *, source: str | None) -> None:
+        if source is not None and (result.key_id is not None or result.settled):
+            self.metrics.exposures_received.labels(source).inc()
+        self.metrics.count_exposure(result)
+        self._emit("exposure", source=result.source, key_id=result.key_id, outcome=result.outcome.value,
+                   action=result.action, incident_id=result.incident_id, detail=result.detail)
+
     # --- readiness -----------------------------------------------------------------------------------
     def readiness(self) -> Sequence[str]:
         """Why the replica is not ready: the database does not answer, an outside party did not answer
@@ -307,6 +363,8 @@ class Service:
         except StoreError as exc:
             problems.append(f"database unreachable: {exc}")
         problems += self.health.problems()
+        if self._consumer is not None and self._consumer.problem is not None:
+            problems.append(f"exposure queue unreadable: {self._consumer.problem}")
         if self._last_tick_error is not None:
             problems.append(f"the last tick failed: {self._last_tick_error}")
         else:
@@ -332,6 +390,10 @@ class Service:
                 if getattr(new.service, field) != getattr(self.settings.service, field):
                     raise ConfigError(source, f"service.{field}", "changed; this needs a restart",
                                       hint="restart the service to apply it")
+            if _queue_of(new) != _queue_of(self.settings):
+                raise ConfigError(source, "events", "the exposure queue changed (queue_url, enabled, wait_seconds "
+                                  "or visibility_timeout); this needs a restart",
+                                  hint="restart the service to apply it")
             root = self.root.sharing_database(new)
             root.resolve_secrets()
             specs = new.credential_specs()
@@ -343,6 +405,7 @@ class Service:
             return False
         old_tick, old_level = self._tick_seconds(), self.settings.service.log_level
         self.settings, self.root, self._specs = new, root, specs
+        self._exposure_ports = None  # built again from the new config (on_exposed, owners, credentials)
         if new.service.log_level != old_level:
             from rotator.logs import configure_logging
 
@@ -370,6 +433,13 @@ class Service:
     def _emit(self, kind: str, **data: Any) -> None:
         if self._on_event is not None:
             self._on_event(kind, data)
+
+
+def _queue_of(settings: Settings) -> tuple[object, ...]:
+    events = settings.events
+    if events is None or not events.enabled:
+        return ()
+    return events.queue_url, events.wait_seconds, events.visibility_timeout
 
 
 def run_service(settings: Settings, *, once: bool = False, duration: float | None = None,

@@ -1,5 +1,6 @@
-"""One tick of the service: recover interrupted rotations, run due rotations, then due retire and delete
-steps, then a rationed batch of drift checks. Every credential runs under its own lease
+"""One tick of the service: act on AWS's quarantine policies (a leaked key is contained before anything else
+touches it), recover interrupted rotations, run due rotations, then due retire and delete steps, then a
+rationed batch of drift checks. Every credential runs under its own lease
 (rotator.rotation.batch.rotate_one) and fails on its own; the summary reports them together.
 """
 
@@ -15,6 +16,8 @@ import structlog
 
 from rotator.domain import CredentialSpec, CredentialState
 from rotator.errors import LeaseLost, RotatorError
+from rotator.incident.events import Outcome as ExposureOutcome
+from rotator.incident.exposure import ExposureResult
 from rotator.leases import holding, lease_name
 from rotator.ports import Clock
 from rotator.rotation.batch import rotate_many
@@ -55,11 +58,13 @@ class TickSummary:
     results: tuple[RotationResult, ...] = ()
     drift: tuple[DriftResult, ...] = ()
     interrupted: bool = False
+    exposures: tuple[ExposureResult, ...] = ()  # quarantined users acted on
 
     @property
     def ok(self) -> bool:
         """Nothing failed and nothing is held."""
-        return all(r.outcome in _TICK_OK for r in self.results) and all(d.ok for d in self.drift)
+        return (all(r.outcome in _TICK_OK for r in self.results) and all(d.ok for d in self.drift)
+                and all(e.settled or e.outcome is ExposureOutcome.BUSY for e in self.exposures))
 
     def counts(self) -> dict[str, int]:
         tally: dict[str, int] = {}
@@ -67,6 +72,8 @@ class TickSummary:
             tally[result.outcome.value] = tally.get(result.outcome.value, 0) + 1
         for check in self.drift:
             tally[f"drift_{check.outcome}"] = tally.get(f"drift_{check.outcome}", 0) + 1
+        for exposure in self.exposures:
+            tally[f"exposure_{exposure.outcome.value}"] = tally.get(f"exposure_{exposure.outcome.value}", 0) + 1
         return tally
 
 
@@ -87,11 +94,14 @@ class TickContext:
     on_result: Callable[[RotationResult], None] | None = None
     on_step: Callable[[str, str, float], None] | None = None  # credential, step, seconds since the previous step
     on_drift: Callable[[DriftResult], None] | None = None
+    # The quarantine check (rotator.incident.quarantine), when [events] asks for it.
+    exposures: Callable[[], Sequence[ExposureResult]] | None = None
 
 
 def run_tick(ctx: TickContext) -> TickSummary:
     started = ctx.clock.now()
     began = time.monotonic()
+    exposures = tuple(ctx.exposures()) if ctx.exposures is not None and not ctx.stop_requested() else ()
     by_name: Mapping[str, CredentialSpec] = {spec.name: spec for spec in ctx.specs}
     due = select_due(ctx.queries.due_candidates(started), {n: s.policy for n, s in by_name.items()}, started,
                      ctx.pauses)
@@ -106,7 +116,8 @@ def run_tick(ctx: TickContext) -> TickSummary:
                 continue  # a credential rotated this tick was just compared with IAM anyway
             drift.append(_drift_check(ctx, by_name[name]))
     summary = TickSummary(started_at=started, seconds=time.monotonic() - began, due=tuple(due),
-                          results=tuple(results), drift=tuple(drift), interrupted=ctx.stop_requested())
+                          results=tuple(results), drift=tuple(drift), interrupted=ctx.stop_requested(),
+                          exposures=exposures)
     log.info("tick", due=len(due), duration_ms=round(summary.seconds * 1000, 1), ok=summary.ok,
              interrupted=summary.interrupted, **summary.counts())
     return summary

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rotator.adapters.aws_least_privilege import BotoPrivilegeReads
     from rotator.adapters.aws_oidc import BotoOidcIam
     from rotator.adapters.cloudtrail import Backoff, BotoCloudTrail
+    from rotator.adapters.sqs import SqsQueue
     from rotator.inventory.locate import KeyLocator
     from rotator.ratelimit import Pacer
 
@@ -41,7 +42,7 @@ class AwsParty:
             lambda: _sessions(region, roles()))
         self._iams: PerKey[BotoIam] = PerKey(self._build_iam)
         self._incident_iams: PerKey[BotoIncidentIam] = PerKey(self._build_incident_iam)
-        self._stss: PerKey[BotoSts] = PerKey(_build_sts)
+        self._stss: PerKey[BotoSts] = PerKey(self._build_sts)
         self._directory: Lazy[StsKeyDirectory] = Lazy(self._build_directory)
 
     @property
@@ -88,6 +89,12 @@ class AwsParty:
         return cloudtrail_for_session(self.sessions.session(account), self.region, rate=self._cloudtrail_rate,
                                       backoff=backoff)
 
+    def queue(self, queue_url: str, account: str = "default") -> SqsQueue:
+        """The SQS queue at ``queue_url``, read with ``account``'s credentials in the queue's own region."""
+        from rotator.adapters.sqs import SqsQueue
+
+        return SqsQueue.for_session(self.sessions.session(account), queue_url, self.region)
+
     def oidc_iam(self, account: str = "default") -> BotoOidcIam:
         from rotator.adapters.aws_oidc import BotoOidcIam
 
@@ -111,6 +118,12 @@ class AwsParty:
 
         return BotoIncidentIam(self.client("iam", account))
 
+    def _build_sts(self, region: str) -> BotoSts:
+        from rotator.adapters.aws import VERIFY_CONFIG, BotoSts
+
+        # Unsigned: the ambient session only lends its loaded service models, never its credentials.
+        return BotoSts(region, self.sessions.client("sts", region=region, config=VERIFY_CONFIG))
+
     def _build_directory(self) -> StsKeyDirectory:
         from rotator.adapters.aws_incident import StsKeyDirectory
 
@@ -121,9 +134,3 @@ def _sessions(region: str, roles: RoleTable) -> AwsSessions:
     from rotator.adapters.aws import AwsSessions
 
     return AwsSessions(region, roles)
-
-
-def _build_sts(region: str) -> BotoSts:
-    from rotator.adapters.aws import BotoSts
-
-    return BotoSts(region)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from rotator.wiring.lazy import Lazy
 
 if TYPE_CHECKING:
+    from rotator.adapters.db.exposures import SqlExposureLedger
     from rotator.adapters.db.store import SqlStore
     from rotator.service.ports import ServiceQueries
 
@@ -20,6 +21,7 @@ class Database:
         self._create_new_database = create_new_database
         self._store: Lazy[SqlStore] = Lazy(self._open)
         self._queries: Lazy[ServiceQueries] = Lazy(self._build_queries)
+        self._exposures: Lazy[SqlExposureLedger] = Lazy(self._build_exposures)
 
     @property
     def store(self) -> SqlStore:
@@ -32,6 +34,11 @@ class Database:
     @property
     def service_queries(self) -> ServiceQueries:
         return self._queries.get()
+
+    @property
+    def exposures(self) -> SqlExposureLedger:
+        """The AWS exposure reports the service handled (same database, same pool)."""
+        return self._exposures.get()
 
     @property
     def opened(self) -> bool:
@@ -66,6 +73,11 @@ class Database:
             upgrade_to_head(self.url)  # a brand-new local SQLite file holds nothing to lose: create it
         ensure_at_head(engine)
         return SqlStore(engine)
+
+    def _build_exposures(self) -> SqlExposureLedger:
+        from rotator.adapters.db.exposures import SqlExposureLedger
+
+        return SqlExposureLedger(self.store.engine)
 
     def _build_queries(self) -> ServiceQueries:
         from rotator.adapters.db.service_queries import SqlServiceQueries

@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from rotator.incident.exposure import ExposureLedger
     from rotator.incident.ports import CloudTrail, IncidentIam, IncidentStore
     from rotator.inventory.discover import Inventory
     from rotator.inventory.least_privilege import PrivilegeReads
     from rotator.inventory.locate import KeyLocator
     from rotator.oidc.ports import OidcIam, ProtectedRefs
     from rotator.ports import CiVariables, Iam, Notifier, Sts
-    from rotator.service.ports import NotificationOutbox, ServiceQueries
+    from rotator.service.ports import EventQueue, NotificationOutbox, ServiceQueries
 
 
 class AwsAccess(Protocol):
@@ -34,6 +35,8 @@ class AwsAccess(Protocol):
     def oidc_iam(self, account: str = "default") -> OidcIam: ...
 
     def privilege_reads(self, account: str = "default") -> PrivilegeReads: ...
+
+    def queue(self, queue_url: str, account: str = "default") -> EventQueue: ...
 
 
 class GitLabAccess(Protocol):
@@ -70,6 +73,9 @@ class DatabaseAccess(Protocol):
     def outbox(self) -> NotificationOutbox:
         """Where Slack messages wait while Slack does not answer (the store's table)."""
         ...
+
+    @property
+    def exposures(self) -> ExposureLedger: ...
 
     def read_only_store(self) -> IncidentStore:
         """The store of a database that already exists, for dry runs: nothing is created or migrated."""

@@ -23,4 +23,8 @@ def test_demo_runs_every_part_and_exits_0() -> None:
     assert "#team-payments: rotator: payments-deploy rotated" in output
     assert "is contained (Inactive)" in output and "identity persistence" in output
     assert "rotator_last_tick_timestamp_seconds" in output
+    # An AWS Health event, no command typed: the running service contained the key and repaired the pipeline.
+    exposure = output.split("AWS Health reports a key exposed")[1]
+    assert "is Inactive; the pipeline holds a new key" in exposure and "✔ AWS accepts the pair" in exposure
+    assert "rotator_exposure_events_acted_on_total" in output
     assert "Traceback" not in output

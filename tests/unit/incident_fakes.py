@@ -24,6 +24,7 @@ class FakeIncidentIam(FakeIam):
         self.user_policies: dict[tuple[str, str], str] = {}
         self.role_policies: dict[tuple[str, str], str] = {}
         self.login_profiles: dict[str, datetime] = {}
+        self.managed_policies: dict[str, set[str]] = {}  # policy ARN → users it is attached to
         self.ignore_deactivate = False  # an UpdateAccessKey that AWS accepts but that never takes effect
 
     def owner_of(self, key_id: str) -> str | None:
@@ -75,6 +76,10 @@ class FakeIncidentIam(FakeIam):
     def delete_login_profile(self, user_name: str) -> None:
         self._call("DeleteLoginProfile")
         self.login_profiles.pop(user_name, None)
+
+    def users_with_policy(self, policy_arn: str) -> list[str]:
+        self._call("ListEntitiesForPolicy")
+        return sorted(self.managed_policies.get(policy_arn, set()))
 
     @property
     def writes(self) -> list[str]:

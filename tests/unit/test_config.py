@@ -174,7 +174,8 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     ('[policy]\nwindow = "* 8-25 * * *"', "policy.window: '* 8-25 * * *': 25 is out of range for the hour field"),
     ('[policy]\nwindow = "* 9am * * *"', "policy.window: '* 9am * * *': the hour field '9am' may only hold"),
     # top level
-    ('source = "elsewhere.toml"', "source: unknown key (known keys: aws, credentials, gitlab, policy, service, slack)"),
+    ('source = "elsewhere.toml"',
+     "source: unknown key (known keys: aws, credentials, events, gitlab, policy, service, slack)"),
     ('[credentials]\nname = "c"', "credentials: expected an array, found a table (write [[credentials]], not"),
 ])
 def test_rule(text: str, expected: str) -> None:
@@ -489,7 +490,7 @@ def test_the_example_file_documents_every_key() -> None:
     text = (REPO / "config.example.toml").read_text()
     written = set(re.findall(r"^#? ?([a-z_]+) = ", text, flags=re.MULTILINE))
     keys = {name for model in _tables(Settings) for name in model.model_fields} - {"source"}
-    sections = {"service", "aws", "gitlab", "slack", "policy", "credentials", "accounts", "targets"}
+    sections = {"service", "aws", "gitlab", "slack", "policy", "credentials", "accounts", "targets", "events"}
     assert keys - sections - written == set()
     assert not re.search(r"^#? ?[a-z_]*(token|secret|password|key) = ", text, flags=re.MULTILINE)
 

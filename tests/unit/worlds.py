@@ -26,6 +26,7 @@ from rotator.rotation.engine import Rotator
 from rotator.rotation.results import RotationPorts, RotationResult
 from rotator.wiring.containment import ContainmentWiring
 from rotator.wiring.root import Root
+from tests.unit.exposure_fakes import FakeExposureLedger, FakeQueue
 from tests.unit.fakes import T0, FakeCiVariables, FakeClock, FakeNotifier, FakeSealer, FakeSts
 from tests.unit.incident_fakes import ACCOUNT, FakeCloudTrail, FakeDirectory, FakeIncidentIam, FakeIncidentStore
 
@@ -49,6 +50,7 @@ class FakeAws:
     trail: FakeCloudTrail
     account_ids: dict[str, str | None]
     privilege: dict[str, Any] = field(default_factory=dict)  # account → a fake PrivilegeReads
+    event_queue: FakeQueue = field(default_factory=FakeQueue)
 
     def client(self, service: str, account: str = "default") -> Any:
         raise AssertionError(f"unit tests talk to fakes of the ports, never to a boto3 {service} client")
@@ -76,6 +78,10 @@ class FakeAws:
 
     def privilege_reads(self, account: str = "default") -> Any:
         return self.privilege[account]  # set by tests/unit/test_least_privilege.py
+
+    def queue(self, queue_url: str, account: str = "default") -> FakeQueue:
+        assert queue_url == self.event_queue.url, queue_url
+        return self.event_queue
 
 
 @dataclass
@@ -106,6 +112,7 @@ class FakeSlack:
 @dataclass
 class FakeDatabase:
     store: FakeIncidentStore
+    exposures: FakeExposureLedger = field(default_factory=FakeExposureLedger)
 
     @property
     def service_queries(self) -> Any:
@@ -142,6 +149,10 @@ class World:
     iams: dict[str, FakeIncidentIam] = field(default_factory=dict)
     sealer: FakeSealer = field(default_factory=FakeSealer)
     privilege: dict[str, Any] = field(default_factory=dict)
+    queue: FakeQueue = field(default_factory=FakeQueue)
+    ledger: FakeExposureLedger = field(default_factory=FakeExposureLedger)
+    events_config: str = ""  # an [events] section, appended to the config file
+    on_exposed: dict[str, str] = field(default_factory=dict)  # credential name → its on_exposed
 
     @property
     def spec(self) -> CredentialSpec:
@@ -154,20 +165,20 @@ class World:
     # --- the composition root over the fakes ---
     def settings(self) -> Settings:
         # partial: like `revoke`, a world may have no credential configured at all.
-        settings = parse_settings(config_for(self.specs, self.account_ids), source="unit-test.toml",
-                                  environ=ENVIRON, partial=True)
+        settings = parse_settings(config_for(self.specs, self.account_ids, self.on_exposed) + self.events_config,
+                                  source="unit-test.toml", environ=ENVIRON, partial=True)
         assert settings.credential_specs() == tuple(self.specs), "config_for must describe the specs exactly"
         return settings
 
     def aws(self) -> FakeAws:
         return FakeAws({"default": self.iam, **self.iams}, self.sts, self.directory, self.trail, self.account_ids,
-                       self.privilege)
+                       self.privilege, self.queue)
 
     def root(self, *, notifier: Notifier | bool | None = True) -> Root:
         """The real composition root over the fakes; ``notifier=None`` as if there were no [slack] section."""
         chosen = self.notifier if notifier is True else (None if notifier is False else notifier)
         return Root(self.settings(), actor="responder@laptop", aws=self.aws(), gitlab=FakeGitLab(self.variables),
-                    slack=FakeSlack(chosen), database=FakeDatabase(self.store), clock=self.clock,
+                    slack=FakeSlack(chosen), database=FakeDatabase(self.store, self.ledger), clock=self.clock,
                     sealer=self.sealer)
 
     def ports(self, spec: CredentialSpec | None = None) -> RotationPorts:
@@ -215,7 +226,8 @@ class World:
                                                              dry_run=dry_run))
 
 
-def config_for(specs: Sequence[CredentialSpec], account_ids: dict[str, str | None]) -> str:
+def config_for(specs: Sequence[CredentialSpec], account_ids: dict[str, str | None],
+               on_exposed: dict[str, str] | None = None) -> str:
     """A config file that describes ``specs`` exactly (World.settings checks it)."""
     lines = ['[service]', 'state_key_env = "ROTATOR_STATE_KEY"', '[aws]', 'region = "us-east-1"',
              'audit_regions = ["us-east-1", "eu-west-1", "ap-southeast-2"]']
@@ -234,6 +246,8 @@ def config_for(specs: Sequence[CredentialSpec], account_ids: dict[str, str | Non
             lines.append(f'{name} = "{format_duration(getattr(policy, name))}"')
         if policy.window:
             lines.append(f'window = "{policy.window}"')
+        if spec.name in (on_exposed or {}):
+            lines.append(f'on_exposed = "{(on_exposed or {})[spec.name]}"')
         for target in spec.targets:
             where = (f'project = "{target.path}"' if target.kind is ScopeKind.PROJECT else
                      f'group = "{target.path}"' if target.kind is ScopeKind.GROUP else "instance = true")

@@ -218,6 +218,26 @@ class IncidentRow(Base):
     updated_at: Mapped[datetime]
 
 
+class ExposureRow(Base):
+    """One exposure report rotator handled: a key named by an AWS Health event, or a user AWS quarantined."""
+
+    __tablename__ = "exposure_reports"
+
+    signal_id: Mapped[str] = mapped_column(String(2000), primary_key=True)  # event ARNs run to 1600 characters
+    source: Mapped[str] = mapped_column(String(SHORT))
+    actor: Mapped[str] = mapped_column(String(NAME))
+    account: Mapped[str | None] = mapped_column(String(NAME))
+    user_name: Mapped[str | None] = mapped_column(String(IAM_NAME))
+    key_id: Mapped[str | None] = mapped_column(String(KEY_ID), index=True)
+    action: Mapped[str] = mapped_column(String(SHORT))
+    outcome: Mapped[str] = mapped_column(String(SHORT))
+    detail: Mapped[str] = mapped_column(Text)
+    incident_id: Mapped[str | None] = mapped_column(String(64))
+    quarantine: Mapped[str | None] = mapped_column(String(SHORT))
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class OutboxRow(Base):
     """A Slack message that Slack did not answer for, kept until a sender delivers it (oldest first).
     Holds what the message said, as every Slack message does: key ids and facts, never a secret."""
