@@ -3,7 +3,7 @@
 Lets a report delivered twice (SQS and AWS Health deliver at least once) or a key reported twice be handled
 once, and remembers which quarantined users an incident already explains.
 
-Revision ID: 0005_issue14
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-04
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_issue14"
+revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
