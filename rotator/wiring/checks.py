@@ -40,8 +40,8 @@ class Checks:
     def probes(self) -> Iterator[ProbeResult]:
         """Each probe's result as soon as it is known: the database, the state key, STS in every account,
         GitLab's user, what GitLab does for the token (version, scopes, admin mode) and each target scope's
-        variable list, Slack's auth.test. When GitLab does not answer
-        GET /user, its variable lists are not tried (each would wait out the same retry budget)."""
+        variable list, the exposure-event queue when [events] names one, Slack's auth.test. When GitLab does not
+        answer GET /user, its variable lists are not tried (each would wait out the same retry budget)."""
         root = self._root
         settings = root.settings
         yield _probe("database", self._database)
@@ -69,8 +69,23 @@ class Checks:
                     continue
                 yield _probe(f"gitlab variables of {where}", functools.partial(self._variables, target.kind,
                                                                                target.path))
+        events = settings.events
+        if events is not None and events.enabled and events.queue_url:
+            yield _probe("aws sqs:GetQueueAttributes (exposure events)",
+                         functools.partial(self._event_queue, events.queue_url))
         if settings.slack is not None:
             yield _probe("slack auth.test", self._slack)
+
+    def _event_queue(self, queue_url: str) -> str:
+        """The queue `rotator run` long-polls for AWS Health exposure events: readable, and with a dead-letter
+        queue for the messages it rejects (without one, a rejected message is deleted, its log line the only
+        record)."""
+        info = self._root.aws.queue(queue_url).describe()
+        if info.dead_letter_arn is None:
+            return (f"{info.arn} readable; no dead-letter queue (RedrivePolicy): rejected messages are deleted "
+                    "and only logged; see deploy/README.md")
+        return (f"{info.arn} readable; dead-letter queue {info.dead_letter_arn} after {info.max_receive_count} "
+                "receive(s)")
 
     def _database(self) -> str:
         from rotator.logs import redact_url

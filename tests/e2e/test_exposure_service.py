@@ -215,3 +215,14 @@ def test_a_quarantine_policy_with_no_event_has_the_next_tick_run_the_playbook(ru
     running.service.wait_for(lambda: running.ticks() >= ticks + 2, 30, "two more ticks")
     assert running.sandbox.aws.key_status(str(new_key)) == "Active"  # the policy still there is not news
     assert len(running.store.incidents_for_key(leaked)) == 1
+
+
+def test_check_probes_the_exposure_queue_and_its_dead_letter_queue(running: Running) -> None:
+    """`rotator check` reads the queue `rotator run` long-polls, and says where rejected messages go."""
+    done = subprocess.run([ROTATOR, "check", "--json", "--config", str(running.config)], env=running.env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    probes = {p["name"]: p for p in json.loads(done.stdout)["probes"]}
+    queue = probes["aws sqs:GetQueueAttributes (exposure events)"]
+    dead_arn = running.sqs.get_queue_attributes(QueueUrl=running.dead_letter_url,
+                                                AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    assert queue["ok"] and f"dead-letter queue {dead_arn} after 3 receive(s)" in queue["detail"], queue
