@@ -1,4 +1,4 @@
-"""rotator.incident.ports.CloudTrail over boto3: LookupEvents by AccessKeyId, paced per region.
+"""rotator.incident.ports.CloudTrail over boto3: LookupEvents by AccessKeyId or EventName, paced per region.
 
 AWS allows 2 LookupEvents requests per second per account and region. Each region gets a token bucket
 holding one token, so requests are spaced 1/rate apart however many keys are audited in that region at
@@ -77,14 +77,21 @@ class BotoCloudTrail:
             return self._clients[region], self._buckets[region]
 
     def lookup_by_key(self, region: str, key_id: str, start: datetime, end: datetime) -> Iterator[TrailPage]:
+        return self._lookup(region, "AccessKeyId", key_id, start, end)
+
+    def lookup_by_event(self, region: str, event_name: str, start: datetime, end: datetime) -> Iterator[TrailPage]:
+        return self._lookup(region, "EventName", event_name, start, end)
+
+    def _lookup(self, region: str, attribute: str, value: str, start: datetime,
+                end: datetime) -> Iterator[TrailPage]:
         client, bucket = self._region(region)
         params: dict[str, Any] = {
-            "LookupAttributes": [{"AttributeKey": "AccessKeyId", "AttributeValue": key_id}],
+            "LookupAttributes": [{"AttributeKey": attribute, "AttributeValue": value}],
             "StartTime": start, "EndTime": end, "MaxResults": PAGE_SIZE,
         }
         token: str | None = None
         while True:
-            answer, throttled = self._one_page(client, bucket, region, key_id,
+            answer, throttled = self._one_page(client, bucket, region, value,
                                                params if token is None else {**params, "NextToken": token})
             yield TrailPage(records=tuple(_records(answer.get("Events", []))), throttled=throttled)
             token = answer.get("NextToken")

@@ -22,7 +22,8 @@ def _age(since: datetime | None, now: datetime) -> str:
 @json_option
 @handle_errors
 def status(config_path: str | None, as_json: bool) -> None:
-    """Show every configured credential: key id, age, state, next rotation, last error.
+    """Show every configured credential: key id, age, state, next rotation, last error;
+    and every open incident (re-audited by `rotator run` after CloudTrail's delivery delay).
 
     States: ok, rotating (a rotation is in flight or waiting out its grace period),
     held (a human must act; the reason is the last error), failed.
@@ -59,8 +60,13 @@ def status(config_path: str | None, as_json: bool) -> None:
             "targets": [t.label for t in spec.targets],
             "owners": list(spec.owners),
         })
+    incidents = [{
+        "incident_id": i.incident_id, "key_id": i.key_id, "t0": i.t0.isoformat(),
+        "follow_up_at": i.follow_up_at.isoformat() if i.follow_up_at else None,
+        "sessions_not_cut": sum(1 for s in i.sessions if s.get("sessions") and not s.get("cut")),
+    } for i in store.open_incidents()]
     if as_json:
-        print_json({"credentials": rows})
+        print_json({"credentials": rows, "open_incidents": incidents})
         return
     from rich.console import Console
     from rich.markup import escape
@@ -76,4 +82,10 @@ def status(config_path: str | None, as_json: bool) -> None:
                       f"[{styles.get(str(row['state']), 'dim')}]{state}[/]", str(row["key_id"] or "-"),
                       str(row["age"]), str(row["next_rotation_at"] or "due now" if row["key_id"] else "-"),
                       escape(str(row["last_error"] or "")))
-    Console(width=max(Console().width, 140)).print(table)
+    console = Console(width=max(Console().width, 140))
+    console.print(table)
+    for incident in incidents:  # open until the follow-up audit after CloudTrail's delivery delay
+        console.print(escape(f"open incident {incident['incident_id']} ({incident['key_id']}): follow-up at "
+                             f"{incident['follow_up_at'] or 'now'}"
+                             + (f", sessions of {incident['sessions_not_cut']} principal(s) NOT cut"
+                                if incident["sessions_not_cut"] else "")))

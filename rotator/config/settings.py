@@ -32,6 +32,7 @@ from rotator.config.sections import (
     CredentialSettings,
     GitLabSettings,
     PolicySettings,
+    RevokeSettings,
     ServiceSettings,
     SlackSettings,
     TargetSettings,
@@ -42,8 +43,9 @@ from rotator.errors import ConfigError, UsageError
 from rotator.logs import redact_url
 
 __all__ = [
-    "AccountSettings", "AwsSettings", "CredentialSettings", "GitLabSettings", "PolicySettings", "ServiceSettings",
-    "Settings", "SlackSettings", "TargetSettings", "describe_settings", "load_settings", "parse_settings",
+    "AccountSettings", "AwsSettings", "CredentialSettings", "GitLabSettings", "PolicySettings", "RevokeSettings",
+    "ServiceSettings", "Settings", "SlackSettings", "TargetSettings", "describe_settings", "load_settings",
+    "parse_settings",
 ]
 
 
@@ -54,6 +56,7 @@ class Settings(_Section):
     gitlab: GitLabSettings | None = None
     slack: SlackSettings | None = None
     policy: PolicySettings = PolicySettings()
+    revoke: RevokeSettings = RevokeSettings()
     credentials: tuple[CredentialSettings, ...] = ()
     # Where secrets named by *_env are looked up; os.environ unless load_settings was given another mapping.
     _environ: Mapping[str, str] = PrivateAttr(default_factory=lambda: os.environ)

@@ -42,6 +42,7 @@ log = structlog.get_logger("rotator.service")
 OnEvent = Callable[[str, Mapping[str, Any]], None]
 
 TICK_JOB_ID = "rotator-tick"
+INCIDENT_JOB_ID = "rotator-incident-follow-up"
 # Credentials rotated at once within one tick; each still follows the full protocol under its lease.
 TICK_CONCURRENCY = 4
 # Drift checks: every credential's targets are compared with IAM about this often, a few per tick.
@@ -68,6 +69,7 @@ class Service:
         # Built once per config (10,000 specs take most of a second to build), not on every tick.
         self._specs: tuple[CredentialSpec, ...] = ()
         self._tick_lock = threading.Lock()  # held while a tick runs; stop waits on it
+        self._incident_lock = threading.Lock()  # held while open incidents are followed up; stop waits on it
         self._tick_started: float | None = None  # monotonic start of the running tick
         self._last_progress: float | None = None  # monotonic end of the last tick, or of a credential in it
         self._last_tick_error: str | None = None
@@ -103,6 +105,8 @@ class Service:
                                                                     "misfire_grace_time": None})
         scheduler.add_job(self._tick_job, IntervalTrigger(seconds=self._tick_seconds(), timezone=UTC),
                           id=TICK_JOB_ID, next_run_time=datetime.now(UTC))
+        scheduler.add_job(self.follow_up_incidents, IntervalTrigger(seconds=self._tick_seconds(), timezone=UTC),
+                          id=INCIDENT_JOB_ID, next_run_time=datetime.now(UTC))
         scheduler.start()
         self._scheduler = scheduler
         log.info("service started", holder=self.holder, listen=self._http.url,
@@ -134,6 +138,9 @@ class Service:
         finished = self._tick_lock.acquire(timeout=timeout)
         if finished:
             self._tick_lock.release()
+            finished = self._incident_lock.acquire(timeout=timeout)  # an incident follow-up may be running
+            if finished:
+                self._incident_lock.release()
         else:
             log.error("a step was still running at stop_timeout; exiting anyway",
                       stop_timeout=timeout, hint="its lease expires after lease_ttl; the journal resumes it")
@@ -163,6 +170,20 @@ class Service:
         """Run one tick now, in this thread (``run --once``, tests, benchmarks)."""
         with self._tick_lock:
             return self._tick()
+
+    def follow_up_incidents(self) -> None:
+        """Re-audit the open incidents that are due (rotator.service.incident_followup); one run at a time."""
+        from rotator.service.incident_followup import follow_up_due_incidents
+
+        if not self._incident_lock.acquire(blocking=False):
+            return
+        try:
+            for outcome in follow_up_due_incidents(self.root, self.holder,
+                                                   stop_requested=lambda: self._stop_requested):
+                self._emit("incident", incident_id=outcome.incident.incident_id, closed=outcome.closed,
+                           added=len(outcome.added), busy=outcome.busy)
+        finally:
+            self._incident_lock.release()
 
     def _tick_job(self) -> None:
         if not self._tick_lock.acquire(blocking=False):
@@ -299,6 +320,7 @@ def run_service(settings: Settings, *, once: bool = False, duration: float | Non
         if once:
             service.prepare()
             summary = service.tick_once()
+            service.follow_up_incidents()
             service.root.database.close()
             return 0 if summary.ok else 1
         service.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from rotator.wiring.aws import AwsParty, RoleTable
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from rotator.config.early import ContainmentSettings
     from rotator.config.settings import Settings
     from rotator.domain import KeyOwner
+    from rotator.incident.audit.origin import SessionOrigin
     from rotator.incident.containment import ContainmentPorts
     from rotator.ports import Clock
     from rotator.ratelimit import Pacer
@@ -28,21 +30,40 @@ if TYPE_CHECKING:
 class ContainmentWiring:
     def __init__(self, settings: ContainmentSettings, environ: Mapping[str, str] = os.environ, *,
                  aws: AwsAccess | None = None, tracked_owner: Callable[[str], KeyOwner | None] | None = None,
-                 clock: Clock | None = None) -> None:
-        """``aws``, ``tracked_owner``, ``clock``: given instead of built from the settings (unit tests)."""
+                 earlier_t0: Callable[[str], datetime | None] | None = None, clock: Clock | None = None) -> None:
+        """``aws``, ``tracked_owner``, ``earlier_t0``, ``clock``: given instead of built from the settings (unit
+        tests)."""
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self._environ = environ
         self._tracked_owner = tracked_owner or self._store_owner
+        self._earlier_t0 = earlier_t0 or self._store_earlier_t0
         # Containment is never paced: nothing may delay the deactivation of a leaked key.
         self.aws: AwsAccess = aws or AwsParty(settings.region, self._roles, settings.account_ids(),
                                               pacer_for=_unpaced)
 
     def containment_ports(self) -> ContainmentPorts:
         from rotator.incident.containment import ContainmentPorts
+        from rotator.incident.sessions import RevokeRules
 
         return ContainmentPorts(iam_for=self.aws.incident_iam, locator=self.aws.locator(),
-                                tracked_owner=self._tracked_owner, clock=self.clock)
+                                tracked_owner=self._tracked_owner, clock=self.clock,
+                                rules=RevokeRules(deny_sessions=self.settings.deny_sessions),
+                                consistency_margin=self.settings.consistency_margin, earlier_t0=self._earlier_t0,
+                                session_origin=self._session_origin)
+
+    def _session_origin(self, key_id: str, account: str, account_id: str | None) -> SessionOrigin:
+        """A temporary key's principal and upstream credential, from the CloudTrail of the account owning it,
+        over the longest life a session can have."""
+        from datetime import timedelta
+
+        from rotator.incident.audit.origin import find_origin
+        from rotator.incident.audit.run import GLOBAL_EVENTS_REGION, TEMPORARY_KEY_LIFETIME
+
+        regions = tuple(dict.fromkeys([GLOBAL_EVENTS_REGION, self.settings.region, *self.settings.audit_regions]))
+        now = self.clock.now()
+        return find_origin(self.aws.cloudtrail(account), key_id, regions, now - TEMPORARY_KEY_LIFETIME
+                           - timedelta(minutes=5), now)
 
     def root(self, settings: Settings) -> Root:
         """The full composition root, reusing this process's AWS sessions."""
@@ -55,6 +76,11 @@ class ContainmentWiring:
         from rotator.adapters.db.key_index import tracked_key_owner
 
         return tracked_key_owner(self.settings.database_url, key_id)
+
+    def _store_earlier_t0(self, key_id: str) -> datetime | None:
+        from rotator.adapters.db.key_index import earliest_incident_t0
+
+        return earliest_incident_t0(self.settings.database_url, key_id)
 
     def _roles(self) -> RoleTable:
         return {a.name: (a.role_arn, self.settings.external_id(a, self._environ), a.session_name)

@@ -1,19 +1,24 @@
-"""Incident use cases after containment, ready to run: the follow-up steps of `revoke` and `rotator audit`."""
+"""Incident use cases after containment, ready to run: the follow-up steps of `revoke`, the re-audit of an open
+incident (`rotator run`, `rotator audit --incident`) and `rotator audit --key`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rotator.adapters.cloudtrail import Backoff
-    from rotator.domain import CredentialSpec
+    from rotator.domain import CredentialSpec, Incident
     from rotator.incident.audit.key_audit import KeyAuditPorts
-    from rotator.incident.audit.run import AuditReport, RegionCoverage
+    from rotator.incident.audit.run import AuditedKey, AuditReport, RegionCoverage
     from rotator.incident.containment import Containment, ContainmentPorts, KeyIdentity
-    from rotator.incident.followup import FollowUpPorts
-    from rotator.incident.ports import IncidentStore
+    from rotator.incident.followup import FollowUpPorts, FollowUpSchedule, SessionSink
+    from rotator.incident.ports import CloudTrail, IncidentStore
+    from rotator.incident.reaudit import ReauditPorts
+    from rotator.incident.sessions import CutPorts, RevokeRules
     from rotator.incident.steps import Step
     from rotator.ports import Notifier
     from rotator.wiring.root import Root
@@ -24,7 +29,88 @@ RegionCallback = Callable[["RegionCoverage"], None]
 class IncidentWiring:
     def __init__(self, root: Root) -> None:
         self._root = root
+        self._lock = threading.Lock()
+        self._account_ids: dict[str, str | None] | None = None
+        self.account_notes: list[str] = []  # how each account id was learnt, when it could not be
 
+    # --- settings ---------------------------------------------------------------------------------------
+    def rules(self) -> RevokeRules:
+        from rotator.incident.sessions import RevokeRules
+
+        revoke = self._root.settings.revoke
+        return RevokeRules(revoke.deny_sessions, revoke.role_session_revocation, revoke.role_paths)
+
+    def schedule(self) -> FollowUpSchedule:
+        from rotator.incident.followup import FollowUpSchedule
+
+        revoke = self._root.settings.revoke
+        return FollowUpSchedule(revoke.follow_up, revoke.delivery_delay)
+
+    def cut_ports(self, *, dry_run: bool = False) -> CutPorts:
+        from rotator.incident.sessions import CutPorts
+
+        return CutPorts(self._root.aws.incident_iam, self.rules(), self._root.clock.sleep, dry_run)
+
+    # --- accounts ---------------------------------------------------------------------------------------
+    def account_ids(self) -> dict[str, str | None]:
+        """Every configured account's 12-digit id, resolved once, before any audit: a named account's from its
+        role ARN, the ambient ("default") one from sts:GetCallerIdentity. Without it a session in another
+        account could not be told from one in the key's own account. None where STS could not say."""
+        from rotator.errors import AwsError
+
+        with self._lock:
+            if self._account_ids is not None:
+                return dict(self._account_ids)
+            root = self._root
+            known = root.settings.account_ids()
+
+            def resolve(name: str) -> str | None:
+                if known.get(name):
+                    return known[name]
+                try:
+                    return root.aws.account_id(name)
+                except AwsError as exc:
+                    self.account_notes.append(f"account {name!r}: {exc.message}")
+                    return None
+
+            with ThreadPoolExecutor(max_workers=max(1, len(known)), thread_name_prefix="account") as pool:
+                self._account_ids = dict(zip(known, pool.map(resolve, known), strict=True))
+            return dict(self._account_ids)
+
+    def account_named(self, account_id: str | None) -> str | None:
+        """The configured account that reaches ``account_id`` (a named one before "default"); None if none."""
+        if account_id is None:
+            return None
+        names = [name for name, known in self.account_ids().items() if known == account_id]
+        return next((name for name in names if name != "default"), names[0] if names else None)
+
+    def trail_for(self, account_id: str, *, backoff: Backoff | None = None) -> CloudTrail | None:
+        name = self.account_named(account_id)
+        return None if name is None else self._root.aws.cloudtrail(name, backoff=backoff)
+
+    # --- the audit ----------------------------------------------------------------------------------------
+    def audit(self, key_id: str, identity: KeyIdentity, start: datetime, end: datetime, *,
+              backoff: Backoff | None = None, on_region: RegionCallback | None = None,
+              on_session: SessionSink | None = None, seeds: Sequence[AuditedKey] = (),
+              cover_until: datetime | None = None, follow_up_at: datetime | None = None) -> AuditReport:
+        """The audit of a key in its own account, following its sessions into every configured account."""
+        from dataclasses import replace
+
+        from rotator.incident.audit.run import run_audit
+
+        settings = self._root.settings
+        usual = {settings.aws.region, *(a.region for a in settings.aws.accounts if a.region)}
+        account_id = identity.account_id or self.account_ids().get(identity.account)
+        principal = replace(identity.as_principal(), account_id=account_id)
+        return run_audit(self._root.aws.cloudtrail(identity.account, backoff=backoff), key_id, start=start, end=end,
+                         regions=settings.aws.audit_regions, account_id=account_id,
+                         known_cidrs=settings.aws.known_cidrs, usual_regions=usual, on_region=on_region,
+                         trail_for=lambda other: self.trail_for(other, backoff=backoff), principal=principal,
+                         seeds=seeds, on_session=on_session, delivery_delay=settings.revoke.delivery_delay,
+                         now=self._root.clock.now(), cover_until=cover_until, follow_up_at=follow_up_at,
+                         name_account=self.account_named)
+
+    # --- use cases ----------------------------------------------------------------------------------------
     def containment_ports(self) -> ContainmentPorts:
         """For identifying a key without changing anything (`rotator audit`)."""
         from rotator.adapters.db.key_index import tracked_key_owner
@@ -32,17 +118,8 @@ class IncidentWiring:
 
         url = self._root.settings.service.database_url
         return ContainmentPorts(iam_for=self._root.aws.incident_iam, locator=self._root.aws.locator(),
-                                tracked_owner=lambda key_id: tracked_key_owner(url, key_id), clock=self._root.clock)
-
-    def audit(self, key_id: str, identity: KeyIdentity, start: datetime, end: datetime, *,
-              backoff: Backoff | None = None, on_region: RegionCallback | None = None) -> AuditReport:
-        from rotator.incident.audit.run import run_audit
-
-        settings = self._root.settings
-        usual = {settings.aws.region, *(a.region for a in settings.aws.accounts if a.region)}
-        return run_audit(self._root.aws.cloudtrail(identity.account, backoff=backoff), key_id, start=start, end=end,
-                         regions=settings.aws.audit_regions, account_id=identity.account_id,
-                         known_cidrs=settings.aws.known_cidrs, usual_regions=usual, on_region=on_region)
+                                tracked_owner=lambda key_id: tracked_key_owner(url, key_id), clock=self._root.clock,
+                                rules=self.rules(), consistency_margin=self._root.settings.revoke.consistency_margin)
 
     def key_audit_ports(self) -> KeyAuditPorts:
         from rotator.incident.audit.key_audit import KeyAuditPorts
@@ -55,8 +132,11 @@ class IncidentWiring:
             keys = root.aws.incident_iam(identity.account).list_access_keys(identity.user_name)
             return next((k.created_at for k in keys if k.key_id == key_id), None)
 
+        def audit(key_id: str, identity: KeyIdentity, start: datetime, end: datetime) -> AuditReport:
+            return self.audit(key_id, identity, start, end)
+
         return KeyAuditPorts(identify=lambda key_id: identify(key_id, self.containment_ports()),
-                             key_created_at=created_at, audit=self.audit, store=lambda: root.store, clock=root.clock)
+                             key_created_at=created_at, audit=audit, store=lambda: root.store, clock=root.clock)
 
     def follow_up_ports(self, *, holder: str, dry_run: bool, on_region: RegionCallback | None = None) -> FollowUpPorts:
         """Everything `revoke` does after containment, each part built only when its step runs."""
@@ -84,11 +164,13 @@ class IncidentWiring:
                                                          lease_ttl=settings.service.lease_ttl, force=True))
             return replace_key(ports, identity, tracked=tracked, configured=configured, dry_run=dry_run)
 
-        def audit(containment: Containment) -> AuditReport:
+        def audit(containment: Containment, follow_up_at: datetime | None,
+                  on_session: SessionSink | None) -> AuditReport:
             assert containment.identity is not None
             start, end = key_window(root.clock.now(), key_created_at=containment.key_created_at,
                                     temporary=containment.temporary)
-            return self.audit(containment.key_id, containment.identity, start, end, on_region=on_region)
+            return self.audit(containment.key_id, containment.identity, start, end, on_region=on_region,
+                              on_session=on_session, cover_until=containment.t0, follow_up_at=follow_up_at)
 
         def notifier() -> Notifier | None:
             return root.notifier
@@ -96,5 +178,29 @@ class IncidentWiring:
         return FollowUpPorts(
             clock=root.clock, actor=root.actor, holder=holder, lease_ttl=settings.service.lease_ttl, store=store,
             notifier=notifier, security_channel=settings.slack.security_channel if settings.slack else None,
-            configured=configured, replace=replace, audit=audit,
+            configured=configured, replace=replace, audit=audit, cut_ports=self.cut_ports(dry_run=dry_run),
+            iam_for=root.aws.incident_iam, schedule=self.schedule(),
         )
+
+    def reaudit_ports(self, *, holder: str) -> ReauditPorts:
+        """The follow-up of an open incident (the service's, and `rotator audit --incident`)."""
+        from rotator.incident.containment import KeyIdentity
+        from rotator.incident.reaudit import ReauditPorts
+
+        root = self._root
+        schedule = self.schedule()
+
+        def audit(incident: Incident, seeds: Sequence[AuditedKey], start: datetime,
+                  on_session: SessionSink) -> AuditReport:
+            identity = KeyIdentity(incident.key_id, incident.account or "default", incident.account_id,
+                                   incident.user_name, "store", incident.credential, incident.role_name)
+            now = root.clock.now()
+            return self.audit(incident.key_id, identity, start, now, on_session=on_session, seeds=seeds,
+                              cover_until=incident.t0, follow_up_at=schedule.next_after(incident.t0, now))
+
+        def notifier() -> Notifier | None:
+            return root.notifier
+
+        return ReauditPorts(clock=root.clock, actor=root.actor, holder=holder,
+                            lease_ttl=root.settings.service.lease_ttl, store=lambda: root.store, notifier=notifier,
+                            audit=audit, cut_ports=self.cut_ports(), schedule=schedule)
