@@ -38,8 +38,9 @@ class Principal:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        """Identity for de-duplication: the same role found through two sessions is one principal."""
-        return (self.kind, self.account_id or "", self.name)
+        """Identity for de-duplication: the same role found through two sessions is one principal. A configured
+        account is known by its name (its id may be learnt later: the ambient account's comes from STS)."""
+        return (self.kind, self.account or self.account_id or "", self.name)
 
     @property
     def arn(self) -> str | None:
