@@ -175,6 +175,7 @@ class AwsSessions:
         self._roles = roles or {}
         self._sessions: dict[str, boto3.Session] = {}
         self._lock = threading.Lock()
+        self._client_lock = threading.Lock()
 
     def session(self, account: str = "default") -> boto3.Session:
         with self._lock:
@@ -196,8 +197,17 @@ class AwsSessions:
         core.register_component("credential_provider", CredentialResolver([provider]))
         return boto3.Session(botocore_session=core, region_name=self.region)
 
+    @property
+    def client_lock(self) -> threading.Lock:
+        """Held while a client is built from one of these sessions (see ``client``)."""
+        return self._client_lock
+
     def client(self, service: str, account: str = "default") -> Any:
-        return self.session(account).client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+        session = self.session(account)
+        # boto3 sessions are not thread-safe (boto3 docs, "Multithreading or multiprocessing with resources"):
+        # clients are built one at a time, then shared; an incident's audit and role cuts run on threads.
+        with self._client_lock:
+            return session.client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
 
 
 class BotoIam:

@@ -148,16 +148,21 @@ def _records(events: Any) -> Iterator[Mapping[str, Any]]:
             yield record
 
 
-def cloudtrail_for_session(session: Any, home_region: str, *, rate: float,
-                           backoff: Backoff | None = None) -> BotoCloudTrail:
-    """A BotoCloudTrail whose clients come from one boto3 session (one account's credentials)."""
+def cloudtrail_for_session(session: Any, home_region: str, *, rate: float, backoff: Backoff | None = None,
+                           lock: threading.Lock | None = None) -> BotoCloudTrail:
+    """A BotoCloudTrail whose clients come from one boto3 session (one account's credentials). ``lock``: held
+    while a client is built, when other threads build clients from the same session (boto3 sessions are not
+    thread-safe)."""
+    guard = lock or threading.Lock()
 
     def client_for(region: str) -> Any:
-        return session.client("cloudtrail", region_name=region, config=LOOKUP_CONFIG)
+        with guard:
+            return session.client("cloudtrail", region_name=region, config=LOOKUP_CONFIG)
 
     def ec2_client() -> Any:
-        return session.client("ec2", region_name=home_region,
-                              config=Config(retries={"mode": "standard", "max_attempts": 5}))
+        with guard:
+            return session.client("ec2", region_name=home_region,
+                                  config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
     return BotoCloudTrail(client_for, ec2_client, rate=rate, backoff=backoff)
 

@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from rotator.domain import KeyOwner, KeyStatus, is_access_key_id, is_temporary_key_id
 from rotator.errors import AwsError, AwsNotFound, RotatorError, StoreError, UsageError
-from rotator.incident.audit.origin import SessionOrigin
 from rotator.incident.ports import IncidentIam
 from rotator.incident.principals import Principal
 from rotator.incident.sessions import CutPorts, CutStatus, RevokeRules, SessionCut, cut_sessions
@@ -46,6 +46,9 @@ from rotator.incident.steps import (
 )
 from rotator.inventory.locate import KeyLocation, KeyLocator, Unlocated
 from rotator.ports import Clock
+
+if TYPE_CHECKING:  # the CloudTrail search is needed for temporary keys only: not imported on the AKIA path
+    from rotator.incident.audit.origin import SessionOrigin
 
 DEFAULT_CONSISTENCY_MARGIN = timedelta(minutes=3)
 

@@ -141,11 +141,11 @@ class IncidentFollowUp:
 
     def run(self) -> IncidentOutcome:
         try:
+            audit = self._start_audit()  # first: the roles it finds are cut while the rest goes on
             self._open_store()
             self._preempt()
             self._schedule()
             self._record("contained")
-            audit = self._start_audit()
             self._notify()
             if self.options.replace:
                 self._replace()
@@ -442,20 +442,15 @@ class IncidentFollowUp:
                     [step.detail], "ok" if step.status is StepStatus.DONE else "warning")
 
     def _start_audit(self) -> threading.Thread | None:
-        """The audit on its own thread, so that the roles it finds are cut while Slack and GitLab are busy."""
-        if not self.options.audit:
-            self._add("audit", StepStatus.SKIPPED, "--no-audit: the sessions the key minted were not looked for; "
-                      f"run `rotator audit --key {self.containment.key_id}` when ready (the service re-audits the "
-                      "open incident on its own)")
+        """The audit on its own thread, started before anything else, so that the roles it finds are cut while
+        the store, Slack and GitLab are busy."""
+        if not self.options.audit or self.containment.dry_run:
             return None
-        if self.containment.dry_run:
-            self._add("audit", StepStatus.SKIPPED, f"dry run: `rotator audit --key {self.containment.key_id}` runs it "
-                      "alone (read-only)")
-            return None
+        follow_up_at = self.ports.schedule.first(self.containment.t0)  # said in the report's pending note
 
         def audit() -> None:
             try:
-                self.audit_report = self.ports.audit(self.containment, self.state.follow_up_at, self.cutter.found)
+                self.audit_report = self.ports.audit(self.containment, follow_up_at, self.cutter.found)
             except RotatorError as exc:
                 self.state.audit_error = exc
 
@@ -464,7 +459,14 @@ class IncidentFollowUp:
         return thread
 
     def _finish_audit(self, thread: threading.Thread | None) -> None:
+        if not self.options.audit:
+            self._add("audit", StepStatus.SKIPPED, "--no-audit: the sessions the key minted were not looked for; "
+                      f"run `rotator audit --key {self.containment.key_id}` when ready (the service re-audits the "
+                      "open incident on its own)")
+            return
         if thread is None:
+            self._add("audit", StepStatus.SKIPPED, f"dry run: `rotator audit --key {self.containment.key_id}` runs it "
+                      "alone (read-only)")
             return
         thread.join()
         # Cuts the audit started are finished even when the audit itself failed halfway.

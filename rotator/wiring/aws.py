@@ -85,7 +85,7 @@ class AwsParty:
         from rotator.adapters.cloudtrail import cloudtrail_for_session
 
         return cloudtrail_for_session(self.sessions.session(account), self.region, rate=self._cloudtrail_rate,
-                                      backoff=backoff)
+                                      backoff=backoff, lock=self.sessions.client_lock)
 
     def oidc_iam(self, account: str = "default") -> BotoOidcIam:
         from rotator.adapters.aws_oidc import BotoOidcIam

@@ -32,6 +32,9 @@ class IncidentWiring:
         self._lock = threading.Lock()
         self._account_ids: dict[str, str | None] | None = None
         self.account_notes: list[str] = []  # how each account id was learnt, when it could not be
+        # One CloudTrail per account, so its per-region pace (2 LookupEvents a second) holds for every key looked
+        # up there at once.
+        self._trails: dict[tuple[str, int], CloudTrail] = {}
 
     # --- settings ---------------------------------------------------------------------------------------
     def rules(self) -> RevokeRules:
@@ -86,7 +89,14 @@ class IncidentWiring:
 
     def trail_for(self, account_id: str, *, backoff: Backoff | None = None) -> CloudTrail | None:
         name = self.account_named(account_id)
-        return None if name is None else self._root.aws.cloudtrail(name, backoff=backoff)
+        return None if name is None else self.trail(name, backoff=backoff)
+
+    def trail(self, account: str, *, backoff: Backoff | None = None) -> CloudTrail:
+        with self._lock:
+            key = (account, id(backoff))
+            if key not in self._trails:
+                self._trails[key] = self._root.aws.cloudtrail(account, backoff=backoff)
+            return self._trails[key]
 
     # --- the audit ----------------------------------------------------------------------------------------
     def audit(self, key_id: str, identity: KeyIdentity, start: datetime, end: datetime, *,
@@ -102,7 +112,7 @@ class IncidentWiring:
         usual = {settings.aws.region, *(a.region for a in settings.aws.accounts if a.region)}
         account_id = identity.account_id or self.account_ids().get(identity.account)
         principal = replace(identity.as_principal(), account_id=account_id)
-        return run_audit(self._root.aws.cloudtrail(identity.account, backoff=backoff), key_id, start=start, end=end,
+        return run_audit(self.trail(identity.account, backoff=backoff), key_id, start=start, end=end,
                          regions=settings.aws.audit_regions, account_id=account_id,
                          known_cidrs=settings.aws.known_cidrs, usual_regions=usual, on_region=on_region,
                          trail_for=lambda other: self.trail_for(other, backoff=backoff), principal=principal,
