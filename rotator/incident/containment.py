@@ -116,6 +116,7 @@ class Containment:
     contained_at: datetime | None = None  # when the key was verified Inactive (or the temporary key's session cut)
     cuts: list[SessionCut] = field(default_factory=list)  # the key's own principal, cut here
     origin: SessionOrigin | None = None  # a temporary key: where CloudTrail says it came from
+    earlier_t0: datetime | None = None  # T0 of the key's earlier incident, if the store has one
 
 
 def check_key_id(key_id: str) -> str:
@@ -174,7 +175,7 @@ def _set_t0(result: Containment, ports: ContainmentPorts) -> None:
     if result.dry_run:
         return
     result.contained_at = now
-    earlier = _earlier_t0(result, ports)
+    earlier = result.earlier_t0 = _earlier_t0(result, ports)
     if earlier is None or result.identity is None:
         return
     try:
@@ -200,8 +201,10 @@ def _earlier_t0(result: Containment, ports: ContainmentPorts) -> datetime | None
 
 def _cut(result: Containment, ports: ContainmentPorts, principal: Principal, sessions: tuple[str, ...],
          found_by: str = "") -> SessionCut:
+    # The per-key policy name of earlier versions exists only for a key revoked before: read it only then.
+    legacy = result.key_id if result.earlier_t0 is not None else None
     cut = cut_sessions(CutPorts(ports.iam_for, ports.rules, ports.clock.sleep, result.dry_run), principal, result.t0,
-                       sessions=sessions, found_by=found_by, legacy_key_id=result.key_id)
+                       sessions=sessions, found_by=found_by, legacy_key_id=legacy)
     result.cuts.append(cut)
     result.steps.append(cut.step())
     return cut
@@ -336,7 +339,7 @@ def _contain_temporary(result: Containment, ports: ContainmentPorts, role: str |
                              "deactivate it; it expires by itself. Its session is cut by the deny below"))
     identity = _identify_temporary(result, ports, role)
     result.identity = identity
-    earlier = None if result.dry_run else _earlier_t0(result, ports)
+    earlier = result.earlier_t0 = None if result.dry_run else _earlier_t0(result, ports)
     result.t0 = earlier or next_whole_second(ports.clock.now())
     cut = _cut(result, ports, identity.as_principal(), sessions=(key_id,),
                found_by=result.origin.evidence if result.origin else identity.source)

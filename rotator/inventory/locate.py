@@ -127,6 +127,9 @@ class KeyLocator:
             if found is not None:
                 account, used = found
                 return KeyLocation(key_id, None, (account,), account, used, notes=tuple(notes))
+        if "default" in self.account_ids and len(self.account_ids) > 1 and not self._ambient_asked:
+            # Step 2 may need the ambient account: ask STS for it while GetAccessKeyInfo is in flight.
+            threading.Thread(target=self._ambient_account, name="ambient-account", daemon=True).start()
         account_id, problem = self.account_of(key_id, notes)
         if account_id is None:
             return KeyLocation(key_id, failure=Unlocated.ACCOUNT_UNKNOWN, problem=problem, notes=tuple(notes))

@@ -81,6 +81,11 @@ class AwsParty:
         known = self.account_ids.get(account)
         return known if known else caller_identity(self.client("sts", account))["account"]
 
+    def caller_account_id(self, account: str = "default") -> str:
+        from rotator.adapters.aws import caller_identity
+
+        return caller_identity(self.client("sts", account))["account"]
+
     def cloudtrail(self, account: str = "default", *, backoff: Backoff | None = None) -> BotoCloudTrail:
         from rotator.adapters.cloudtrail import cloudtrail_for_session
 

@@ -56,29 +56,33 @@ class IncidentWiring:
 
     # --- accounts ---------------------------------------------------------------------------------------
     def account_ids(self) -> dict[str, str | None]:
-        """Every configured account's 12-digit id, resolved once, before any audit: a named account's from its
-        role ARN, the ambient ("default") one from sts:GetCallerIdentity. Without it a session in another
-        account could not be told from one in the key's own account. None where STS could not say."""
+        """Every configured account's 12-digit id, resolved once, before any audit, all at once: sts:GetCallerIdentity
+        through each account's own session (which also has that account's role assumed by the time a session
+        there must be cut). A named account whose role cannot be assumed keeps the id of its role ARN; the ambient
+        ("default") one is None then. Without these ids a session in another account could not be told from one
+        in the key's own account."""
         from rotator.errors import AwsError
 
         with self._lock:
             if self._account_ids is not None:
                 return dict(self._account_ids)
             root = self._root
-            known = root.settings.account_ids()
+            from_arn = root.settings.account_ids()
 
             def resolve(name: str) -> str | None:
-                if known.get(name):
-                    return known[name]
                 try:
-                    return root.aws.account_id(name)
+                    return root.aws.caller_account_id(name)
                 except AwsError as exc:
                     self.account_notes.append(f"account {name!r}: {exc.message}")
-                    return None
+                    return from_arn.get(name)
 
-            with ThreadPoolExecutor(max_workers=max(1, len(known)), thread_name_prefix="account") as pool:
-                self._account_ids = dict(zip(known, pool.map(resolve, known), strict=True))
+            with ThreadPoolExecutor(max_workers=max(1, len(from_arn)), thread_name_prefix="account") as pool:
+                self._account_ids = dict(zip(from_arn, pool.map(resolve, from_arn), strict=True))
             return dict(self._account_ids)
+
+    def prefetch_account_ids(self) -> None:
+        """Start resolving the account ids now, on a thread; account_ids() then waits only for what is left."""
+        threading.Thread(target=self.account_ids, name="account-ids", daemon=True).start()
 
     def account_named(self, account_id: str | None) -> str | None:
         """The configured account that reaches ``account_id`` (a named one before "default"); None if none."""
@@ -110,6 +114,7 @@ class IncidentWiring:
 
         settings = self._root.settings
         usual = {settings.aws.region, *(a.region for a in settings.aws.accounts if a.region)}
+        self.prefetch_account_ids()
         account_id = identity.account_id or self.account_ids().get(identity.account)
         principal = replace(identity.as_principal(), account_id=account_id)
         return run_audit(self.trail(identity.account, backoff=backoff), key_id, start=start, end=end,

@@ -126,9 +126,13 @@ def test_the_consistency_margin_is_configurable() -> None:
 
 
 def test_an_earlier_deny_with_a_later_t0_is_kept_and_a_per_key_one_still_counts() -> None:
+    from rotator.domain import Incident
+
     world = incident_world()
     later = session_deny_document(T0 + timedelta(days=1))  # written by an earlier version, per key
     world.iam.user_policies[("ci-payments", legacy_session_deny_policy_name(world.key_id))] = later
+    # That version recorded the incident too: the per-key name is read for keys revoked before.
+    world.store.save_incident(Incident("i-0", world.key_id, "default", "ci-payments", "old", "", T0))
     result = world.contain()
     assert step(result, "deny sessions") is StepStatus.ALREADY
     assert "PutUserPolicy" not in world.iam.calls

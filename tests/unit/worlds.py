@@ -67,6 +67,9 @@ class FakeAws:
     def account_id(self, account: str = "default") -> str:
         return self.account_ids.get(account) or self.directory.ambient_account()
 
+    def caller_account_id(self, account: str = "default") -> str:
+        return self.account_ids.get(account) or self.directory.ambient_account()
+
     def cloudtrail(self, account: str = "default", *, backoff: Any = None) -> FakeCloudTrail:
         return self.trails[self.account_ids.get(account) or self.directory.ambient]
 

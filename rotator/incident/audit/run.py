@@ -279,14 +279,14 @@ class _Fanout:
         principal, account_id = self._principal_of(event, parent)
         key = AuditedKey(minted, event.at - MINTED_SKEW, origin, event.name, account_id, principal, event.at,
                          event.key_id)
+        session = key.session
+        if session is not None and self.on_session is not None:
+            self.on_session(session)  # first: cutting it must not wait for its own lookups to be set up
         if len(self.keys) >= self.max_keys:
             self.keys[minted] = key
             self.gaps.append(f"{minted} ({origin}) not followed: more than {self.max_keys} keys minted")
         else:
             self.follow(key)
-        session = key.session
-        if session is not None and self.on_session is not None:
-            self.on_session(session)
 
     def _principal_of(self, event: TrailEvent, parent: AuditedKey | None) -> tuple[Principal | None, str | None]:
         """Who a minted session acts as, and the account its calls are logged in."""
