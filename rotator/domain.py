@@ -220,6 +220,7 @@ class CredentialStatus:
     next_due_at: datetime | None = None
     last_error: str | None = None
     updated_at: datetime | None = None
+    retry_at: datetime | None = None  # a failure on an unreachable party: when it is tried again
 
 
 # --- the rotation journal ---------------------------------------------------------------------------
@@ -294,6 +295,7 @@ class KeyOwner:
     account: str
     user_name: str
     user_id: str | None = None
+    minted_by: str | None = None  # a session key: the user's access key that minted it (GetSessionToken…)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ class ExitCode(IntEnum):
     FAILED = 1  # the operation failed (for `revoke`: the key is NOT contained)
     USAGE = 2  # usage or config error, said before any outside call
     CONTAINED_FOLLOW_UP_FAILED = 3  # `revoke` contained the key, but a follow-up step failed
+    # Stopped by a signal after finishing the current step of every credential in flight (128 + signal number,
+    # as a shell reports a process a signal ended).
+    INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    TERMINATED = 143  # SIGTERM
 
 
 class RotatorError(Exception):
@@ -88,6 +92,10 @@ class AwsAccessDenied(AwsError):
     pass
 
 
+class AwsNoCredentials(AwsError):
+    """botocore found no credentials at all: nothing was asked of AWS, so no permission is to blame."""
+
+
 class AwsNotFound(AwsError):
     """NoSuchEntity: the user or key does not exist."""
 
@@ -133,6 +141,13 @@ class GitLabNotFound(GitLabPermanentError):
 
 class SlackError(ExternalError):
     party = "slack"
+
+
+class SlackUnavailable(SlackError):
+    """Slack could not be reached (connection refused, DNS, timeout) or kept answering 5xx within the retry
+    budget. The message can be sent again later; a refusal (bad token, unknown channel) cannot."""
+
+    transient = True
 
 
 class StoreError(ExternalError):

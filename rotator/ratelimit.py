@@ -1,4 +1,5 @@
-"""A thread-safe, adaptive token bucket: one per outside party (GitLab, each AWS account's IAM, Slack).
+"""Pacing outside parties: a thread-safe, adaptive token bucket per party (GitLab, each AWS account's IAM,
+Slack), and the bounded retry budget of one request to a party that does not answer.
 
 Callers take a slot with :meth:`AdaptiveTokenBucket.acquire` before every request. Slots are handed out
 in arrival order at the current rate, and up to ``burst`` of them may be taken at once after a quiet
@@ -12,7 +13,13 @@ rate over ``recovery`` seconds without further pushback. Several refusals of req
 count as one (``cooldown``), as TCP halves its window once per round trip, so a burst of 429s does not
 crush the rate to the floor.
 
-Standard library only: use cases and adapters may both hold one.
+A party that does not answer at all (connection refused, DNS, timeout, 5xx) is retried within a
+:class:`RetryBudget`: a few retries, 2, 4, 8… seconds apart, none starting later than the party's configured
+timeout after the first attempt, each one logged. So one request gives up within twice that timeout (the
+retry window, plus one last attempt), never silently and never for minutes.
+
+Standard library only at import (`revoke` imports this before containment, where nothing slow may load):
+use cases and adapters may both hold one.
 """
 
 from __future__ import annotations
@@ -135,3 +142,42 @@ class Unlimited:
 
     def throttled(self, retry_after: float | None = None) -> None:
         return None
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """How long to keep trying one request to a party that does not answer.
+
+    Retries wait ``first_wait``, then twice as long each time, as many as fit strictly inside ``window``
+    (30 s: 3 retries, after 2, 4 and 8 s; 15 s: the same; 6 s: one), and none starts later than ``window``
+    seconds after the first attempt began: an attempt that hangs until its own timeout uses the window up.
+    So a request ends within about ``window`` + one attempt's timeout.
+    """
+
+    party: str  # as the operator knows it: "GitLab", "Slack"
+    window: float  # seconds; the party's configured timeout
+    first_wait: float = 2.0
+
+    @property
+    def planned(self) -> int:
+        """Retries when every attempt fails at once (connection refused): the most there can be."""
+        count, spent = 0, 0.0
+        while spent + self.first_wait * 2 ** count < self.window:
+            spent += self.first_wait * 2 ** count
+            count += 1
+        return count
+
+    def next_wait(self, retries_done: int, elapsed: float) -> float | None:
+        """Seconds to wait before the next retry, or None when the budget is spent."""
+        wait = float(self.first_wait * 2 ** retries_done)
+        if retries_done >= self.planned or elapsed + wait > self.window:
+            return None
+        return wait
+
+    def announce(self, retry: int, wait: float, reason: str, **context: object) -> None:
+        """One log line per retry, e.g. "GitLab unreachable, retry 2/4 in 4 s"."""
+        import structlog  # only once a party fails: loading it costs `revoke` time before containment
+
+        structlog.get_logger("rotator.retry").warning(
+            f"{self.party} {reason}, retry {retry}/{self.planned} in {wait:.0f} s", party=self.party, retry=retry,
+            retries=self.planned, wait_seconds=wait, **context)

@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
+from rotator.domain import CredentialSpec, ScopeKind, TargetSpec
 from rotator.incident.steps import session_deny_document
-from rotator.oidc.plan import subject_patterns, trust_policy
+from rotator.oidc.plan import OidcPlan, OidcRequest, build_plan, subject_patterns, trust_policy
+from rotator.oidc.ports import UserPermissions
 from tests.deploy_judges import (
     DEPLOY,
     Finding,
@@ -45,7 +47,8 @@ BOUNDARY_CHANGES = ("iam:DeleteUserPermissionsBoundary", "iam:DeleteRolePermissi
 BOUNDARY_REWRITES = ("iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion")
 SERVICE_POLICIES = ("iam-policy.json", "cross-account-role.json",
                     "iam-policy-no-session-deny.json", "cross-account-role-no-session-deny.json")
-SESSION_DENY_ACTIONS = {"iam:putuserpolicy", "iam:putrolepolicy", "iam:getuserpolicy", "iam:getrolepolicy"}
+SESSION_DENY_ACTIONS = {"iam:putuserpolicy", "iam:putrolepolicy", "iam:getuserpolicy", "iam:getrolepolicy",
+                        "iam:getrole"}  # GetRole: `rotator check` reads the boundary of roles whose sessions it may cut
 
 
 def _as_list(value: Any) -> list[str]:
@@ -259,9 +262,32 @@ def test_the_no_session_deny_variant_is_the_same_policy_without_any_inline_polic
 # Policies rotator writes at run time, built by the code that writes them. The lead extends this list: one
 # line per generated document. Inputs are examples; what is judged is the documents' shape.
 GITLAB_PROVIDER = "arn:aws:iam::111122223333:oidc-provider/gitlab.example.com"
+SAMPLE_USER_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Sid": "DeployArtifacts", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+     "Resource": "arn:aws:s3:::payments-artifacts/*"}]})
+
+
+@functools.cache
+def sample_oidc_plan() -> OidcPlan:
+    """What `plan-oidc` builds for a sample credential: two projects, branch main, tags v*, and a CI user with
+    one managed and one inline policy under the CI boundary."""
+    credential = CredentialSpec("payments-deploy", "ci-payments-deploy", targets=(
+        TargetSpec(ScopeKind.PROJECT, "payments/api"), TargetSpec(ScopeKind.PROJECT, "payments/worker")))
+    permissions = UserPermissions(("arn:aws:iam::111122223333:policy/ci/payments-deploy",),
+                                  (("deploy-artifacts", SAMPLE_USER_POLICY),),
+                                  "arn:aws:iam::111122223333:policy/ci-boundary/ci-permissions-boundary")
+    return build_plan(OidcRequest(credential=credential, gitlab_url="https://gitlab.example.com",
+                                  account_id="111122223333", permissions=permissions, refs=("main",), tags=("v*",)))
+
+
 GENERATED: dict[str, Callable[[], str]] = {
     # The session deny of `rotator revoke`, on the user and on every role it assumed (the same document).
     "generated:session-deny": lambda: session_deny_document(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    # "generated:role-session-deny": the deny `revoke` puts on a role a key's sessions assumed, built by its code.
+    # plan-oidc: the role's trust policy, and each permissions policy it puts on the role (the user's, copied).
+    "generated:oidc-trust-plan": lambda: sample_oidc_plan().resources.trust_policy,
+    "generated:oidc-permissions-plan": lambda: dict(sample_oidc_plan().resources.permissions.inline_policies)[
+        "deploy-artifacts"],
     "generated:oidc-trust-branch": lambda: json.dumps(trust_policy(
         GITLAB_PROVIDER, "gitlab.example.com", "https://gitlab.example.com",
         subject_patterns(["payments/api"], ["main"], []))),

@@ -6,7 +6,7 @@ or could not be, cut. Incidents recorded before this revision were never followe
 closed as of their last update, so no service starts re-auditing old incidents after the upgrade.
 
 Revision ID: 0003_issue10
-Revises: 0002
+Revises: 0003_issue15 (chained after main's 0003 when main was merged in)
 Create Date: 2026-12-08
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_issue10"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0003_issue15"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

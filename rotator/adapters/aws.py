@@ -19,7 +19,16 @@ from botocore import UNSIGNED
 from botocore.auth import SigV4Auth
 from botocore.config import Config
 from botocore.credentials import CredentialProvider, CredentialResolver, Credentials, RefreshableCredentials
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+from botocore.parsers import ResponseParserError
 
 from rotator.domain import AccessKey, IamUser, KeyLastUsed, KeyStatus, NewAccessKey, Secret
 from rotator.errors import (
@@ -27,6 +36,7 @@ from rotator.errors import (
     AwsError,
     AwsInvalidCredentials,
     AwsLimitExceeded,
+    AwsNoCredentials,
     AwsNotFound,
     AwsThrottled,
     AwsUnavailable,
@@ -48,8 +58,12 @@ INVALID_CREDENTIAL_CODES = frozenset({
 })
 UNAVAILABLE_CODES = frozenset({"ServiceUnavailable", "InternalFailure", "InternalError", "ServiceFailure"})
 
+# botocore's standard mode retries throttling, 5xx and connection errors with a jittered exponential backoff
+# (at most 1, 2, 4, 8 s here). Five attempts keep an unreachable endpoint to about 15 s of backoff plus the
+# connect timeouts, instead of minutes; throttling that outlives them slows the pacer down and comes back as
+# AwsThrottled, which the caller retries later.
 RETRY_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 8},
+    retries={"mode": "standard", "max_attempts": 5},
     connect_timeout=5,
     read_timeout=30,
     user_agent_extra="rotator",
@@ -60,8 +74,10 @@ def translate(exc: Exception, operation: str, subject: str = "") -> AwsError:
     """One ClientError/BotoCoreError → the matching typed error with the operator's next step."""
     where = f"{operation}{f' ({subject})' if subject else ''}"
     if isinstance(exc, NoCredentialsError):
-        return AwsAccessDenied(f"{where}: no AWS credentials found", code="NoCredentials", operation=operation,
-                               hint="give the process credentials the standard boto3 way (role, env, profile)")
+        return AwsNoCredentials(f"{where}: no AWS credentials found: nothing was sent to AWS", code="NoCredentials",
+                                operation=operation,
+                                hint="give the process credentials the standard boto3 way (instance role, IRSA, "
+                                     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE)")
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
@@ -86,6 +102,18 @@ def translate(exc: Exception, operation: str, subject: str = "") -> AwsError:
             return AwsUnavailable(text, code=code or str(status), operation=operation,
                                   hint="AWS is failing; retry later")
         return AwsError(text, code=code, operation=operation)
+    if isinstance(exc, ResponseParserError):
+        # Not a BotoCoreError: what answered was no AWS API response (an HTML error page of a proxy, or of an
+        # endpoint that does not implement the operation), and botocore's retries do not cover it.
+        return AwsUnavailable(f"{where}: the endpoint's answer is not an AWS API response", code="ResponseParserError",
+                              operation=operation, hint="check AWS_ENDPOINT_URL and any proxy in between; retry later")
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        # EndpointConnectionError (refused, DNS), ConnectTimeoutError, ReadTimeoutError, reset connections:
+        # what survived botocore's retries. The message names the endpoint URL, never a query or a header.
+        return AwsUnavailable(f"{where}: AWS endpoint unreachable: {exc}", code=type(exc).__name__,
+                              operation=operation,
+                              hint="check network access to the AWS endpoint (AWS_ENDPOINT_URL if set); the call "
+                                   "was already retried with backoff")
     if isinstance(exc, BotoCoreError):
         return AwsUnavailable(f"{where}: {type(exc).__name__}: {exc}", code=type(exc).__name__, operation=operation,
                               hint="check network access to the AWS endpoint (AWS_ENDPOINT_URL if set)")
@@ -96,7 +124,7 @@ def translate(exc: Exception, operation: str, subject: str = "") -> AwsError:
 def aws_call(operation: str, subject: str = "") -> Iterator[None]:
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise translate(exc, operation, subject) from None
 
 
@@ -189,8 +217,10 @@ class AwsSessions:
             return base
         role_arn, external_id, session_name = self._roles[account]
         if base.get_credentials() is None:
-            raise AwsAccessDenied("no ambient AWS credentials to assume account roles with",
-                                  hint="give the process credentials the standard boto3 way")
+            raise AwsNoCredentials(f"no ambient AWS credentials to assume account {account}'s role with: nothing was "
+                                   "sent to AWS", code="NoCredentials", operation="sts:AssumeRole",
+                                   hint="give the process credentials the standard boto3 way (instance role, IRSA, "
+                                        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE)")
         # The STS client reads AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_STS like every other client.
         provider = AssumedRoleProvider(base.client("sts", config=RETRY_CONFIG), role_arn, external_id, session_name)
         core = botocore.session.Session()

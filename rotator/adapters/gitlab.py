@@ -1,13 +1,19 @@
 """python-gitlab adapter for CI/CD variables at project, group and instance level.
 
-python-gitlab owns the HTTP details: it obeys 429 + Retry-After and retries 5xx/connection errors
-(``retry_transient_errors``). What survives its retries becomes a typed error naming the target.
+python-gitlab obeys 429 + Retry-After itself. A GitLab that does not answer (connection refused, DNS,
+timeout, 500/502/503/504) is retried here instead, in the requests transport every attempt goes through:
+python-gitlab's own retry loop (``retry_transient_errors``) sleeps 0.1 · 2^n s up to ``max_retries`` = 10
+times, about 103 s in silence, and offers no hook to log or bound it (``gitlab/utils.py`` ``Retry``). The
+transport retries within a :class:`rotator.ratelimit.RetryBudget` of ``[gitlab] timeout``, logging each
+retry; what survives it becomes a typed error naming the target.
 Every single-variable request carries ``filter[environment_scope]`` (GitLab answers 409 without it when
 several variables share a key). Values travel only in request bodies, never in URLs.
 """
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,7 +33,7 @@ from rotator.errors import (
     GitLabPermanentError,
     GitLabUnavailable,
 )
-from rotator.ratelimit import Pacer
+from rotator.ratelimit import Pacer, RetryBudget, Unlimited
 
 VARIABLE_NOT_FOUND = ("404 Variable Not Found", "404 GroupVariable Not Found", "404 InstanceVariable Not Found")
 ROLE_NEEDED = {
@@ -37,15 +43,24 @@ ROLE_NEEDED = {
 }
 
 
-def connect(url: str, token: Secret, *, timeout: float = 30.0, ssl_verify: bool | str = True) -> gitlab.Gitlab:
-    """A python-gitlab client that retries 429 (obeying Retry-After) and transient 5xx by itself.
+# Answers that mean "GitLab (or the proxy before it) is failing right now", worth trying again.
+TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+# Sending these twice does no harm; a POST (create a variable) is retried only if it never left.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def connect(url: str, token: Secret, *, timeout: float = 30.0, ssl_verify: bool | str = True,
+            pacer: Pacer | None = None, pool_maxsize: int = 32) -> gitlab.Gitlab:
+    """A python-gitlab client whose every request is held to ``pacer``, obeys 429 + Retry-After (python-gitlab)
+    and retries an unreachable or failing GitLab within ``timeout`` (the transport, logged).
 
     The token goes in the PRIVATE-TOKEN header, never in a URL.
     """
-    return gitlab.Gitlab(
+    client = gitlab.Gitlab(
         url, private_token=token.reveal(), timeout=timeout, ssl_verify=ssl_verify,
-        retry_transient_errors=True, keep_base_url=True, user_agent="rotator",
+        retry_transient_errors=False, keep_base_url=True, user_agent="rotator",
     )
+    return pace(client, pacer or Unlimited(), pool_maxsize=pool_maxsize)
 
 
 def scope_path(kind: ScopeKind, path: str | None) -> str:
@@ -91,8 +106,43 @@ def gitlab_call(label: str, kind: ScopeKind) -> Iterator[None]:
                                     hint="GitLab is overloaded or failing; retry later") from None
         raise GitLabPermanentError(text, target=label, status=status) from None
     except requests.RequestException as exc:
-        raise GitLabUnavailable(f"{label}: cannot reach GitLab: {type(exc).__name__}", target=label,
-                                hint="check [gitlab] url and the network path to it") from None
+        request = getattr(exc, "request", None)
+        where = urlsplit(request.url).netloc if request is not None and request.url else "GitLab"
+        raise GitLabUnavailable(f"{label}: cannot reach GitLab at {where}: {unreachable_reason(exc)}",
+                                target=label,
+                                hint="check that GitLab is up and [gitlab] url and the network path to it; rotator "
+                                     "retried for [gitlab] timeout and tries again later") from None
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The operating system's error under a requests/urllib3 failure (refused, DNS, reset), if any."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and not isinstance(current, requests.RequestException) and (
+                isinstance(current, socket.gaierror) or current.errno is not None):
+            return current
+        todo += [current.__cause__, current.__context__, getattr(current, "reason", None),
+                 *(a for a in getattr(current, "args", ()) if isinstance(a, BaseException))]
+    return None
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """What went wrong on the way to GitLab, in a few words (never the URL's query or a header)."""
+    if isinstance(exc, requests.Timeout):
+        return "no answer within [gitlab] timeout"
+    cause = _os_cause(exc)
+    if isinstance(cause, socket.gaierror):
+        return "its host name does not resolve (DNS)"
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if cause is not None:
+        return cause.strerror or type(cause).__name__
+    return type(exc).__name__
 
 
 def _variable(data: dict[str, Any]) -> CiVariable:
@@ -184,20 +234,57 @@ class GitLabVariables:
         return True
 
 
-class _PacedAdapter(requests.adapters.HTTPAdapter):
-    """Every HTTP attempt (python-gitlab's own retries included) waits for the pacer; a 429 slows it down
-    and its Retry-After holds every other caller too."""
+class _Transport(requests.adapters.HTTPAdapter):
+    """Every HTTP attempt waits for the pacer; a 429 slows it down and its Retry-After holds every other
+    caller too (python-gitlab then waits and retries). An unreachable or failing GitLab is retried here,
+    within ``budget``, each retry logged."""
 
-    def __init__(self, pacer: Pacer, *, pool_maxsize: int) -> None:
+    def __init__(self, pacer: Pacer, budget: RetryBudget, *, pool_maxsize: int,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__(pool_connections=4, pool_maxsize=pool_maxsize)
         self._pacer = pacer
+        self._budget = budget
+        self._sleep = sleep
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        self._pacer.acquire()
-        response = super().send(request, *args, **kwargs)
-        if response.status_code == 429:
-            self._pacer.throttled(_retry_after(response.headers.get("Retry-After")))
-        return response
+        started = time.monotonic()
+        retries = 0
+        while True:
+            self._pacer.acquire()
+            failure: requests.RequestException | None = None
+            response: requests.Response | None = None
+            try:
+                response = super().send(request, *args, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if not _may_retry(request, exc):
+                    raise
+                failure, reason = exc, f"unreachable ({unreachable_reason(exc)})"
+            else:
+                if response.status_code == 429:
+                    self._pacer.throttled(_retry_after(response.headers.get("Retry-After")))
+                    return response
+                if response.status_code not in TRANSIENT_STATUS or request.method not in IDEMPOTENT_METHODS:
+                    return response
+                reason = f"answered {response.status_code}"
+            wait = self._budget.next_wait(retries, time.monotonic() - started)
+            if wait is None:
+                if failure is not None:
+                    raise failure
+                assert response is not None
+                return response
+            retries += 1
+            self._budget.announce(retries, wait, reason, method=request.method,
+                                  path=urlsplit(request.url or "").path)
+            if response is not None:
+                response.close()
+            self._sleep(wait)
+
+
+def _may_retry(request: requests.PreparedRequest, exc: requests.RequestException) -> bool:
+    if request.method in IDEMPOTENT_METHODS or isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause = _os_cause(exc)  # a POST is sent again only when it provably never reached GitLab
+    return isinstance(cause, socket.gaierror | ConnectionRefusedError)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -208,9 +295,11 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def pace(client: gitlab.Gitlab, pacer: Pacer, *, pool_maxsize: int = 32) -> gitlab.Gitlab:
-    """Hold every request of ``client`` to ``pacer`` (its configured requests per second)."""
+    """Hold every request of ``client`` to ``pacer`` (its configured requests per second), and retry an
+    unreachable GitLab within the client's timeout."""
     parts = urlsplit(client.url)
-    client.session.mount(f"{parts.scheme}://{parts.netloc}/", _PacedAdapter(pacer, pool_maxsize=pool_maxsize))
+    budget = RetryBudget("GitLab", float(client.timeout or 30.0))
+    client.session.mount(f"{parts.scheme}://{parts.netloc}/", _Transport(pacer, budget, pool_maxsize=pool_maxsize))
     return client
 
 

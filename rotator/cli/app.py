@@ -6,12 +6,14 @@ containment path of ``revoke``) never pay for boto3, python-gitlab, slack_sdk or
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Any
 
 import click
 
 from rotator import __version__
+from rotator.cli.common import verbosity_options
 
 # name -> (module, attribute, one-line help shown by `rotator --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -28,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "plan-oidc": ("rotator.cli.oidc_cmd", "plan_oidc", "Plan (or apply) the move of a credential to GitLab OIDC."),
     "retire-credential": ("rotator.cli.oidc_cmd", "retire_credential",
                           "Remove a credential's static key for good after the OIDC move."),
+    "incidents": ("rotator.cli.incidents_cmd", "incidents", "List compromised-key incidents, open ones first."),
 }
 
 
@@ -44,6 +47,15 @@ class LazyGroup(click.Group):
         assert isinstance(command, click.Command)
         return command
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS:
+            close = difflib.get_close_matches(name, list(COMMANDS), n=2, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint} (`rotator --help` lists them)")
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, entry[2]) for name, entry in COMMANDS.items()]
         with formatter.section("Commands"):
@@ -52,17 +64,25 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rotator")
-def cli() -> None:
+@click.option("--config", "config_path", metavar="PATH", default=None,
+              help="Config file for the command (also accepted after it).")
+@verbosity_options
+def cli(config_path: str | None) -> None:
     """Keep the AWS access keys of GitLab CI short-lived, and contain a leaked one in seconds.
 
     \b
     Configuration: --config PATH, else $ROTATOR_CONFIG, else ./rotator.toml
-    (see config.example.toml). Exit codes: 0 ok, 1 failed, 2 usage or config
-    error, 3 revoke contained the key but a follow-up step failed.
+    (see config.example.toml). --config, -v and -q go before or after the command.
+    Logging (stderr): warning by default; -v info, -vv debug, -q errors only, or
+    ROTATOR_LOG_LEVEL=debug|info|warning|error; `rotator run` uses [service] log_level.
+    Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 revoke contained the key
+    but a follow-up step failed, 130/143 stopped by SIGINT/SIGTERM (for rotate: after
+    each credential in flight finished its current step).
 
     \b
     Examples:
       rotator check                      probe AWS, GitLab and Slack
+      rotator --config prod.toml status -v
       rotator rotate --all --dry-run     show what rotation would do
       rotator revoke --key AKIA... --reason "leaked in a public repo"
       rotator demo                       everything, against local emulators

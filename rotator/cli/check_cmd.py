@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -18,9 +19,17 @@ def check(config_path: str | None, as_json: bool) -> None:
     """Validate the config, then probe each outside party with one harmless call.
 
     \b
-    Probes: the database (reachable, schema at head); STS GetCallerIdentity for every
-    AWS account; GitLab GET /user and each target's variable list; Slack auth.test.
-    Nothing is written anywhere. Prints ✔ or ✘ per probe with the reason.
+    Probes: the database (reachable, schema at head); the state key (set and a valid
+    Fernet key, or KMS reachable: a throwaway value is sealed and opened); STS
+    GetCallerIdentity for every AWS account; in each account, every tracked IAM user
+    carries the CI permissions boundary ([aws] boundary_arn_pattern) and IAM's policy
+    simulator allows rotator's own principal every action rotator needs ("not
+    simulated" where it may not ask); GitLab GET /user and each target's variable list;
+    Slack auth.test. Nothing is written anywhere. Prints ✔ or ✘ per probe, with the
+    reason, as soon as it is known, and each ✘ of least privilege with the exact
+    command that fixes it. A party that does not answer fails within twice its
+    [gitlab]/[slack] timeout (retries are logged with -v); GitLab's variable lists are
+    then not tried. Colour only on a terminal, never with NO_COLOR set.
 
     \b
     Exit codes: 0 every probe passed; 1 a probe failed; 2 config error (before any call).
@@ -36,12 +45,21 @@ def check(config_path: str | None, as_json: bool) -> None:
     cli_logging()
     root = Root(settings)
     root.resolve_secrets(state_key=False)  # every missing secret is exit 2 before the first call
+    import time
+
+    import structlog
+
+    log = structlog.get_logger("rotator.check")
+    color = False if os.environ.get("NO_COLOR") else None  # https://no-color.org: set and not empty
     results = []
+    started = time.monotonic()
     for result in root.checks.probes():
         results.append(result)
+        log.info("probe", probe=result.name, ok=result.ok, seconds=round(time.monotonic() - started, 3))
+        started = time.monotonic()
         if not as_json:
             mark = click.style("✔", fg="green") if result.ok else click.style("✘", fg="red")
-            click.echo(f"{mark} {result.name}: {result.detail}")
+            click.echo(f"{mark} {result.name}: {result.detail}", color=color)
     if as_json:
         print_json({"ok": all(r.ok for r in results),
                     "probes": [{"name": r.name, "ok": r.ok, "detail": r.detail} for r in results]})

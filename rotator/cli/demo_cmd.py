@@ -24,16 +24,16 @@ def demo(service_seconds: int, keep: bool) -> None:
     Examples:
       rotator demo
       rotator demo --service-seconds 0     # skip the service part
+      rotator demo --keep                  # keep its config, database and reports
     """
     from rich.console import Console
 
     from rotator.sandbox.demo import Demo
 
-    tour = Demo(Console(highlight=False), service_seconds=service_seconds)
+    tour = Demo(Console(highlight=False), service_seconds=service_seconds, keep=keep)
     code = 1
     try:
         code = tour.run()
     finally:
-        if not keep:
-            tour.cleanup()
+        tour.cleanup()  # keeps the folder with --keep, as the tour's last line says
     sys.exit(code)

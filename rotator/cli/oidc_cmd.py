@@ -17,11 +17,20 @@ from rotator.errors import UsageError
               help="Write provider.json, trust-policy.json, role.json, permissions.json, gitlab-ci.yml, README.md.")
 @click.option("--apply", "apply_", is_flag=True, help="Create the provider and the role in AWS (idempotent).")
 @click.option("--ref", "refs", multiple=True, metavar="BRANCH",
-              help="Protected branch allowed to assume the role (repeatable; default: main).")
-@click.option("--tag", "tags", multiple=True, metavar="PATTERN", help="Protected tag pattern allowed too (e.g. v*).")
-@click.option("--environment", metavar="NAME", help="The GitLab environment of the deploy job (protect it).")
+              help="Protected branch (or pattern, e.g. release/*) allowed to assume the role (repeatable; default: "
+                   "main).")
+@click.option("--tag", "tags", multiple=True, metavar="PATTERN",
+              help="Protected tag or tag pattern allowed too (repeatable, e.g. v*); the CI rule then also runs on "
+                   "tag pipelines ($CI_COMMIT_TAG).")
+@click.option("--allow-unprotected", is_flag=True,
+              help="Plan even if a trusted branch or tag is not protected in GitLab (the plan says which).")
+@click.option("--environment", metavar="NAME",
+              help="Only sets `environment: NAME` on the CI job. AWS cannot enforce it (the role trusts the token's "
+                   "sub and aud, and GitLab's sub names no environment): make NAME a protected environment with "
+                   "deployment approvals in GitLab.")
 @click.option("--project", "projects", multiple=True, metavar="PATH",
-              help="Projects allowed (repeatable; default: the credential's project targets, group/* for groups).")
+              help="Projects allowed (repeatable; default: the credential's project targets; a group target "
+                   "trusts group/*, whose future projects' refs cannot be checked: name the projects instead).")
 @click.option("--audience", metavar="AUD", help="The ID token's aud (default: the GitLab URL).")
 @click.option("--role-name", metavar="NAME", help="Default: gitlab-oidc-<credential>.")
 @click.option("--thumbprint", "thumbprints", multiple=True, metavar="HEX",
@@ -30,27 +39,33 @@ from rotator.errors import UsageError
 @json_option
 @handle_errors
 def plan_oidc(name: str, output_dir: Path | None, apply_: bool, refs: tuple[str, ...], tags: tuple[str, ...],
-              environment: str | None, projects: tuple[str, ...], audience: str | None, role_name: str | None,
-              thumbprints: tuple[str, ...], config_path: str | None, as_json: bool) -> None:
+              allow_unprotected: bool, environment: str | None, projects: tuple[str, ...], audience: str | None,
+              role_name: str | None, thumbprints: tuple[str, ...], config_path: str | None, as_json: bool) -> None:
     """Plan the move of one credential from a static key to GitLab OIDC (and --apply it).
 
     Generates the IAM OIDC provider for the GitLab URL; a role whose trust policy allows
     sts:AssumeRoleWithWebIdentity only for ID tokens of the credential's project(s), on the
-    given protected refs (the `sub` claim) and with our audience (`aud`); the same
-    permissions as the IAM user (its attached and inline policies, its groups', its
-    boundary); and the .gitlab-ci.yml snippet using id_tokens. Reads IAM; writes nothing
-    to AWS without --apply.
+    given refs (the `sub` claim) and with our audience (`aud`); the same permissions as
+    the IAM user (its attached and inline policies, its groups', its boundary); and the
+    .gitlab-ci.yml snippet using id_tokens, whose rule runs on those branches and tags.
+
+    First reads each project's protected branches and tags in GitLab (the token needs
+    Maintainer): a trusted branch or tag that is not protected is refused, since anyone
+    who can push it could assume the role. AWS checks only `sub` and `aud`, so the GitLab
+    environment is never enforced by AWS: protect it in GitLab. Reads GitLab and IAM;
+    writes nothing to AWS without --apply.
 
     \b
     Then run a pipeline with the snippet, and `rotator retire-credential NAME`.
 
     \b
-    Exit codes: 0 planned (and applied); 1 an AWS call failed; 2 usage/config error.
+    Exit codes: 0 planned (and applied); 1 a trusted ref is not protected, or
+    an AWS or GitLab call failed; 2 usage/config error.
 
     \b
     Examples:
       rotator plan-oidc payments-deploy --output oidc/payments --ref main --environment production
-      rotator plan-oidc payments-deploy --apply
+      rotator plan-oidc payments-deploy --ref main --tag 'v*' --apply
     """
     from rotator.config.settings import load_settings
     from rotator.oidc.plan import plan_files, plan_readme
@@ -61,9 +76,10 @@ def plan_oidc(name: str, output_dir: Path | None, apply_: bool, refs: tuple[str,
     cli_logging()
     spec = settings.credential(name)
     root = Root(settings)
+    root.resolve_secrets(slack=False, state_key=False)  # the GitLab token, before any call
     plan, request = root.oidc.plan(spec, OidcChoices(
         audience=audience, refs=refs or ("main",), tags=tags, environment=environment, projects=projects,
-        role_name=role_name, thumbprints=thumbprints))
+        role_name=role_name, thumbprints=thumbprints, allow_unprotected=allow_unprotected))
     files = plan_files(plan, request)
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -76,6 +92,9 @@ def plan_oidc(name: str, output_dir: Path | None, apply_: bool, refs: tuple[str,
                     "managed_policy_arns": list(plan.permissions.managed_policy_arns),
                     "inline_policies": [n for n, _ in plan.permissions.inline_policies],
                     "ci_snippet": plan.ci_snippet, "warnings": list(plan.warnings),
+                    "protection": [{"project": v.project, "ref_type": v.ref_type, "ref": v.ref,
+                                    "protected_by": list(v.protected_by), "problem": v.problem,
+                                    "developers_may_write": v.developers_may_write} for v in plan.protection],
                     "written": sorted(files) if output_dir else [], "applied": applied})
         return
     if output_dir is not None:

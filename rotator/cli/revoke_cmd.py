@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rotator.cli.common import config_option, handle_errors, json_option
+from rotator.cli.common import cli_logging, config_option, handle_errors, json_option
 from rotator.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -23,7 +23,9 @@ EPILOG = """\b
 Exit codes: 0 contained, every session found cut, every step done; 3 contained
 but a session found is NOT cut (each is listed with the command that cuts it)
 or a follow-up step failed (notify, replace, audit coverage…); 1 NOT contained;
-2 usage or config error, or --role names another principal than CloudTrail.
+2 usage or config error, or --role names another principal than CloudTrail;
+130/143 SIGINT/SIGTERM during the follow-up (a signal waits until the key is
+Inactive; run the same command again to finish).
 
 \b
 Examples:
@@ -78,13 +80,15 @@ def revoke(key_id: str, reason: str, replace_key: bool, no_audit: bool, dry_run:
     if role is not None and not key_id.startswith("ASIA"):
         raise UsageError("--role applies to temporary (ASIA) keys only", hint="drop --role for an AKIA key")
 
+    from rotator.cli.interrupt import Interrupted, deferred, exit_code_for, received, signal_name
     from rotator.config.early import load_containment_settings
     from rotator.wiring.containment import ContainmentWiring
 
     early = ContainmentWiring(load_containment_settings(config_path))
     try:
-        containment = contain(key_id, early.containment_ports(), dry_run=dry_run, role=role,
-                              disable_console=disable_console)
+        with deferred():  # a signal never cuts containment in two: it is honoured once the key is Inactive
+            containment = contain(key_id, early.containment_ports(), dry_run=dry_run, role=role,
+                                  disable_console=disable_console)
     except NotContained as exc:
         from rotator.cli.revoke_output import print_not_contained
 
@@ -92,9 +96,24 @@ def revoke(key_id: str, reason: str, replace_key: bool, no_audit: bool, dry_run:
         sys.exit(ExitCode.FAILED)
 
     # Contained (or, with --dry-run, planned). Nothing below can undo it, and all of it may be slow.
-    sys.exit(_follow_up(containment, early, config_path=config_path, reason=reason, replace=replace_key,
-                        audit=not no_audit, output_dir=output_dir, as_json=as_json,
-                        holder=f"incident/{uuid.uuid4().hex[:8]}"))
+    signum = received()
+    if signum is not None:  # it came during containment, which it did not cut
+        _say_interrupted(containment, signal_name(signum), "before the follow-up")
+        sys.exit(exit_code_for(signum))
+    try:
+        code = _follow_up(containment, early, config_path=config_path, reason=reason, replace=replace_key,
+                          audit=not no_audit, output_dir=output_dir, as_json=as_json,
+                          holder=f"incident/{uuid.uuid4().hex[:8]}")
+    except Interrupted as exc:
+        _say_interrupted(containment, str(exc), "during the follow-up")
+        sys.exit(exc.exit_code)
+    sys.exit(code)
+
+
+def _say_interrupted(containment: Containment, signal: str, when: str) -> None:
+    state = "planned (dry run)" if containment.dry_run else "contained (Inactive, verified)"
+    click.echo(f"rotator: interrupted by {signal} {when}: {containment.key_id} is {state}; run the same "
+               "`rotator revoke` again to finish notify, replace and audit", err=True)
 
 
 def _follow_up(containment: Containment, early: ContainmentWiring, *, config_path: str | None, reason: str,
@@ -106,7 +125,6 @@ def _follow_up(containment: Containment, early: ContainmentWiring, *, config_pat
     from rotator.errors import ConfigError
     from rotator.incident.followup import FollowUpOptions, IncidentOutcome, follow_up
     from rotator.incident.steps import Step, StepStatus
-    from rotator.logs import configure_logging
     from rotator.wiring.system import default_actor
 
     if not as_json:
@@ -123,7 +141,7 @@ def _follow_up(containment: Containment, early: ContainmentWiring, *, config_pat
         actor = default_actor()
     else:
         # stdout carries the result (--json); the step table says what happened, so only warnings are logged.
-        configure_logging("error" if settings.service.log_level == "error" else "warning", stream=sys.stderr)
+        cli_logging("error" if settings.service.log_level == "error" else "warning")
         root = early.root(settings)
         outcome = follow_up(containment, root.incident.follow_up_ports(holder=holder, dry_run=containment.dry_run),
                             options)

@@ -49,8 +49,15 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
     of step lines.
 
     \b
+    Signals: SIGINT (Ctrl-C) or SIGTERM lets every credential in flight finish its current
+    step (its lease is released, the journal keeps its place), starts no other, prints
+    the results with "interrupted; not started: …", sends the owners' and security
+    messages, and exits 130 or 143. The next `rotator rotate` finishes every one.
+
+    \b
     Exit codes: 0 every credential is ok (or waiting out its grace period),
-                1 any credential failed, is held, or is busy; 2 usage/config error.
+                1 any credential failed, is held, or is busy; 2 usage/config error;
+                130/143 interrupted by SIGINT/SIGTERM.
 
     \b
     Examples:
@@ -86,6 +93,7 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
         print_plans(plans, as_json=as_json)
         sys.exit(ExitCode.FAILED if any(p.action == "error" for p in plans) else ExitCode.OK)
 
+    from rotator.cli import interrupt
     from rotator.cli.rotate_output import LiveProgress, print_fleet_summary, print_results, progress_for
     from rotator.leases import new_holder
 
@@ -93,20 +101,33 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
     holder = new_holder(root.actor)
     report: FleetReport | None = None
     recovery = LiveProgress(enabled=not as_json)
-    recovered = root.rotation.recover_others(specs, holder=holder, on_step=recovery.step, on_result=recovery.result)
-    with progress_for(len(specs), enabled=not as_json) as progress:
-        if selecting and len(specs) > 1:
-            report = root.rotation.fleet(specs, holder=holder, concurrency=concurrency, force=force,
-                                         scope=_scope_text(projects, groups), on_step=progress.step,
-                                         on_result=progress.result)
-            results = report.results
-        else:
-            results = root.rotation.rotate(specs, holder=holder, concurrency=concurrency, force=force,
-                                           on_step=progress.step, on_result=progress.result)
-    results = [*recovered, *results]
-    print_results(results, as_json=as_json, fleet=report)
-    if report is not None and not as_json:
-        print_fleet_summary(report)
+    with interrupt.finishing():
+        recovered = root.rotation.recover_others(specs, holder=holder, on_step=recovery.step,
+                                                 on_result=recovery.result, should_start=interrupt.should_start,
+                                                 interrupt=interrupt.stop_guard)
+        with progress_for(len(specs), enabled=not as_json) as progress:
+            if selecting and len(specs) > 1:
+                report = root.rotation.fleet(specs, holder=holder, concurrency=concurrency, force=force,
+                                             scope=_scope_text(projects, groups), on_step=progress.step,
+                                             on_result=progress.result, should_start=interrupt.should_start,
+                                             interrupt=interrupt.stop_guard)
+                results = report.results
+            else:
+                results = root.rotation.rotate(specs, holder=holder, concurrency=concurrency, force=force,
+                                               on_step=progress.step, on_result=progress.result,
+                                               should_start=interrupt.should_start, interrupt=interrupt.stop_guard)
+        results = [*recovered, *results]
+        for result in results:
+            root.rotation.schedule_retry(result)
+        signum = interrupt.received()
+        ran = {r.credential for r in results}
+        stopped = None if signum is None else (interrupt.signal_name(signum),
+                                               [s.name for s in specs if s.name not in ran])
+        print_results(results, as_json=as_json, fleet=report, interrupted=stopped)
+        if report is not None and not as_json:
+            print_fleet_summary(report)
+    if signum is not None:
+        sys.exit(interrupt.exit_code_for(signum))
     sys.exit(ExitCode.OK if all(r.outcome.ok for r in results) else ExitCode.FAILED)
 
 

@@ -115,13 +115,17 @@ class BarProgress:
             self._bar.stop()
 
 
-def print_results(results: Sequence[RotationResult], *, as_json: bool, fleet: FleetReport | None = None) -> None:
+def print_results(results: Sequence[RotationResult], *, as_json: bool, fleet: FleetReport | None = None,
+                  interrupted: tuple[str, list[str]] | None = None) -> None:
+    """``interrupted``: (signal name, credentials not started) when a signal stopped the run."""
     if as_json:
         payload: dict[str, Any] = {"results": [
             {**asdict(r), "outcome": r.outcome.value, "state": r.state.value, "ok": r.outcome.ok} for r in results
-        ], "ok": all(r.outcome.ok for r in results)}
+        ], "ok": all(r.outcome.ok for r in results) and interrupted is None}
         if fleet is not None:
             payload["fleet"] = fleet_summary(fleet)
+        if interrupted is not None:
+            payload["interrupted"] = {"signal": interrupted[0], "not_started": interrupted[1]}
         print_json(payload)
         return
     table = Table(title="rotation results", title_justify="left")
@@ -132,6 +136,11 @@ def print_results(results: Sequence[RotationResult], *, as_json: bool, fleet: Fl
         table.add_row(escape(r.credential), f"[{style}]{r.outcome.value}[/]", r.new_key_id or r.key_id or "-",
                       escape(r.message))
     Console(file=sys.stdout, width=max(Console().width, 120)).print(table)
+    if interrupted is not None:
+        signal_name, not_started = interrupted
+        Console(file=sys.stdout, highlight=False, width=max(Console().width, 120)).print(
+            f"[yellow]interrupted by {signal_name}; not started: {escape(', '.join(not_started)) or 'none'}[/] "
+            "(run `rotator rotate` again to finish)", soft_wrap=True)
     failed = [r for r in results if not r.outcome.ok]
     if failed:
         Console(stderr=True).print(f"[red]{len(failed)} of {len(results)} credential(s) need attention[/]")

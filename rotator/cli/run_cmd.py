@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from rotator.cli.common import config_option, handle_errors
+from rotator.cli.common import config_option, handle_errors, log_level
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,7 +23,8 @@ def run(once: bool, config_path: str | None) -> None:
     a per-credential lease makes sure one of them acts on each credential.
 
     Serves /healthz, /readyz and /metrics on [service] listen. Logs JSON lines unless stdout is a
-    terminal. The database must be migrated first (`rotator db upgrade`); the service never migrates.
+    terminal, at [service] log_level (-v, -vv, -q or $ROTATOR_LOG_LEVEL override it). The database
+    must be migrated first (`rotator db upgrade`); the service never migrates.
 
     \b
     Signals: SIGTERM/SIGINT finish the current step, release the leases and exit 0;
@@ -41,7 +42,7 @@ def run(once: bool, config_path: str | None) -> None:
     from rotator.service.runner import run_service
 
     settings = load_settings(config_path)
-    configure_logging(settings.service.log_level)
+    configure_logging(log_level(settings.service.log_level))
     code = run_service(settings, once=once)
     if code != 0 and not once:
         # A step outlived stop_timeout: do not wait for its thread at interpreter exit; the lease

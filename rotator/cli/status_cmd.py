@@ -1,20 +1,34 @@
-"""`rotator status`: what the store knows about every configured credential. No outside calls."""
+"""`rotator status`: every configured credential, from the store, with IAM asked only for keys the store does
+not know yet (a credential never rotated)."""
 
 from __future__ import annotations
 
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rotator.cli.common import cli_logging, config_option, handle_errors, json_option, print_json
+from rotator.errors import ExitCode
+
+if TYPE_CHECKING:
+    from rotator.domain import AccessKey, CredentialSpec, CredentialStatus, Incident, Journal
+    from rotator.wiring.root import Root
+
+IAM_LOOKUPS_AT_ONCE = 8
 
 
-def _age(since: datetime | None, now: datetime) -> str:
-    if since is None:
+def _age(seconds: int | None) -> str:
+    if seconds is None:
         return "-"
-    seconds = int((now - since).total_seconds())
     days, rest = divmod(seconds, 86400)
     return f"{days}d{rest // 3600}h" if days else f"{rest // 3600}h{(rest % 3600) // 60}m"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,17 +36,28 @@ def _age(since: datetime | None, now: datetime) -> str:
 @json_option
 @handle_errors
 def status(config_path: str | None, as_json: bool) -> None:
-    """Show every configured credential: key id, age, state, next rotation, last error;
+    """Show every configured credential: key id and age, state, next rotation, retry time, last error;
     and every open incident (re-audited by `rotator run` after CloudTrail's delivery delay).
 
-    States: ok, rotating (a rotation is in flight or waiting out its grace period),
-    held (a human must act; the reason is the last error), failed.
-    Reads only the config and the database: it makes no AWS, GitLab or Slack call.
+    \b
+    States: ok; rotating (<phase>) while a rotation is in flight, waiting out its grace
+    period, or was interrupted (the journal's phase; the next `rotate` or tick finishes it);
+    held (a human must act; the reason is the last error); failed ("retry at" says when
+    the service tries again, when an outside party was unreachable).
+    The key and its age come from the database; for a credential never rotated, IAM
+    (ListAccessKeys) is asked for its Active key. The next rotation follows the config's
+    rotate_every. Nothing is written to AWS, GitLab or Slack.
+
+    \b
+    Exit codes: 0 every credential is ok or waiting out its grace period / delete_after;
+                1 any credential is held, failed, unknown, or has a rotation whose next
+                step is due (interrupted, or not run since); 2 config error.
+    JSON: one object per credential; timestamps are ISO 8601 (UTC), age_seconds a number.
 
     \b
     Examples:
       rotator status
-      rotator status --json | jq '.credentials[] | select(.state != "ok")'
+      rotator status --json | jq '.credentials[] | select(.ok | not)'
     """
     from rotator.config.settings import load_settings
     from rotator.wiring.root import Root
@@ -42,50 +67,134 @@ def status(config_path: str | None, as_json: bool) -> None:
     root = Root(settings)
     store = root.store
     now = root.clock.now()
-    store.sync_credentials(settings.credential_specs(), now)
-    rows = []
-    for spec in settings.credential_specs():
-        known = store.get_status(spec.name)
-        journal = store.open_journal(spec.name)
-        rows.append({
-            "name": spec.name, "iam_user": spec.iam_user, "account": spec.account,
-            "state": known.state.value if known else "unknown",
-            "key_id": known.current_key_id if known else None,
-            "key_created_at": known.key_created_at.isoformat() if known and known.key_created_at else None,
-            "age": _age(known.key_created_at if known else None, now),
-            "last_rotated_at": known.last_rotated_at.isoformat() if known and known.last_rotated_at else None,
-            "next_rotation_at": known.next_due_at.isoformat() if known and known.next_due_at else None,
-            "last_error": known.last_error if known else None,
-            "in_flight": journal.phase.value if journal else None,
-            "targets": [t.label for t in spec.targets],
-            "owners": list(spec.owners),
-        })
-    incidents = [{
-        "incident_id": i.incident_id, "key_id": i.key_id, "t0": i.t0.isoformat(),
-        "follow_up_at": i.follow_up_at.isoformat() if i.follow_up_at else None,
-        "sessions_not_cut": sum(1 for s in i.sessions if s.get("sessions") and not s.get("cut")),
-    } for i in store.open_incidents()]
+    specs = settings.credential_specs()
+    store.sync_credentials(specs, now)  # also moves next_due_at to the config's rotate_every
+    statuses = {spec.name: store.get_status(spec.name) for spec in specs}
+    unknown = [spec for spec in specs if getattr(statuses[spec.name], "current_key_id", None) is None]
+    from_iam = _keys_from_iam(root, unknown)
+    rows = [_row(spec, statuses[spec.name], store.open_journal(spec.name), from_iam.get(spec.name), now)
+            for spec in specs]
+    incidents = [_open_incident(incident) for incident in store.open_incidents()]
     if as_json:
-        print_json({"credentials": rows, "open_incidents": incidents})
-        return
+        print_json({"credentials": rows, "ok": all(row["ok"] for row in rows), "open_incidents": incidents})
+    else:
+        _print_table(rows, str(settings.source))
+        _print_incidents(incidents)
+    sys.exit(ExitCode.OK if all(row["ok"] for row in rows) else ExitCode.FAILED)
+
+
+def _open_incident(incident: Incident) -> dict[str, Any]:
+    """An incident still waiting for its follow-up audit (CloudTrail delivers minutes late)."""
+    return {"incident_id": incident.incident_id, "key_id": incident.key_id, "t0": _iso(incident.t0),
+            "follow_up_at": _iso(incident.follow_up_at),
+            "sessions_not_cut": sum(1 for s in incident.sessions if s.get("sessions") and not s.get("cut"))}
+
+
+def _print_incidents(incidents: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    for incident in incidents:
+        Console(width=max(Console().width, 160)).print(escape(
+            f"open incident {incident['incident_id']} ({incident['key_id']}): follow-up at "
+            f"{incident['follow_up_at'] or 'now'}" + (f", sessions of {incident['sessions_not_cut']} principal(s) "
+                                                       "NOT cut" if incident["sessions_not_cut"] else "")))
+
+
+def _keys_from_iam(root: Root, specs: list[CredentialSpec]) -> dict[str, list[AccessKey] | str]:
+    """Each user's keys (or why IAM could not say), for credentials whose current key the store does not know."""
+    from rotator.errors import RotatorError
+
+    def one(spec: CredentialSpec) -> tuple[str, list[AccessKey] | str]:
+        try:
+            return spec.name, root.aws.iam(spec.account).list_access_keys(spec.iam_user)
+        except RotatorError as exc:
+            return spec.name, f"IAM: {exc.message}"
+
+    if not specs:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(IAM_LOOKUPS_AT_ONCE, len(specs)), thread_name_prefix="status") as pool:
+        return dict(pool.map(one, specs))
+
+
+def _current_from_iam(keys: list[AccessKey], journal: Journal | None) -> tuple[AccessKey | None, str | None]:
+    """The key the targets hold, as far as IAM alone can tell: the one an unfinished rotation is replacing,
+    else the user's only Active key. With two Active keys and no rotation, only GitLab knows."""
+    from rotator.domain import KeyStatus
+
+    if journal is not None and journal.old_key_id:
+        return next((k for k in keys if k.key_id == journal.old_key_id), None), None
+    active = [k for k in keys if k.status is KeyStatus.ACTIVE]
+    if len(active) == 1:
+        return active[0], None
+    if not active:
+        return None, "IAM: the user has no Active key"
+    return None, f"IAM: the user has {len(active)} Active keys ({', '.join(k.key_id for k in active)})"
+
+
+def _waiting(journal: Journal, spec: CredentialSpec, now: datetime) -> bool:
+    """A rotation waiting out its grace period or delete_after is how rotation works, not a problem; one
+    whose next step is overdue (interrupted, or nobody ran `rotate` since) is."""
+    from rotator.domain import Phase
+
+    if journal.phase is Phase.PUBLISHED and journal.published_at is not None:
+        return now < journal.published_at + spec.policy.grace
+    if journal.phase is Phase.RETIRED and journal.deactivated_at is not None:
+        return now < journal.deactivated_at + spec.policy.delete_after
+    return False
+
+
+def _row(spec: CredentialSpec, known: CredentialStatus | None, journal: Journal | None,
+         iam: list[AccessKey] | str | None, now: datetime) -> dict[str, Any]:
+    from rotator.domain import next_rotation_due
+
+    key_id = known.current_key_id if known else None
+    created = known.key_created_at if known else None
+    source = "store" if key_id else None
+    note = iam if key_id is None and isinstance(iam, str) else None
+    if key_id is None and isinstance(iam, list):
+        found, note = _current_from_iam(iam, journal)
+        if found is not None:
+            key_id, created, source = found.key_id, found.created_at, "iam"
+    stored = known.state.value if known else "unknown"
+    phase = journal.phase.value if journal else None
+    # An open journal means a rotation is under way (or was interrupted): never "ok", whatever was stored.
+    state = "rotating" if phase and stored == "ok" else stored
+    hold = journal.hold_reason if journal else None
+    last_rotated = known.last_rotated_at if known else None
+    next_due = next_rotation_due(created, last_rotated, spec.policy)
+    age = int((now - created).total_seconds()) if created else None
+    ok = state == "ok" or (state == "rotating" and journal is not None and not hold and _waiting(journal, spec, now))
+    return {
+        "name": spec.name, "iam_user": spec.iam_user, "account": spec.account, "state": state, "ok": ok,
+        "in_flight": phase, "key_id": key_id, "key_source": source, "key_created_at": _iso(created),
+        "age_seconds": age, "age": _age(age), "last_rotated_at": _iso(last_rotated),
+        "next_rotation_at": _iso(next_due), "due": next_due is None or next_due <= now,
+        "retry_at": _iso(known.retry_at if known else None),
+        "last_error": (known.last_error if known else None) or hold or note,
+        "targets": [t.label for t in spec.targets], "owners": list(spec.owners),
+    }
+
+
+def _print_table(rows: list[dict[str, Any]], source: str) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"credentials in {settings.source}", title_justify="left")
-    for column in ("credential", "iam user", "account", "state", "key", "age", "next rotation", "last error"):
+    table = Table(title=f"credentials in {source}", title_justify="left")
+    for column in ("credential", "iam user", "account", "state", "key", "age", "next rotation", "retry at",
+                   "last error"):
         table.add_column(column, overflow="fold")
     styles = {"ok": "green", "rotating": "cyan", "held": "yellow", "failed": "red"}
     for row in rows:
         state = str(row["state"]) + (f" ({row['in_flight']})" if row["in_flight"] else "")
+        key = str(row["key_id"] or "-") + (" (IAM)" if row["key_source"] == "iam" else "")
+        next_rotation = "due now" if row["due"] and row["key_id"] else str(row["next_rotation_at"] or "-")
         table.add_row(str(row["name"]), str(row["iam_user"]), str(row["account"]),
-                      f"[{styles.get(str(row['state']), 'dim')}]{state}[/]", str(row["key_id"] or "-"),
-                      str(row["age"]), str(row["next_rotation_at"] or "due now" if row["key_id"] else "-"),
-                      escape(str(row["last_error"] or "")))
-    console = Console(width=max(Console().width, 140))
-    console.print(table)
-    for incident in incidents:  # open until the follow-up audit after CloudTrail's delivery delay
-        console.print(escape(f"open incident {incident['incident_id']} ({incident['key_id']}): follow-up at "
-                             f"{incident['follow_up_at'] or 'now'}"
-                             + (f", sessions of {incident['sessions_not_cut']} principal(s) NOT cut"
-                                if incident["sessions_not_cut"] else "")))
+                      f"[{styles.get(str(row['state']), 'dim')}]{escape(state)}[/]", key, str(row["age"]),
+                      next_rotation, str(row["retry_at"] or ""), escape(str(row["last_error"] or "")))
+    Console(width=max(Console().width, 160)).print(table)
+    bad = [row["name"] for row in rows if not row["ok"]]
+    if bad:
+        Console(stderr=True).print(f"[yellow]{len(bad)} of {len(rows)} credential(s) not ok: "
+                                   f"{escape(', '.join(map(str, bad)))}[/]")

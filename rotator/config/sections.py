@@ -25,6 +25,7 @@ from pydantic import (
 from rotator.config.rules import (
     ConfigProblem,
     check_account_name,
+    check_boundary_pattern,
     check_cidr,
     check_cron_window,
     check_database_url,
@@ -84,6 +85,8 @@ class ServiceSettings(_Section):
     tick: PositiveDuration = timedelta(seconds=30)
     lease_ttl: PositiveDuration = timedelta(minutes=2)
     stop_timeout: Duration = timedelta(seconds=30)
+    retry_unreachable_after: PositiveDuration = timedelta(minutes=1)
+    retry_unreachable_max: PositiveDuration = timedelta(minutes=15)
     actor: NonBlank | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -116,6 +119,10 @@ class AwsSettings(_Section):
     accounts: tuple[AccountSettings, ...] = ()
     iam_requests_per_second: Rate = 10.0
     cloudtrail_requests_per_second: Rate = 2.0
+    # The CI permissions boundary every tracked user must carry (rotator check), as the shipped policies'
+    # iam:PermissionsBoundary condition matches it; "" turns that check off.
+    boundary_arn_pattern: Annotated[str, AfterValidator(check_boundary_pattern)] = (
+        "arn:aws:iam::*:policy/ci-boundary/*")
 
     @model_validator(mode="after")
     def _unique_account_names(self) -> AwsSettings:
@@ -153,6 +160,7 @@ class SlackSettings(_Section):
     api_url: Annotated[HttpUrl, AfterValidator(_with_trailing_slash)] = "https://slack.com/api/"
     security_channel: SlackDestination | None = None
     messages_per_second: Rate = 1.0
+    timeout: PositiveDuration = timedelta(seconds=15)
 
     @model_validator(mode="after")
     def _one_token_source(self) -> SlackSettings:

@@ -30,7 +30,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from rotator.domain import KeyOwner, KeyStatus, is_access_key_id, is_temporary_key_id
-from rotator.errors import AwsError, AwsNotFound, RotatorError, StoreError, UsageError
+from rotator.errors import (
+    AwsError,
+    AwsNoCredentials,
+    AwsNotFound,
+    AwsUnavailable,
+    RotatorError,
+    StoreError,
+    UsageError,
+)
 from rotator.incident.ports import IncidentIam
 from rotator.incident.principals import Principal
 from rotator.incident.sessions import CutPorts, CutStatus, RevokeRules, SessionCut, cut_sessions
@@ -77,6 +85,7 @@ class KeyIdentity:
     credential: str | None = None
     role_name: str | None = None
     path: str = "/"  # the IAM path of the user or role, when known
+    minted_by: str | None = None  # a session key of a user: the access key that minted it, when the store knows
 
     @property
     def principal(self) -> str:
@@ -237,9 +246,10 @@ def _identify_from_store(result: Containment, ports: ContainmentPorts) -> KeyIde
                             "configured any more; asking AWS")
         return None
     result.tried.append(f"store: key of user {owner.user_name} in account {owner.account!r}"
-                        + (f" (credential {owner.credential})" if owner.credential else ""))
+                        + (f" (credential {owner.credential})" if owner.credential else "")
+                        + (f", a session minted by {owner.minted_by}" if owner.minted_by else ""))
     return KeyIdentity(result.key_id, owner.account, account_ids[owner.account], owner.user_name, "store",
-                       credential=owner.credential)
+                       credential=owner.credential, minted_by=owner.minted_by)
 
 
 def _located(result: Containment, ports: ContainmentPorts, by_hand: str, *, find_user: bool) -> KeyLocation:
@@ -249,6 +259,13 @@ def _located(result: Containment, ports: ContainmentPorts, by_hand: str, *, find
     location = ports.locator.locate(key_id, find_user=find_user, user_first=find_user)
     result.tried.extend(location.notes)
     if location.failure is Unlocated.ACCOUNT_UNKNOWN:
+        cause = location.cause
+        if isinstance(cause, AwsNoCredentials | AwsUnavailable):
+            # Nothing reached AWS: no permission is to blame, so say what is wrong instead.
+            what = ("no AWS credentials found" if isinstance(cause, AwsNoCredentials)
+                    else "the AWS endpoint is unreachable")
+            raise NotContained(f"cannot tell which AWS account owns {key_id}: {what}", result.tried,
+                               hint=f"{cause.hint}; or {by_hand}")
         raise NotContained(f"cannot tell which AWS account owns {key_id}", result.tried,
                            hint=f"grant sts:GetAccessKeyInfo to rotator's credentials, or {by_hand}")
     if location.failure is Unlocated.NOT_CONFIGURED:
@@ -348,6 +365,11 @@ def _contain_temporary(result: Containment, ports: ContainmentPorts, role: str |
                            hint=f"run: {cut.command}" if cut.command else "see the reason above")
     result.contained = cut.cut or result.dry_run
     result.contained_at = None if result.dry_run else ports.clock.now()
+    if identity.minted_by:
+        # Cutting this session does not stop whoever holds the key that minted it from minting another.
+        result.steps.append(Step("upstream key", StepStatus.ATTENTION, f"{key_id} was minted by access key "
+                                 f"{identity.minted_by} of user {identity.user_name}; if that key may be exposed "
+                                 f"too, contain it: rotator revoke --key {identity.minted_by}"))
 
 
 def _identify_temporary(result: Containment, ports: ContainmentPorts, role: str | None) -> KeyIdentity:

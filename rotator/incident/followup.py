@@ -512,8 +512,10 @@ class IncidentFollowUp:
         try:
             for key in report.keys:
                 if key.minted_via in USER_SESSION_CALLS:
+                    # GetSessionToken and GetFederationToken need a user's long-term key: the audited one.
                     store.remember_key(KeyOwner(key.key_id, self.state.credential, identity.account,
-                                                identity.user_name), now, status="minted")
+                                                identity.user_name, minted_by=self.containment.key_id), now,
+                                       status="minted")
         except RotatorError as exc:
             self._add("record", StepStatus.FAILED, f"remembering the keys the audit found minted: {exc}")
 

@@ -48,6 +48,10 @@ class IncidentStore(Store, Protocol):
         """Incidents not closed yet (their audit has not covered T0 plus CloudTrail's delivery delay), by T0."""
         ...
 
+    def list_incidents(self, limit: int = 1000) -> list[Incident]:
+        """Every incident recorded, newest T0 first (at most ``limit``)."""
+        ...
+
 
 @dataclass(frozen=True)
 class TrailPage:

@@ -99,6 +99,10 @@ def upstream_lines(containment: Containment) -> list[str]:
         at = f" at {iso_seconds(origin.minted_at)}" if origin.minted_at else ""
         return [f"minted by {origin.minted_via} with {origin.upstream_key}{by}{at}: whoever holds that credential "
                 f"can get a new session of {who} after T0; contain it: rotator revoke --key {origin.upstream_key}"]
+    if containment.identity.minted_by:
+        upstream = containment.identity.minted_by
+        return [f"minted by {upstream} (the store saw it mint this session): whoever holds that credential can get a "
+                f"new session of {who} after T0; contain it: rotator revoke --key {upstream}"]
     return [f"the credential that minted {containment.key_id} is not known (no minting record in CloudTrail yet): "
             f"whoever holds it can get a new session of {who} after T0; find it with "
             f"`rotator audit --key {containment.key_id}` once CloudTrail has delivered, then revoke it"]

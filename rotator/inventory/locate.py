@@ -48,6 +48,7 @@ class KeyLocation:
     last_used: KeyLastUsed | None = None
     failure: Unlocated | None = None
     problem: str | None = None  # what stopped it, as one line
+    cause: AwsError | None = None  # the typed error that stopped it, when AWS (or the way to it) failed
     notes: tuple[str, ...] = ()  # every call made and its answer
 
     @property
@@ -70,13 +71,13 @@ class KeyLocator:
         """Why the ambient account could not be told, if it was asked and failed."""
         return self._ambient_problem
 
-    def account_of(self, key_id: str, notes: list[str]) -> tuple[str | None, str | None]:
-        """(owning account id, None) or (None, the problem). Steps 1 of the module docstring."""
+    def account_of(self, key_id: str, notes: list[str]) -> tuple[str | None, AwsError | None]:
+        """(owning account id, None) or (None, the typed error). Step 1 of the module docstring."""
         try:
             account_id = self.directory.account_of_key(key_id)
         except AwsError as exc:
             notes.append(f"sts:GetAccessKeyInfo: {exc.message}")
-            return None, f"sts:GetAccessKeyInfo: {exc.message}"
+            return None, exc
         notes.append(f"sts:GetAccessKeyInfo: account {account_id}")
         return account_id, None
 
@@ -130,9 +131,10 @@ class KeyLocator:
         if "default" in self.account_ids and len(self.account_ids) > 1 and not self._ambient_asked:
             # Step 2 may need the ambient account: ask STS for it while GetAccessKeyInfo is in flight.
             threading.Thread(target=self._ambient_account, name="ambient-account", daemon=True).start()
-        account_id, problem = self.account_of(key_id, notes)
+        account_id, error = self.account_of(key_id, notes)
         if account_id is None:
-            return KeyLocation(key_id, failure=Unlocated.ACCOUNT_UNKNOWN, problem=problem, notes=tuple(notes))
+            return KeyLocation(key_id, failure=Unlocated.ACCOUNT_UNKNOWN, notes=tuple(notes), cause=error,
+                               problem=f"sts:GetAccessKeyInfo: {error.message}" if error else None)
         accounts = self.accounts_reaching(account_id, notes)
         if not accounts:
             return KeyLocation(key_id, account_id, failure=Unlocated.NOT_CONFIGURED, notes=tuple(notes),

@@ -5,15 +5,23 @@ For one tracked credential this builds:
 - the IAM OIDC identity provider for the GitLab URL (issuer = the GitLab URL, client id = the audience);
 - a role whose trust policy allows ``sts:AssumeRoleWithWebIdentity`` only for GitLab ID tokens whose
   ``aud`` is the audience and whose ``sub`` names the credential's project(s) and protected refs:
-  ``project_path:GROUP/PROJECT:ref_type:branch:ref:main`` (GitLab's format);
+  ``project_path:GROUP/PROJECT:ref_type:branch:ref:main`` (GitLab's default ``sub``, docs.gitlab.com
+  ci/secrets/id_token_authentication);
 - the same permissions as the IAM user (its managed and inline policies, and its groups', and its
   permissions boundary), read from IAM by the adapter;
-- the ``.gitlab-ci.yml`` snippet using ``id_tokens`` (CI_JOB_JWT_V2 was removed in GitLab 17.0).
+- the ``.gitlab-ci.yml`` snippet using ``id_tokens`` (CI_JOB_JWT_V2 was removed in GitLab 17.0), whose rule
+  runs the job on the trusted branches (``$CI_COMMIT_BRANCH``) and tags (``$CI_COMMIT_TAG``, set only in tag
+  pipelines: docs.gitlab.com ci/variables/predefined_variables).
 
-Why only ``aud`` and ``sub``: for a generic OIDC provider IAM evaluates no other claim of the token, so
-GitLab's ``environment`` / ``ref_protected`` claims cannot be conditions. Protected refs are named in
-``sub`` (only branches the project protects should be listed), and the environment is enforced by GitLab
-(a protected environment on the job the snippet defines); the README of the plan says so.
+What AWS can enforce: for an OIDC provider other than the few it knows (Cognito, Google, Facebook, Amazon),
+IAM's condition keys are the token's ``aud`` and ``sub`` only (IAM User Guide, "Available keys for AWS web
+identity federation"), so GitLab's ``environment``, ``ref_protected`` or ``deployment_tier`` claims cannot be
+conditions. GitLab's default ``sub`` is ``project_path:…:ref_type:…:ref:…``: it has no environment
+component, so **the environment is not enforced by AWS**. The trust policy pins project, ref type and ref;
+that the ref is protected is checked against GitLab before the plan is made (rotator.oidc.protection); who
+may deploy to an environment is GitLab's to enforce, with a protected environment and deployment approvals
+(Premium). A project that changed its ``sub`` components (``ci_id_token_sub_claim_components``, GitLab
+17.10) gets tokens this trust policy never matches.
 
 Thumbprints: CreateOpenIDConnectProvider takes ThumbprintList, but it is optional: without it IAM fetches
 the thumbprint of the top intermediate CA of the provider's certificate itself, and for providers whose
@@ -34,6 +42,7 @@ from urllib.parse import urlsplit
 from rotator.domain import CredentialSpec, ScopeKind
 from rotator.errors import UsageError
 from rotator.oidc.ports import OidcResources, UserPermissions
+from rotator.oidc.protection import RefProtection, protection_warnings
 
 GIT_REF = re.compile(r"[\w./*-]+")  # what we accept as a branch name or tag pattern (no ':' can appear)
 THUMBPRINT = re.compile(r"[0-9a-fA-F]{40}")
@@ -51,10 +60,11 @@ class OidcRequest:
     audience: str | None = None  # default: the GitLab URL
     refs: tuple[str, ...] = ("main",)  # protected branches allowed to assume the role
     tags: tuple[str, ...] = ()  # protected tag patterns (e.g. "v*") allowed too
-    environment: str | None = None
+    environment: str | None = None  # only the CI job's `environment:` keyword: AWS cannot check it
     projects: tuple[str, ...] = ()  # override the project paths taken from the targets
     role_name: str | None = None
     thumbprints: tuple[str, ...] = ()
+    protection: tuple[RefProtection, ...] = ()  # what GitLab says about each trusted ref (rotator.oidc.protection)
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ class OidcPlan:
     permissions: UserPermissions
     ci_snippet: str
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    protection: tuple[RefProtection, ...] = ()
 
     @property
     def provider_request(self) -> dict[str, Any]:
@@ -83,7 +94,9 @@ class OidcPlan:
 
     @property
     def description(self) -> str:
-        return f"GitLab CI OIDC role replacing the static key of credential {self.credential}"[:1000]
+        return (f"GitLab CI OIDC role replacing the static key of credential {self.credential}. Trusts the ID "
+                "token's sub (project, ref type, ref) and aud only: AWS cannot check the GitLab environment; "
+                "protect it in GitLab")[:1000]
 
     @property
     def resources(self) -> OidcResources:
@@ -150,7 +163,9 @@ def trust_policy(provider_arn: str, host: str, audience: str, subjects: Sequence
     return {
         "Version": "2012-10-17",
         "Statement": [{
-            "Sid": "GitLabCiOidc",
+            # IAM sees only aud and sub, and GitLab's sub names no environment: the Sid says so to whoever
+            # reads the role in the console.
+            "Sid": "GitLabProjectAndRefOnlyAwsCannotCheckTheEnvironment",
             "Effect": "Allow",
             "Principal": {"Federated": provider_arn},
             "Action": "sts:AssumeRoleWithWebIdentity",
@@ -182,12 +197,29 @@ def build_plan(request: OidcRequest) -> OidcPlan:
     role_arn = f"arn:{request.partition}:iam::{request.account_id}:role/{role_name}"
     if not request.permissions.managed_policy_arns and not request.permissions.inline_policies:
         warnings.append(f"IAM user {spec.iam_user} has no policies: the role would be allowed nothing")
+    warnings += protection_warnings(request.protection)
     plan = OidcPlan(
         credential=spec.name, provider_url=issuer, provider_host=host, provider_arn=provider_arn, audience=audience,
         thumbprints=tuple(t.lower() for t in request.thumbprints), role_name=role_name, role_arn=role_arn,
         subjects=subjects, trust_policy=trust_policy(provider_arn, host, audience, subjects),
-        permissions=request.permissions, ci_snippet="", warnings=tuple(warnings))
+        permissions=request.permissions, ci_snippet="", warnings=tuple(warnings), protection=request.protection)
     return replace(plan, ci_snippet=ci_snippet(plan, request))
+
+
+def ref_condition(variable: str, ref: str) -> str:
+    """A `rules:if` test of one trusted name or pattern: equality, or an anchored RE2 pattern in which `*` is
+    any run of characters, like the trust policy's StringLike (GitLab: "CI/CD variable expressions")."""
+    if "*" not in ref:
+        return f'{variable} == "{ref}"'
+    pattern = "".join(".*" if c == "*" else "\\" + c if c in "./" else c for c in ref)
+    return f"{variable} =~ /^{pattern}$/"
+
+
+def ci_rule(refs: Sequence[str], tags: Sequence[str]) -> str:
+    """The job runs on a protected ref the role trusts: a trusted branch ($CI_COMMIT_BRANCH, empty in tag
+    pipelines) or a trusted tag ($CI_COMMIT_TAG, set only in tag pipelines)."""
+    tests = [ref_condition("$CI_COMMIT_BRANCH", r) for r in refs] + [ref_condition("$CI_COMMIT_TAG", t) for t in tags]
+    return '$CI_COMMIT_REF_PROTECTED == "true" && (' + " || ".join(tests) + ")"
 
 
 def ci_snippet(plan: OidcPlan, request: OidcRequest) -> str:
@@ -195,7 +227,6 @@ def ci_snippet(plan: OidcPlan, request: OidcRequest) -> str:
     (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), so no credential ever appears in a job's environment."""
     spec = request.credential
     blanked = sorted({t.access_key_id_var for t in spec.targets} | {t.secret_access_key_var for t in spec.targets})
-    branch_rule = " || ".join(f'$CI_COMMIT_BRANCH == "{r}"' for r in request.refs if "*" not in r)
     lines = [
         f"# Generated by `rotator plan-oidc {spec.name}`: assume {plan.role_name} with GitLab's ID token.",
         "# Needs GitLab >= 15.7 (id_tokens). CI_JOB_JWT_V2 no longer exists (removed in GitLab 17.0).",
@@ -218,11 +249,11 @@ def ci_snippet(plan: OidcPlan, request: OidcRequest) -> str:
         "  extends: .aws-oidc",
     ]
     if request.environment:
-        lines.append(f"  environment: {request.environment}  # make it a protected environment in GitLab")
-    lines.append("  rules:")
-    rule = '$CI_COMMIT_REF_PROTECTED == "true"' + (f" && ({branch_rule})" if branch_rule else "")
-    lines.append(f"    - if: '{rule}'")
-    lines += ["  script:", "    - aws sts get-caller-identity  # proves the role works; replace with the real job"]
+        lines += ["  # AWS does not check the environment (the role trusts sub and aud only): make it a protected",
+                  "  # environment with deployment approvals in GitLab, or anyone who can run this job deploys.",
+                  f"  environment: {request.environment}"]
+    lines += ["  rules:", f"    - if: '{ci_rule(request.refs, request.tags)}'",
+              "  script:", "    - aws sts get-caller-identity  # proves the role works; replace with the real job"]
     return "\n".join(lines) + "\n"
 
 
@@ -241,16 +272,24 @@ def plan_readme(plan: OidcPlan, request: OidcRequest) -> str:
         f"{len(perms.managed_policy_arns)} managed and {len(perms.inline_policies)} inline polic(ies)"
         + (f", permissions boundary `{perms.boundary_arn}`" if perms.boundary_arn else "") + ".",
         *(f"   - {note}" for note in perms.notes),
-        "4. Add `gitlab-ci.yml` to the project's pipeline and run it on a protected branch.",
+        "4. Add `gitlab-ci.yml` to the project's pipeline and run it on one of those protected refs.",
         f"5. Once a pipeline succeeded with the role: `rotator retire-credential {spec.name}` deletes the "
         "GitLab variables and deactivates the user's keys; then remove the credential from the config.",
         "",
         "Apply steps 1-3 with `rotator plan-oidc --apply` (idempotent), or with your own tooling from the JSON.",
         "",
-        "## Why only `aud` and `sub`",
-        "For a generic OIDC provider IAM evaluates no other token claim, so GitLab's `environment` and "
-        "`ref_protected` claims cannot be conditions. List only protected branches with `--ref`, and make the "
-        "job's environment a protected environment in GitLab.",
+        "## What AWS enforces, and what it cannot",
+        "For an OIDC provider like GitLab, IAM evaluates only the token's `aud` and `sub` (IAM User Guide, "
+        "\"Available keys for AWS web identity federation\"). GitLab's `sub` is "
+        "`project_path:GROUP/PROJECT:ref_type:branch|tag:ref:NAME`: it names no environment. So **AWS cannot "
+        "enforce the environment**: any pipeline of these projects on these refs can assume the role, whatever "
+        "`environment:` its job declares"
+        + (f" (the snippet's `environment: {request.environment}` included)." if request.environment else ".")
+        + " To control who deploys, use GitLab: make the environment a protected environment (who may deploy) "
+        "with deployment approvals (who must approve first); both are GitLab Premium features.",
+        "",
+        "## Protected refs",
+        *_protection_lines(plan.protection),
         "",
         "## Thumbprint",
         "IAM takes ThumbprintList but no longer needs it: without one it fetches the thumbprint of the top "
@@ -263,6 +302,17 @@ def plan_readme(plan: OidcPlan, request: OidcRequest) -> str:
     if plan.warnings:
         lines += ["", "## Warnings", *(f"- {w}" for w in plan.warnings)]
     return "\n".join(lines) + "\n"
+
+
+def _protection_lines(protection: Sequence[RefProtection]) -> list[str]:
+    if not protection:
+        return ["Not checked against GitLab."]
+    lines = ["The trust policy admits only refs GitLab protects (checked when this plan was made):"]
+    for verdict in protection:
+        status = (f"protected by `{'`, `'.join(verdict.protected_by)}`" if verdict.protected
+                  else f"**NOT protected**: {verdict.problem}")
+        lines.append(f"- {verdict.label}: {status}")
+    return lines
 
 
 def plan_files(plan: OidcPlan, request: OidcRequest) -> dict[str, str]:

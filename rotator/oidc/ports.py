@@ -50,3 +50,23 @@ class OidcIam(Protocol):
     def role_last_used(self, role_name: str) -> datetime | None:
         """When the role was last assumed (None: never). Raises AwsNotFound when there is no such role."""
         ...
+
+
+@dataclass(frozen=True)
+class ProtectedRef:
+    """A protected branch or tag of a project, as GitLab stores it: an exact name or a wildcard pattern."""
+
+    name: str
+    # The role access levels (30 Developer, 40 Maintainer, 60 admin, 0 no one) allowed to bring commits to it:
+    # push and merge for a branch, create for a tag. Grants to one user, group or deploy key are left out.
+    write_levels: tuple[int, ...] = ()
+
+
+class ProtectedRefs(Protocol):
+    """GitLab's protected branches and tags of one project (the token needs Maintainer on it)."""
+
+    def protected_branches(self, project: str) -> list[ProtectedRef]:
+        ...
+
+    def protected_tags(self, project: str) -> list[ProtectedRef]:
+        ...

@@ -78,10 +78,13 @@ def recover_interrupted(specs: Sequence[CredentialSpec], selected: Sequence[Cred
                         has_open_journal: Callable[[str], bool],
                         ports_for: Callable[[CredentialSpec], RotationPorts], *, holder: str, lease_ttl: timedelta,
                         on_result: Callable[[RotationResult], None] | None = None,
-                        on_step: Callable[[str, str, str], None] | None = None) -> list[RotationResult]:
+                        on_step: Callable[[str, str, str], None] | None = None,
+                        should_start: Callable[[str], bool] | None = None,
+                        interrupt: Callable[[], None] | None = None) -> list[RotationResult]:
     """Recovery runs at every start: an interrupted rotation of a configured credential that is not among
     ``selected`` is finished (or undone) too, but no new rotation is started for it."""
     chosen = {spec.name for spec in selected}
     pending = [spec for spec in specs if spec.name not in chosen and has_open_journal(spec.name)]
     return rotate_many(pending, ports_for, holder=holder, lease_ttl=lease_ttl, resume_only=True,
-                       on_step=on_step, on_result=on_result)
+                       on_step=on_step, on_result=on_result, should_start=should_start or (lambda name: True),
+                       interrupt=interrupt)

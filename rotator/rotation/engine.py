@@ -29,7 +29,15 @@ from rotator.domain import (
     next_rotation_due,
     provably_replaced,
 )
-from rotator.errors import AwsLimitExceeded, AwsNotFound, GitLabError, LeaseLost, RotatorError
+from rotator.errors import (
+    AwsLimitExceeded,
+    AwsNotFound,
+    AwsThrottled,
+    ExternalError,
+    GitLabError,
+    LeaseLost,
+    RotatorError,
+)
 from rotator.rotation.reporting import Reporter
 from rotator.rotation.results import Outcome, RotationPorts, RotationResult
 from rotator.rotation.targets import (
@@ -79,10 +87,11 @@ class Rotator:
         except LeaseLost as exc:
             return self._result(Outcome.BUSY, str(exc))
         except RotatorError as exc:
-            result = self._result(Outcome.FAILED, str(exc))
+            result = self._result(Outcome.FAILED, str(exc), unreachable=unreachable_party(exc))
             self.report.event("rotation", "failed", error=str(exc), error_type=type(exc).__name__)
         self.report.finish(result)
-        return result
+        untold = self.report.untold_text()
+        return replace(result, message=f"{result.message}; {untold}") if untold else result
 
     def _run(self) -> RotationResult:
         journal = self.ports.store.open_journal(self.spec.name)
@@ -264,6 +273,7 @@ class Rotator:
     def _publish(self, journal: Journal, new_key: NewAccessKey) -> Journal:
         expected = {k for k in (journal.old_key_id, new_key.key_id) if k}
         stale: list[str] = []
+        parties: set[str | None] = set()
         drift = False
         for target in self.spec.targets:
             if target.target_id in journal.targets_done:
@@ -280,6 +290,7 @@ class Rotator:
                            on_secret_written=functools.partial(self._mark_partial, journal, marker))
             except GitLabError as exc:
                 stale.append(str(exc))
+                parties.add(unreachable_party(exc))
                 self.report.event("publish", "failed", key_ids=(new_key.key_id,), target=target.label,
                                   error=str(exc))
                 continue
@@ -299,7 +310,8 @@ class Rotator:
             self.report.event("delete_key", "ok", key_ids=(new_key.key_id,), reason="no target could be written")
             message = "no target could be written: " + "; ".join(stale)
             self.report.notify("failed", f"rotator: {self.spec.name} rotation failed", [message], "warning")
-            raise _Stop(self._hold(message) if drift else self._fail(message))
+            unreachable = parties.pop() if len(parties) == 1 else None  # every target failed the same way
+            raise _Stop(self._hold(message) if drift else self._fail(message, unreachable=unreachable))
         reason = (f"both keys stay Active: {len(stale)} target(s) still hold {journal.old_key_id}: "
                   + "; ".join(stale))
         self._save(replace(journal, hold_reason=reason))
@@ -418,14 +430,22 @@ class Rotator:
         return journal
 
     def _result(self, outcome: Outcome, message: str, *, key_id: str | None = None,
-                new_key_id: str | None = None) -> RotationResult:
-        return RotationResult(self.spec.name, outcome, message, key_id, new_key_id, tuple(self.report.steps))
+                new_key_id: str | None = None, unreachable: str | None = None) -> RotationResult:
+        return RotationResult(self.spec.name, outcome, message, key_id, new_key_id, tuple(self.report.steps),
+                              unreachable)
 
     def _hold(self, reason: str, *, key_id: str | None = None, new_key_id: str | None = None) -> RotationResult:
         self.report.event("hold", "held", reason=reason)
         return self._result(Outcome.HELD, reason, key_id=key_id, new_key_id=new_key_id)
 
-    def _fail(self, message: str, *, hint: str = "") -> RotationResult:
+    def _fail(self, message: str, *, hint: str = "", unreachable: str | None = None) -> RotationResult:
         text = f"{message} (next step: {hint})" if hint else message
         self.report.event("rotation", "failed", error=text)
-        return self._result(Outcome.FAILED, text)
+        return self._result(Outcome.FAILED, text, unreachable=unreachable)
+
+
+def unreachable_party(exc: RotatorError) -> str | None:
+    """The party of an error that means "it did not answer, try later" (not throttling: that is an answer)."""
+    if isinstance(exc, ExternalError) and exc.transient and not isinstance(exc, AwsThrottled):
+        return exc.party
+    return None

@@ -152,6 +152,7 @@ class FleetReport:
     owner_posts: list[tuple[str, str | None]] = field(default_factory=list)  # (channel, error)
     security_post: str | None = None  # None: posted or nobody to tell; else the error
     buckets: list[BucketStats] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)  # the process was told to stop before these began
 
     @property
     def counts(self) -> Counter[str]:
@@ -181,10 +182,13 @@ def rotate_fleet(specs: Sequence[CredentialSpec], ports_for: Callable[[Credentia
                  options: FleetOptions, *, notifier: Notifier | None, clock: Clock, store: Store | None = None,
                  buckets: Callable[[], list[BucketStats]] | None = None,
                  on_result: Callable[[RotationResult], None] | None = None,
-                 on_step: Callable[[str, str, str], None] | None = None) -> FleetReport:
+                 on_step: Callable[[str, str, str], None] | None = None,
+                 should_start: Callable[[str], bool] | None = None,
+                 interrupt: Callable[[], None] | None = None) -> FleetReport:
     """Rotate every credential in ``specs`` at once; owners' messages batched, one security summary.
 
-    ``notifier`` is the (paced) Slack notifier; None means nobody is told."""
+    ``notifier`` is the (paced) Slack notifier; None means nobody is told. ``should_start`` / ``interrupt``:
+    rotate_many's hooks for a process that is told to stop; the batched messages still go out for what ran."""
     started = clock.now()
     digest = OwnerDigest()
 
@@ -194,8 +198,10 @@ def rotate_fleet(specs: Sequence[CredentialSpec], ports_for: Callable[[Credentia
 
     results = rotate_many(specs, fleet_ports, holder=options.holder, lease_ttl=options.lease_ttl,
                           concurrency=options.concurrency, force=options.force, on_result=on_result,
-                          on_step=on_step)
-    report = FleetReport(results, started, clock.now(), buckets=buckets() if buckets else [])
+                          on_step=on_step, should_start=should_start or (lambda name: True), interrupt=interrupt)
+    ran = {result.credential for result in results}
+    report = FleetReport(results, started, clock.now(), buckets=buckets() if buckets else [],
+                         not_started=[spec.name for spec in specs if spec.name not in ran])
     if notifier is None:
         return report
     report.owner_posts = digest.flush(notifier, "rotator: emergency rotation")
@@ -239,6 +245,8 @@ def summary_lines(report: FleetReport, options: FleetOptions) -> list[str]:
             lines.append(f"{stats.name}: pushed back {stats.throttled} time(s); slowed down and carried on")
     attention = [r for r in report.results if not r.outcome.ok]
     lines += [f"{r.credential}: {r.outcome.value}: {r.message}" for r in attention]
-    if not attention:
+    if report.not_started:
+        lines.append(f"interrupted; not started: {', '.join(report.not_started)}")
+    if not attention and not report.not_started:
         lines.append("every credential is ok")
     return _capped(lines)

@@ -24,6 +24,7 @@ class Reporter:
         self._spec = spec
         self._on_step = on_step
         self.steps: list[str] = []
+        self.untold: list[str] = []  # owners a message did not reach, with why
 
     def step(self, name: str, detail: str) -> None:
         self.steps.append(f"{name}: {detail}")
@@ -49,8 +50,14 @@ class Reporter:
                 log.warning("slack notification failed", credential=self._spec.name, channel=channel,
                             error=str(exc))
                 self.event("notify", "failed", channel=channel, kind=kind, error=str(exc))
+                self.untold.append(f"{channel}: {exc.message}")
+                self.step("notify", f"{channel} could not be told: {exc.message}")
             else:
                 self.event("notify", "ok", channel=channel, kind=kind)
+
+    def untold_text(self) -> str:
+        """One line for the result: which owners did not get which news (empty when everyone was told)."""
+        return "owners could not be told: " + "; ".join(dict.fromkeys(self.untold)) if self.untold else ""
 
     def finish(self, result: RotationResult) -> None:
         now = self._ports.clock.now()

@@ -30,6 +30,9 @@ class RotationResult:
     key_id: str | None = None
     new_key_id: str | None = None
     steps: tuple[str, ...] = ()
+    # The outside party ("aws", "gitlab") that could not be reached when that ended the run: the credential
+    # is retried with a backoff rather than after the fixed pause of other failures.
+    unreachable: str | None = None
 
     @property
     def state(self) -> CredentialState:

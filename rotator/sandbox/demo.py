@@ -51,9 +51,10 @@ SCHEDULED = CredentialSeed("nightly-etl", "ci-nightly-etl", (TargetSeed("project
 
 
 class Demo:
-    def __init__(self, console: Console, *, service_seconds: int) -> None:
+    def __init__(self, console: Console, *, service_seconds: int, keep: bool = False) -> None:
         self.console = console
         self.service_seconds = service_seconds
+        self.keep = keep
         self.workdir = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
         self.sandbox: Sandbox | None = None
         self.env: dict[str, str] = {}
@@ -98,7 +99,11 @@ class Demo:
             if self.service_seconds > 0:
                 self.service()
             self.heading("done")
-            self.console.print(f"Config, database and reports are in {self.workdir}")
+            if self.keep:
+                self.console.print(f"Config, database and reports are kept in {self.workdir}")
+            else:
+                self.console.print("Config, database and reports were in a temporary folder, removed now "
+                                   "(`rotator demo --keep` keeps them)")
             return 0
         finally:
             if self.sandbox is not None:
@@ -216,7 +221,9 @@ class Demo:
         self.rotator("status", "--config", str(self.config))
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Remove the demo's folder, unless it was started with keep=True (it said where the files are)."""
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _free_port() -> int:

@@ -6,6 +6,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,27 +75,34 @@ def _health_problem(url: str) -> str | None:
         return str(exc)
 
 
-def _start_gitlab(host: str, port: int) -> GitLabEmulator:
+def _start_gitlab(host: str, port: int, settings: Mapping[str, object] | None) -> GitLabEmulator:
     # Imported here so that the AWS and Slack emulators stay usable on their own.
     try:
         from rotator.sandbox.gitlab import start_gitlab
     except ImportError as exc:
         raise SandboxError(f"the GitLab emulator is not available: {exc}",
                            hint="reinstall rotator with its sandbox extra: pip install 'rotator[sandbox]'") from exc
-    return start_gitlab(host=host, port=port)
+    try:
+        return start_gitlab(host=host, port=port, settings=settings)
+    except ValueError as bad:
+        raise SandboxError(f"the GitLab emulator cannot play that: {bad}",
+                           hint="choose settings listed in rotator/sandbox/gitlab/settings.py") from bad
 
 
-def start_sandbox(host: str = "127.0.0.1", port_base: int | None = None) -> Sandbox:
+def start_sandbox(host: str = "127.0.0.1", port_base: int | None = None,
+                  gitlab_settings: Mapping[str, object] | None = None) -> Sandbox:
     """Start AWS, GitLab and Slack emulators on ``host``.
 
     With ``port_base`` N they listen on N (AWS), N+1 (GitLab) and N+2 (Slack); otherwise on free ports.
+    ``gitlab_settings`` chooses the GitLab instance played (rotator/sandbox/gitlab/settings.py), e.g.
+    ``{"version": "16.8", "admin_mode": True}``; a running one changes with ``PUT /_sandbox/settings``.
     """
     def port(offset: int) -> int:
         return 0 if port_base is None else port_base + offset
 
     aws = start_aws(host, port(0))
     try:
-        gitlab = _start_gitlab(host, port(1))
+        gitlab = _start_gitlab(host, port(1), gitlab_settings)
     except BaseException:
         aws.stop()
         raise

@@ -114,6 +114,9 @@ def seed_credentials(urls: Mapping[str, str], seeds: Sequence[CredentialSeed]) -
     return seeded
 
 
+NO_BOUNDARY_CHECK = 'boundary_arn_pattern = ""'
+
+
 def config_toml(urls: Mapping[str, str], credentials: Sequence[CredentialSeed], *, database_url: str,
                 policy: Mapping[str, str] | None = None, security_channel: str = "#security-incidents",
                 extra_service: Mapping[str, str] | None = None) -> str:
@@ -121,6 +124,9 @@ def config_toml(urls: Mapping[str, str], credentials: Sequence[CredentialSeed], 
     lines = ["[service]", f'database_url = "{database_url}"', 'state_key_env = "ROTATOR_STATE_KEY"']
     lines += [f'{k} = "{v}"' for k, v in (extra_service or {}).items()]
     lines += ["", "[aws]", 'region = "us-east-1"', 'audit_regions = ["us-east-1", "eu-west-1", "ap-southeast-2"]',
+              # moto keeps no permissions boundary on a user (PutUserPermissionsBoundary is not implemented,
+              # GetUser never returns one), so no seeded user can carry the CI boundary `rotator check` wants.
+              NO_BOUNDARY_CHECK,
               "", "[gitlab]", f'url = "{urls["gitlab_url"]}"', 'token_env = "ROTATOR_GITLAB_TOKEN"',
               "", "[slack]", 'token_env = "ROTATOR_SLACK_TOKEN"', f'api_url = "{urls["slack_api_url"]}"',
               f'security_channel = "{security_channel}"', "", "[policy]"]

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -113,8 +113,16 @@ class Metrics:
                                        registry=self.registry)
         self.last_tick = LastTick()
         self.registry.register(self.last_tick)
+        self.notifications_failed = Counter(
+            "rotator_notifications_failed", "Slack messages that failed: 'unreachable' (Slack did not answer; the "
+            "message is kept and sent again when it does) or 'refused' (Slack said no; not kept).", ["reason"],
+            registry=self.registry)
+        self.notifications_queued = Gauge("rotator_notifications_queued", "Slack messages kept, waiting for "
+                                          "Slack to answer (as of the last delivery attempt).", registry=self.registry)
         for outcome in Outcome:
             self.rotations.labels(outcome.value)  # every outcome shows, at 0, from the first scrape
+        for reason in ("unreachable", "refused"):
+            self.notifications_failed.labels(reason)
         self.registry.register(FleetCollector(snapshot, now))
 
     def exposition(self) -> bytes:

@@ -5,9 +5,15 @@ coalesced). The job store holds nothing of value: 3.x job stores cannot be share
 so the schedule lives in the database (credentials.next_due_at, the journal) and every replica asks
 it what is due; per-credential leases make sure only one replica acts on a credential.
 
+A second job delivers the Slack messages kept while Slack did not answer (rotator.service.outbox), so a
+Slack outage never delays a rotation and owners still learn, in order, what happened.
+
 Signals are only recorded by their handlers; the main thread acts on them:
 SIGTERM/SIGINT stop (the running rotation stops before its next outside step, its lease is released),
 SIGHUP reloads the config (a bad one is rejected and the running one kept; leases are untouched).
+
+/readyz says what is wrong: the database, a party that could not be reached (named, with its error, until
+it answers again), a tick stuck past its deadline (``tick_deadline``), or no tick for too long.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from rotator.errors import ConfigError, RotatorError, StoreError
+from rotator.errors import ConfigError, RotatorError, SlackError, SlackUnavailable, StoreError
 from rotator.leases import new_holder
 from rotator.rotation.results import RotationResult
 from rotator.service.observability import HealthServer, Metrics
@@ -42,7 +48,9 @@ log = structlog.get_logger("rotator.service")
 OnEvent = Callable[[str, Mapping[str, Any]], None]
 
 TICK_JOB_ID = "rotator-tick"
+OUTBOX_JOB_ID = "rotator-notifications"
 INCIDENT_JOB_ID = "rotator-incident-follow-up"
+PARTY_NAMES = {"aws": "AWS", "gitlab": "GitLab", "slack": "Slack", "database": "the database"}
 # Credentials rotated at once within one tick; each still follows the full protocol under its lease.
 TICK_CONCURRENCY = 4
 # Drift checks: every credential's targets are compared with IAM about this often, a few per tick.
@@ -54,13 +62,66 @@ class ListenError(RotatorError):
     """The health and metrics endpoint cannot listen on [service] listen."""
 
 
+def tick_deadline(settings: Settings) -> float:
+    """Seconds a running tick may go without any credential making progress before /readyz calls it stuck.
+
+    The longest a single step can legitimately take: a GitLab or Slack call gives up within twice its
+    timeout (its retry budget and one last attempt), STS verification within verify_timeout; a step may
+    make a few such calls in a row. Never less than three ticks or a minute."""
+    gitlab = settings.gitlab.timeout.total_seconds() if settings.gitlab else 0.0
+    slack = settings.slack.timeout.total_seconds() if settings.slack else 0.0
+    verify = max((c.policy.verify_timeout.total_seconds() for c in settings.credential_specs()),
+                 default=settings.policy.verify_timeout.total_seconds())
+    return max(3 * settings.service.tick.total_seconds(), 60.0, 4 * gitlab, 4 * slack, 2 * verify)
+
+
+def tick_problem(now: float, started: float | None, progress: float | None, *, deadline: float,
+                 recent: float) -> str | None:
+    """What is wrong with the ticks, on the monotonic clock: a running tick (``started``) with no progress
+    (a step done, a run that went well) for more than ``deadline`` is stuck; with no tick running, the last
+    progress must be ``recent``. Credentials failing one after another because a party is down are no
+    progress: such a tick stays stuck."""
+    if started is not None:
+        if now - started > deadline and (progress is None or now - progress > deadline):
+            return (f"the running tick is stuck: started {now - started:.0f}s ago, no progress for more than its "
+                    f"deadline of {deadline:.0f}s")
+        return None
+    if progress is None or now - progress > recent:
+        return f"no tick finished in the last {recent:.0f}s"
+    return None
+
+
+class PartyHealth:
+    """The outside parties that did not answer lately, with the last error; cleared when they answer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._down: dict[str, str] = {}
+
+    def unreachable(self, party: str, error: str) -> None:
+        with self._lock:
+            self._down[party] = error
+
+    def answered(self, *parties: str) -> None:
+        with self._lock:
+            for party in parties:
+                self._down.pop(party, None)
+
+    def problems(self) -> list[str]:
+        with self._lock:
+            return [f"{PARTY_NAMES.get(party, party)} unreachable: {error}"
+                    for party, error in sorted(self._down.items())]
+
+
 class Service:
     """One replica. ``start`` → (``tick_once`` | ``serve``) → ``stop``; ``run_service`` does it all."""
 
     def __init__(self, settings: Settings, *, on_event: OnEvent | None = None,
                  drift_every: timedelta = DRIFT_CHECK_EVERY, drift_budget: int = DRIFT_CHECKS_PER_TICK) -> None:
         self.settings = settings
-        self.root = Root(settings, create_new_database=False)
+        self.health = PartyHealth()
+        self.root = Root(settings, create_new_database=False, on_notification_failed=self._notification_failed,
+                         on_notifications_delivered=lambda: self.health.answered("slack"))
         self.holder = new_holder(self.root.actor)
         self._on_event = on_event
         self._drift_every = drift_every
@@ -105,6 +166,8 @@ class Service:
                                                                     "misfire_grace_time": None})
         scheduler.add_job(self._tick_job, IntervalTrigger(seconds=self._tick_seconds(), timezone=UTC),
                           id=TICK_JOB_ID, next_run_time=datetime.now(UTC))
+        scheduler.add_job(self.send_notifications, IntervalTrigger(seconds=self._tick_seconds(), timezone=UTC),
+                          id=OUTBOX_JOB_ID, next_run_time=datetime.now(UTC))
         scheduler.add_job(self.follow_up_incidents, IntervalTrigger(seconds=self._tick_seconds(), timezone=UTC),
                           id=INCIDENT_JOB_ID, next_run_time=datetime.now(UTC))
         scheduler.start()
@@ -185,6 +248,23 @@ class Service:
         finally:
             self._incident_lock.release()
 
+    def send_notifications(self) -> None:
+        """Deliver the Slack messages kept while Slack did not answer, oldest first (its own job: a Slack
+        outage never holds a tick up)."""
+        sender = self.root.outbox_sender
+        if sender is None:
+            return
+        delivery = sender.send_queued()
+        self.metrics.notifications_queued.set(delivery.waiting)
+        if delivery.delivered:
+            self._emit("notifications_delivered", delivered=delivery.delivered, waiting=delivery.waiting)
+
+    def _notification_failed(self, error: SlackError) -> None:
+        self.metrics.notifications_failed.labels("unreachable" if isinstance(error, SlackUnavailable)
+                                                 else "refused").inc()
+        if isinstance(error, SlackUnavailable):
+            self.health.unreachable("slack", error.message)
+
     def _tick_job(self) -> None:
         if not self._tick_lock.acquire(blocking=False):
             return  # a tick_once() is running: this one would find nothing left to do
@@ -219,7 +299,12 @@ class Service:
         )
 
     def _record_result(self, result: RotationResult) -> None:
-        self._last_progress = time.monotonic()
+        if result.unreachable is not None:
+            self.health.unreachable(result.unreachable, result.message)
+            self.root.rotation.schedule_retry(result)
+        elif result.outcome.ok:
+            self._last_progress = time.monotonic()
+            self.health.answered("aws", "gitlab")  # a run that went well talked to both
         self.metrics.rotations.labels(result.outcome.value).inc()
         self._emit("result", credential=result.credential, outcome=result.outcome.value, message=result.message)
 
@@ -234,20 +319,22 @@ class Service:
 
     # --- readiness -----------------------------------------------------------------------------------
     def readiness(self) -> Sequence[str]:
-        """Why the replica is not ready: the database does not answer, or no tick finished (or made
-        progress) recently. Empty when ready."""
+        """Why the replica is not ready: the database does not answer, an outside party did not answer
+        (named, until it does), the running tick is stuck past its deadline, or no tick finished recently.
+        Empty when ready."""
         problems: list[str] = []
         try:
             self.root.database.service_queries.ping()
         except StoreError as exc:
             problems.append(f"database unreachable: {exc}")
-        recent = max(3 * self._tick_seconds(), 60.0)
-        now = time.monotonic()
+        problems += self.health.problems()
         if self._last_tick_error is not None:
             problems.append(f"the last tick failed: {self._last_tick_error}")
-        elif (self._last_progress is None or now - self._last_progress > recent) and (
-                self._tick_started is None or now - self._tick_started > recent):
-            problems.append(f"no tick finished in the last {recent:.0f}s")
+        else:
+            problem = tick_problem(time.monotonic(), self._tick_started, self._last_progress,
+                                   deadline=tick_deadline(self.settings),
+                                   recent=max(3 * self._tick_seconds(), 60.0))
+            problems += [problem] if problem else []
         return problems
 
     def _fleet_snapshot(self) -> FleetSnapshot:
@@ -321,6 +408,7 @@ def run_service(settings: Settings, *, once: bool = False, duration: float | Non
             service.prepare()
             summary = service.tick_once()
             service.follow_up_incidents()
+            service.send_notifications()
             service.root.database.close()
             return 0 if summary.ok else 1
         service.start()

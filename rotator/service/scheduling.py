@@ -65,7 +65,10 @@ def _work_for(candidate: DueCandidate, policy: Policy, now: datetime) -> DueWork
     name = candidate.name
     retry_after = {CredentialState.HELD: HELD_RETRY_AFTER, CredentialState.FAILED: FAILED_RETRY_AFTER}.get(
         candidate.state)
-    if retry_after is not None and candidate.updated_at + retry_after > now:
+    if candidate.state is CredentialState.FAILED and candidate.retry_at is not None:
+        if candidate.retry_at > now:
+            return None  # an outside party was unreachable: its own backoff (unreachable_backoff) decides
+    elif retry_after is not None and candidate.updated_at + retry_after > now:
         return None  # a human is looking, or the outside party is down: do not hammer it every tick
     phase = candidate.phase
     if phase in (Phase.INTENT, Phase.CREATED, Phase.VERIFIED):
@@ -91,6 +94,16 @@ def _work_for(candidate: DueCandidate, policy: Policy, now: datetime) -> DueWork
     if not in_window(policy.window, now):
         return None
     return DueWork(name, Work.ROTATE, reason)
+
+
+def unreachable_backoff(failures: int, first: timedelta, cap: timedelta) -> timedelta:
+    """The pause before retrying a credential that failed ``failures`` times in a row because AWS, GitLab or
+    Slack could not be reached: ``first``, doubling with each failure, never more than ``cap``
+    ([service] retry_unreachable_after and retry_unreachable_max)."""
+    if failures <= 1:
+        return min(first, cap)
+    doubled: timedelta = first * 2 ** min(failures - 1, 32)
+    return min(doubled, cap)
 
 
 def jitter_offset(name: str, jitter: timedelta) -> timedelta:

@@ -15,6 +15,7 @@ from rotator.wiring.lazy import Lazy, PerKey
 if TYPE_CHECKING:
     from rotator.adapters.aws import AwsSessions, BotoIam, BotoSts
     from rotator.adapters.aws_incident import BotoIncidentIam, StsKeyDirectory
+    from rotator.adapters.aws_least_privilege import BotoPrivilegeReads
     from rotator.adapters.aws_oidc import BotoOidcIam
     from rotator.adapters.cloudtrail import Backoff, BotoCloudTrail
     from rotator.inventory.locate import KeyLocator
@@ -96,6 +97,14 @@ class AwsParty:
         from rotator.adapters.aws_oidc import BotoOidcIam
 
         return BotoOidcIam(self.client("iam", account), self.account_id(account))
+
+    def privilege_reads(self, account: str = "default") -> BotoPrivilegeReads:
+        """IAM (paced) and STS of one account, read-only, for `rotator check`'s least-privilege probes."""
+        from rotator.adapters.aws import pace
+        from rotator.adapters.aws_least_privilege import BotoPrivilegeReads
+
+        return BotoPrivilegeReads(pace(self.client("iam", account), self._pacer_for(f"iam:{account}")),
+                                  self.client("sts", account))
 
     def _build_iam(self, account: str) -> BotoIam:
         from rotator.adapters.aws import BotoIam, pace

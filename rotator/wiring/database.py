@@ -26,6 +26,10 @@ class Database:
         return self._store.get()
 
     @property
+    def outbox(self) -> SqlStore:
+        return self.store
+
+    @property
     def service_queries(self) -> ServiceQueries:
         return self._queries.get()
 

@@ -10,6 +10,7 @@ from rotator.wiring.lazy import Lazy
 if TYPE_CHECKING:
     from rotator.adapters.gitlab import GitLabVariables
     from rotator.adapters.gitlab_inventory import GitLabInventory
+    from rotator.adapters.gitlab_refs import GitLabProtectedRefs
     from rotator.config.sections import GitLabSettings
     from rotator.domain import Secret
     from rotator.ratelimit import Pacer
@@ -40,13 +41,18 @@ class GitLabParty:
     def inventory(self) -> GitLabInventory:
         return self._inventory.get()
 
+    @property
+    def protected_refs(self) -> GitLabProtectedRefs:
+        from rotator.adapters.gitlab_refs import GitLabProtectedRefs
+
+        return GitLabProtectedRefs(self.client)
+
     def _connect(self) -> Any:
-        from rotator.adapters.gitlab import connect, pace
+        from rotator.adapters.gitlab import connect
 
         section = self._section()
-        client = connect(section.url, self._token(), timeout=section.timeout.total_seconds(),
-                         ssl_verify=section.ca_file or True)
-        return pace(client, self._pacer())
+        return connect(section.url, self._token(), timeout=section.timeout.total_seconds(),
+                       ssl_verify=section.ca_file or True, pacer=self._pacer())
 
     def _build_variables(self) -> GitLabVariables:
         from rotator.adapters.gitlab import GitLabVariables

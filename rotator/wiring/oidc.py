@@ -20,10 +20,11 @@ class OidcChoices:
     audience: str | None = None  # default: the GitLab URL
     refs: tuple[str, ...] = ("main",)
     tags: tuple[str, ...] = ()
-    environment: str | None = None
+    environment: str | None = None  # the CI job's `environment:` keyword only
     projects: tuple[str, ...] = ()
     role_name: str | None = None
     thumbprints: tuple[str, ...] = ()
+    allow_unprotected: bool = False  # trust refs GitLab does not protect (the plan then says so)
 
 
 class OidcWiring:
@@ -31,19 +32,26 @@ class OidcWiring:
         self._root = root
 
     def plan(self, spec: CredentialSpec, choices: OidcChoices) -> tuple[OidcPlan, OidcRequest]:
-        """Reads the user's permissions in IAM and builds the provider, role and CI snippet; changes nothing."""
-        from rotator.oidc.plan import OidcRequest, build_plan
+        """Checks in GitLab that every trusted ref is protected (refusing otherwise, before any AWS call), reads
+        the user's permissions in IAM and builds the provider, role and CI snippet; changes nothing."""
+        from rotator.oidc.plan import OidcRequest, build_plan, project_paths, subject_patterns
+        from rotator.oidc.protection import ref_protection, require_protected
 
         root = self._root
         settings = root.settings
+        refs = choices.refs or ("main",)
+        projects = project_paths(spec, choices.projects)
+        subject_patterns(projects, refs, choices.tags)  # a malformed ref is a usage error before any call
+        protection = ref_protection(projects, refs, choices.tags, root.gitlab.protected_refs)
+        require_protected(protection, allow_unprotected=choices.allow_unprotected)
         account = settings.account(spec.account)
         request = OidcRequest(
             credential=spec, gitlab_url=settings.require_gitlab().url, account_id=root.aws.account_id(spec.account),
             permissions=root.aws.oidc_iam(spec.account).user_permissions(spec.iam_user),
             region=account.region if account is not None and account.region else settings.aws.region,
-            audience=choices.audience, refs=choices.refs or ("main",), tags=choices.tags,
+            audience=choices.audience, refs=refs, tags=choices.tags,
             environment=choices.environment, projects=choices.projects, role_name=choices.role_name,
-            thumbprints=choices.thumbprints)
+            thumbprints=choices.thumbprints, protection=tuple(protection))
         return build_plan(request), request
 
     def apply(self, spec: CredentialSpec, plan: OidcPlan) -> list[str]:

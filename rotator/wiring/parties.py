@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from rotator.incident.ports import CloudTrail, IncidentIam, IncidentStore
     from rotator.inventory.discover import Inventory
+    from rotator.inventory.least_privilege import PrivilegeReads
     from rotator.inventory.locate import KeyLocator
-    from rotator.oidc.ports import OidcIam
+    from rotator.oidc.ports import OidcIam, ProtectedRefs
     from rotator.ports import CiVariables, Iam, Notifier, Sts
-    from rotator.service.ports import ServiceQueries
+    from rotator.service.ports import NotificationOutbox, ServiceQueries
 
 
 class AwsAccess(Protocol):
@@ -36,6 +37,8 @@ class AwsAccess(Protocol):
 
     def oidc_iam(self, account: str = "default") -> OidcIam: ...
 
+    def privilege_reads(self, account: str = "default") -> PrivilegeReads: ...
+
 
 class GitLabAccess(Protocol):
     @property
@@ -46,6 +49,9 @@ class GitLabAccess(Protocol):
 
     @property
     def inventory(self) -> Inventory: ...
+
+    @property
+    def protected_refs(self) -> ProtectedRefs: ...
 
 
 class SlackAccess(Protocol):
@@ -63,6 +69,11 @@ class DatabaseAccess(Protocol):
 
     @property
     def service_queries(self) -> ServiceQueries: ...
+
+    @property
+    def outbox(self) -> NotificationOutbox:
+        """Where Slack messages wait while Slack does not answer (the store's table)."""
+        ...
 
     def read_only_store(self) -> IncidentStore:
         """The store of a database that already exists, for dry runs: nothing is created or migrated."""

@@ -8,6 +8,7 @@ database) and ask its feature faces (``root.rotation``, ``root.incident``, ``roo
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rotator.wiring.aws import AwsParty, RoleTable
@@ -26,9 +27,11 @@ from rotator.wiring.system import SystemClock, default_actor
 if TYPE_CHECKING:
     from rotator.adapters.aws import AwsSessions
     from rotator.config.settings import Settings
+    from rotator.errors import SlackError
     from rotator.incident.ports import IncidentStore
     from rotator.ports import Clock, Notifier, SecretSealer
     from rotator.ratelimit import AdaptiveTokenBucket
+    from rotator.service.outbox import OutboxNotifier
 
 
 class Pacers:
@@ -66,11 +69,14 @@ class Root:
     def __init__(self, settings: Settings, *, actor: str | None = None, create_new_database: bool = True,
                  aws_sessions: AwsSessions | None = None, database: DatabaseAccess | None = None,
                  aws: AwsAccess | None = None, gitlab: GitLabAccess | None = None, slack: SlackAccess | None = None,
-                 clock: Clock | None = None, sealer: SecretSealer | None = None) -> None:
+                 clock: Clock | None = None, sealer: SecretSealer | None = None,
+                 on_notification_failed: Callable[[SlackError], None] | None = None,
+                 on_notifications_delivered: Callable[[], None] | None = None) -> None:
         """``aws_sessions``: sessions `revoke` built for containment, reused so no role is assumed twice.
         ``database``: another root's database (a service reload), so a reload opens no second pool.
         ``aws``, ``gitlab``, ``slack``, ``clock``, ``sealer``: parties given instead of built from the settings
-        (unit tests pass fakes)."""
+        (unit tests pass fakes). ``on_notification_failed`` / ``on_notifications_delivered``: told of each
+        Slack message that failed, and when kept ones were delivered (the service counts and reports them)."""
         self.settings = settings
         self.actor = default_actor(actor or settings.service.actor)
         self.clock: Clock = clock or SystemClock()
@@ -85,6 +91,9 @@ class Root:
         self.database: DatabaseAccess = database or Database(settings.service.database_url,
                                                              create_new_database=create_new_database)
         self._sealer: Lazy[SecretSealer] = Lazy.of(sealer) if sealer is not None else Lazy(self._build_sealer)
+        self._on_notification_failed = on_notification_failed
+        self._on_notifications_delivered = on_notifications_delivered
+        self._notifier: Lazy[OutboxNotifier | None] = Lazy(self._build_notifier)
         self.rotation = RotationWiring(self)
         self.incident = IncidentWiring(self)
         self.inventory = InventoryWiring(self)
@@ -97,7 +106,13 @@ class Root:
 
     @property
     def notifier(self) -> Notifier | None:
-        return self.slack.notifier
+        """Slack, through the outbox: what Slack does not answer for is kept and delivered later."""
+        return self._notifier.get()
+
+    @property
+    def outbox_sender(self) -> OutboxNotifier | None:
+        """The notifier's ``send_queued`` delivers kept messages (the service calls it every tick)."""
+        return self._notifier.get()
 
     @property
     def sealer(self) -> SecretSealer:
@@ -106,7 +121,9 @@ class Root:
     def sharing_database(self, settings: Settings) -> Root:
         """A root for reloaded settings (same database_url) that keeps this one's database and actor; every
         other party is built afresh from ``settings``."""
-        return Root(settings, actor=self.actor, database=self.database)
+        return Root(settings, actor=self.actor, database=self.database,
+                    on_notification_failed=self._on_notification_failed,
+                    on_notifications_delivered=self._on_notifications_delivered)
 
     def resolve_secrets(self, *, gitlab: bool = True, slack: bool = True, state_key: bool = True) -> None:
         """Read every secret a command needs before its first outside call, so a missing one is a config error
@@ -121,6 +138,17 @@ class Root:
     def _roles(self) -> RoleTable:
         return {a.name: (a.role_arn, self.settings.external_id(a.name), a.session_name)
                 for a in self.settings.aws.accounts}
+
+    def _build_notifier(self) -> OutboxNotifier | None:
+        inner = self.slack.notifier
+        if inner is None:
+            return None
+        from rotator.leases import new_holder
+        from rotator.service.outbox import OutboxNotifier
+
+        return OutboxNotifier(inner, lambda: self.database.outbox, self.clock, holder=new_holder(self.actor),
+                              on_failed=self._on_notification_failed,
+                              on_delivered=self._on_notifications_delivered)
 
     def _build_sealer(self) -> SecretSealer:
         from rotator.adapters.sealing import FernetSealer, KmsSealer

@@ -36,4 +36,4 @@ class SlackParty:
             return None
         from rotator.adapters.slack import SlackNotifier, connect
 
-        return SlackNotifier(connect(self._token(), section.api_url))
+        return SlackNotifier(connect(self._token(), section.api_url, timeout=section.timeout.total_seconds()))

@@ -65,7 +65,7 @@ CASES = {
                           "after a statement"),
     "unknown key": (VALID.replace('token_env = "ROTATOR_SLACK_TOKEN"', 'tokn_env = "ROTATOR_SLACK_TOKEN"'),
                     "{path}: slack.tokn_env: unknown key (known keys: api_url, messages_per_second, security_channel, "
-                    "token_env, token_file)"),
+                    "timeout, token_env, token_file)"),
     "inline secret": (VALID.replace('token_env = "ROTATOR_GITLAB_TOKEN"', 'token = "glpat-e2e-canary"'),
                       "{path}: gitlab.token: unknown key (known keys: "),
     "bad duration": (VALID.replace('grace = "1h"', 'grace = "1 hour"'),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,35 @@ def test_rotate_recovers_every_interrupted_rotation_not_only_the_named_one(sandb
     outcomes = {r["credential"]: r["outcome"] for r in json.loads(done.stdout)["results"]}
     assert outcomes == {crashed.name: "rotated", other.name: "rotated"}
     assert every_target_works(sandbox, crashed) == [] and len(user_keys(sandbox, crashed.iam_user)) == 1
+
+
+def test_status_for_daily_use(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The key and its age from IAM before any rotation, numbers in JSON, exit 1 when a credential is not ok,
+    and the next rotation following the config's rotate_every (a shorter one moves rotated credentials)."""
+    seed, broken = seed_one(sandbox), seed_one(sandbox)
+    config = _config(sandbox, tmp_path, [seed, broken])
+    env = client_env(sandbox.urls())
+    before = _rotator(["status", "--json", "--config", str(config)], env)
+    assert before.returncode == 0, before.stderr
+    rows = {row["name"]: row for row in json.loads(before.stdout)["credentials"]}
+    assert rows[seed.name]["key_id"] == seed.key_id and rows[seed.name]["key_source"] == "iam"
+    assert isinstance(rows[seed.name]["age_seconds"], int) and rows[seed.name]["age_seconds"] >= 0
+    assert rows[seed.name]["state"] == "ok" and rows[seed.name]["ok"] is True
+
+    assert _rotator(["rotate", seed.name, "--force", "--config", str(config)], env).returncode == 0
+    aws_client(sandbox.urls(), "iam").create_access_key(UserName=broken.iam_user)  # two Active keys: held
+    assert _rotator(["rotate", broken.name, "--force", "--config", str(config)], env).returncode == 1
+    after = _rotator(["status", "--json", "--config", str(config)], env)
+    assert after.returncode == 1  # a held credential is not ok
+    rows = {row["name"]: row for row in json.loads(after.stdout)["credentials"]}
+    assert rows[broken.name]["state"] == "held" and rows[broken.name]["ok"] is False
+    rotated = rows[seed.name]
+    assert rotated["state"] == "ok" and rotated["key_source"] == "store" and rotated["key_id"] != seed.key_id
+    due_30d = datetime.fromisoformat(rotated["next_rotation_at"])
+
+    config.write_text(config.read_text().replace('rotate_every = "30d"', 'rotate_every = "1d"'))
+    shorter = _rotator(["status", "--json", "--config", str(config)], env)
+    row = next(r for r in json.loads(shorter.stdout)["credentials"] if r["name"] == seed.name)
+    assert datetime.fromisoformat(row["next_rotation_at"]) == due_30d - timedelta(days=29)
+    table = _rotator(["status", "--config", str(config)], env)
+    assert table.returncode == 1 and "held" in table.stdout and broken.name in table.stderr

@@ -26,13 +26,11 @@ def gitlab_server() -> Iterator[GitLabSandbox]:
 
 @pytest.fixture
 def gitlab_fake(gitlab_server: GitLabSandbox) -> Iterator[GitLabSandbox]:
-    """The module's emulator, with settings, faults, log and rate-limit counters reset after the test."""
-    state = gitlab_server.state
-    saved = (state.tier, state.max_project_variables, state.max_group_variables, state.rate_limit_per_period,
-             state.rate_limit_period_seconds, state.offset_pagination_limit)
+    """The module's emulator, with settings (every knob of settings.py: version, admin mode, limits...),
+    faults, log and rate-limit counters reset after the test."""
+    saved = gitlab_server.settings()
     yield gitlab_server
-    (state.tier, state.max_project_variables, state.max_group_variables, state.rate_limit_per_period,
-     state.rate_limit_period_seconds, state.offset_pagination_limit) = saved
+    gitlab_server.configure(**saved)
     gitlab_server.faults.clear()
     forget_traffic(gitlab_server)
 

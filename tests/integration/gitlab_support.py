@@ -37,13 +37,17 @@ def enc(path: str) -> str:
 
 
 class Seeder:
-    """Seeds over HTTP with the admin token; fails the test loudly if GitLab refuses."""
+    """Seeds over HTTP as the administrator; fails the test loudly if GitLab refuses.
+
+    It uses the token with the ``admin_mode`` scope, which keeps its powers when a test enables
+    admin mode (as one seeds a real GitLab that has admin mode on).
+    """
 
     def __init__(self, sandbox: GitLabSandbox) -> None:
         self.sandbox = sandbox
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = call(self.sandbox, "POST", path, self.sandbox.admin_token, json=body)
+        response = call(self.sandbox, "POST", path, self.sandbox.admin_mode_token, json=body)
         assert response.status_code == 201, response.text
         result: dict[str, Any] = response.json()
         return result

@@ -118,7 +118,9 @@ def test_admin_groups_list_all_available_and_discovery(gitlab_fake: GitLabSandbo
     token = gitlab_seed.token(user["id"])
 
     mine = {g["id"] for g in call(gitlab_fake, "GET", "/groups", token, params={"per_page": 100}).json()}
-    assert mine == {sub["id"], leaf["id"]}
+    # GroupsFinder: authorized_groups.self_and_ancestors - sub (member), leaf (holds a project the
+    # user is authorized for), and top, the ancestor of both.
+    assert mine == {top["id"], sub["id"], leaf["id"]}
     available = {g["id"] for g in call(gitlab_fake, "GET", "/groups", token,
                                        params={"all_available": True, "per_page": 100}).json()}
     assert {sub["id"], leaf["id"], public["id"], top["id"]} <= available  # top: parent of a membership

@@ -1,4 +1,5 @@
-"""Reference §5: offset pagination on every list, keyset on /projects and /groups, the offset ceiling."""
+"""Reference §5 and §9: offset pagination on every list, keyset on /projects (ending with an empty page)
+and on /groups for anonymous callers only, the offset ceilings, totals omitted above 10,000 rows."""
 
 from __future__ import annotations
 
@@ -96,15 +97,25 @@ def test_s5_projects_and_groups_offset_pages(gitlab_fake: GitLabSandbox, gitlab_
     assert (len(response.json()), response.headers["X-Total"], response.headers["X-Next-Page"]) == (2, "3", "2")
 
 
-@pytest.mark.parametrize("path, type_name", [("/projects", "Project"), ("/groups", "Group")])
-def test_s5_offset_beyond_50000_rows_is_405(gitlab_fake: GitLabSandbox, path: str, type_name: str) -> None:
-    response = call(gitlab_fake, "GET", path, gitlab_fake.admin_token, params={"page": 2501, "per_page": 20})
+@pytest.mark.parametrize("path, type_name, signed_in", [("/projects", "Project", True),
+                                                       ("/projects", "Project", False),
+                                                       ("/groups", "Group", False)])
+def test_s5_offset_beyond_50000_rows_is_405(gitlab_fake: GitLabSandbox, path: str, type_name: str,
+                                            signed_in: bool) -> None:
+    """paginate_with_strategies → offset_paginator. /groups goes through it for anonymous callers only."""
+    token = gitlab_fake.admin_token if signed_in else None
+    response = call(gitlab_fake, "GET", path, token, params={"page": 2501, "per_page": 20})
     assert response.status_code == 405
     assert response.json() == {"error": "Offset pagination has a maximum allowed offset of 50000 for requests that "
                                         f"return objects of type {type_name}. Remaining records can be retrieved "
                                         "using keyset pagination."}
-    assert call(gitlab_fake, "GET", path, gitlab_fake.admin_token,
-                params={"page": 2500, "per_page": 20}).status_code == 200
+    assert call(gitlab_fake, "GET", path, token, params={"page": 2500, "per_page": 20}).status_code == 200
+
+
+def test_s9_signed_in_groups_have_no_offset_ceiling(gitlab_fake: GitLabSandbox) -> None:
+    """lib/api/groups.rb: a signed-in caller's /groups is `present_groups` → plain `paginate`."""
+    response = call(gitlab_fake, "GET", "/groups", gitlab_fake.admin_token, params={"page": 2501, "per_page": 20})
+    assert (response.status_code, response.json(), response.headers["X-Next-Page"]) == (200, [], "")
 
 
 def test_s5_variables_have_no_offset_ceiling(gitlab_fake: GitLabSandbox, gitlab_world: World) -> None:
@@ -113,14 +124,13 @@ def test_s5_variables_have_no_offset_ceiling(gitlab_fake: GitLabSandbox, gitlab_
     assert (response.status_code, response.json()) == (200, [])
 
 
-@pytest.mark.parametrize("path", ["/projects", "/groups"])
-def test_s5_keyset_pagination_links_only_next(gitlab_fake: GitLabSandbox, gitlab_seed: Seeder, path: str) -> None:
+def test_s5_keyset_pagination_links_only_next(gitlab_fake: GitLabSandbox, gitlab_seed: Seeder) -> None:
     parent = gitlab_seed.group()
     for _ in range(5):
-        gitlab_seed.project(parent["id"]) if path == "/projects" else gitlab_seed.group(parent_id=parent["id"])
+        gitlab_seed.project(parent["id"])
     params = {"pagination": "keyset", "order_by": "id", "sort": "asc", "per_page": 2}
     seen: list[int] = []
-    url: str | None = f"{gitlab_fake.api_url}{path}"
+    url: str | None = f"{gitlab_fake.api_url}/projects"
     first = True
     while url is not None:
         response = requests.get(url, headers={"PRIVATE-TOKEN": gitlab_fake.admin_token},
@@ -133,9 +143,7 @@ def test_s5_keyset_pagination_links_only_next(gitlab_fake: GitLabSandbox, gitlab
         url = response.links.get("next", {}).get("url")
     assert seen == sorted(seen) and len(seen) == len(set(seen))
     with gitlab_fake.state.lock:
-        expected = (len(gitlab_fake.state.projects) if path == "/projects"
-                    else sum(1 for n in gitlab_fake.state.namespaces.values() if n.is_group))
-    assert len(seen) == expected
+        assert len(seen) == len(gitlab_fake.state.projects)
 
 
 def test_s5_keyset_needs_a_supported_order(gitlab_fake: GitLabSandbox) -> None:
@@ -154,4 +162,5 @@ def test_s5_python_gitlab_keyset_iterator(gitlab_fake: GitLabSandbox, gitlab_see
     assert listed == sorted(listed)
     assert set(created) <= set(listed)
     keyset_calls = [e for e in gitlab_fake.log.entries() if e.key == "GET /api/v4/projects"]
-    assert len(keyset_calls) == -(-len(listed) // 3)
+    # Every non-empty page links to the next one (Keyset::Pager): one more request, answered [].
+    assert len(keyset_calls) == -(-len(listed) // 3) + 1

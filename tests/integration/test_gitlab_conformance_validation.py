@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import gitlab as python_gitlab
 import pytest
 
-from rotator.sandbox.gitlab import GitLabSandbox
+from rotator.sandbox.gitlab import GitLabSandbox, start_gitlab
 from rotator.sandbox.gitlab.model import VariableOwnerKind
 from rotator.sandbox.gitlab.store import VariableInvalid
 from tests.integration.gitlab_support import OK_KEY_ID, OK_SECRET, Seeder, World, call
@@ -185,4 +186,31 @@ def test_s3_too_many_variables(gitlab_fake: GitLabSandbox, gitlab_world: World, 
 
 
 def test_s3_default_limits_are_gitlabs(gitlab_fake: GitLabSandbox) -> None:
-    assert (gitlab_fake.state.max_project_variables, gitlab_fake.state.max_group_variables) == (8000, 30000)
+    assert (gitlab_fake.state.max_project_variables, gitlab_fake.state.max_group_variables,
+            gitlab_fake.state.max_instance_variables) == (8000, 30000, 25)
+
+
+def test_s9_instance_variables_are_capped_at_25_by_default() -> None:
+    """Ci::InstanceVariable is Limitable with the global plan limit `ci_instance_level_variables`
+    (default 25 in db/structure.sql); the 26th create fails Limitable's validation."""
+    with start_gitlab() as sandbox:
+        gl = python_gitlab.Gitlab(sandbox.url, private_token=sandbox.admin_token)
+        for index in range(25):
+            gl.variables.create({"key": f"INSTANCE_{index:02d}", "value": "v"})
+        with pytest.raises(python_gitlab.GitlabCreateError) as refused:
+            gl.variables.create({"key": "INSTANCE_25", "value": "v"})
+        assert refused.value.response_code == 400
+        assert refused.value.error_message == {"base": ["Maximum number of ci instance level variables (25) exceeded"]}
+        gl.variables.update("INSTANCE_00", {"value": "w"})  # the limit counts creations only
+        gl.variables.delete("INSTANCE_01")
+        gl.variables.create({"key": "INSTANCE_25", "value": "v"})
+
+
+def test_s9_instance_variable_limit_is_configurable(gitlab_fake: GitLabSandbox) -> None:
+    existing = len(gitlab_fake.state.variables("instance"))
+    gitlab_fake.configure(max_instance_variables=existing + 1)
+    assert _post(gitlab_fake, "/admin/ci/variables", key="ONE_MORE", value="v")[0] == 201
+    assert _post(gitlab_fake, "/admin/ci/variables", key="TWO_MORE", value="v") == (
+        400, {"message": {"base": [f"Maximum number of ci instance level variables ({existing + 1}) exceeded"]}})
+    gitlab_fake.configure(max_instance_variables=0)  # 0: no limit, as in PlanLimits
+    assert _post(gitlab_fake, "/admin/ci/variables", key="TWO_MORE", value="v")[0] == 201

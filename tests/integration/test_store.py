@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from rotator.adapters.db.service_queries import SqlServiceQueries
 from rotator.adapters.db.store import SqlStore, make_engine, upgrade_to_head
 from rotator.domain import (
     CredentialSpec,
@@ -29,10 +30,11 @@ from rotator.domain import (
     TargetSpec,
 )
 from rotator.errors import SchemaNotCurrent, StoreError
+from rotator.service.ports import QueuedNotification
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 TTL = timedelta(seconds=60)
-TABLES = "credentials, targets, keys_seen, rotation_journal, events, incidents, leases"
+TABLES = "credentials, targets, keys_seen, rotation_journal, events, incidents, leases, notification_outbox"
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +116,65 @@ def test_set_status_keeps_unset_fields_but_always_overwrites_last_error(store: S
     assert status.key_created_at == T0 - timedelta(days=30)
     assert status.last_rotated_at == later and status.next_due_at == T0
     assert status.last_error is None and status.updated_at == later
+
+
+def test_sync_moves_the_next_rotation_to_the_configured_rotate_every(store: SqlStore) -> None:
+    store.sync_credentials([spec("payments")], T0)
+    store.set_status("payments", CredentialState.OK, T0, current_key_id="AKIANEW0000000000001",
+                     key_created_at=T0 - timedelta(minutes=1), last_rotated_at=T0,
+                     next_due_at=T0 + timedelta(days=30))
+    shorter = replace(spec("payments"), policy=replace(spec("payments").policy, rotate_every=timedelta(days=7)))
+    store.sync_credentials([shorter], T0 + timedelta(hours=1))
+    status = store.get_status("payments")
+    assert status is not None and status.next_due_at == T0 + timedelta(days=7)
+    due = SqlServiceQueries(store.engine).due_candidates(T0 + timedelta(days=8))
+    assert [c.name for c in due] == ["payments"]  # the service sees it due a week after the rotation
+
+
+def test_a_failure_on_an_unreachable_party_backs_off_until_another_outcome(store: SqlStore) -> None:
+    store.sync_credentials([spec("payments")], T0)
+    queries = SqlServiceQueries(store.engine)
+    seen: list[int] = []
+
+    def delay(failures: int) -> timedelta:
+        seen.append(failures)
+        return timedelta(minutes=failures)
+
+    store.set_status("payments", CredentialState.FAILED, T0, last_error="GitLab unreachable")
+    assert queries.note_unreachable("payments", T0, delay) == T0 + timedelta(minutes=1)
+    store.set_status("payments", CredentialState.FAILED, T0, last_error="GitLab unreachable")
+    assert queries.note_unreachable("payments", T0, delay) == T0 + timedelta(minutes=2)
+    status = store.get_status("payments")
+    assert status is not None and status.retry_at == T0 + timedelta(minutes=2)
+    [candidate] = queries.due_candidates(T0)
+    assert candidate.retry_at == T0 + timedelta(minutes=2)
+    store.set_status("payments", CredentialState.OK, T0)  # it went well: the next failure starts afresh
+    store.set_status("payments", CredentialState.FAILED, T0, last_error="GitLab unreachable")
+    assert queries.note_unreachable("payments", T0, delay) == T0 + timedelta(minutes=1)
+    assert seen == [1, 2, 1]
+
+
+def test_a_minted_session_key_remembers_the_key_that_minted_it(store: SqlStore, db_url: str) -> None:
+    from rotator.adapters.db.key_index import tracked_key_owner
+
+    owner = KeyOwner("ASIAMINTED0000000001", "payments", "prod", "ci-payments", minted_by="AKIAPARENT0000000001")
+    store.remember_key(owner, T0, status="minted")
+    store.remember_key(replace(owner, minted_by=None), T0 + timedelta(hours=1), status="minted")  # never erased
+    assert store.key_owner(owner.key_id) == owner
+    assert tracked_key_owner(db_url, owner.key_id) == owner  # what `revoke` reads before containment
+
+
+def test_the_outbox_keeps_messages_oldest_first(store: SqlStore) -> None:
+    for minute, title in ((2, "second"), (1, "first"), (3, "third")):
+        store.queue_notification(QueuedNotification("#team", title, ("a line", "another"), "ok",
+                                                    T0 + timedelta(minutes=minute), thread="1.000"))
+    kept = store.queued_notifications()
+    assert [m.title for m in kept] == ["first", "second", "third"] and store.queued_count() == 3
+    assert kept[0].lines == ("a line", "another") and kept[0].thread == "1.000" and kept[0].id is not None
+    store.notification_failed(kept[0].id, "still refused")
+    store.notification_delivered(kept[1].id or 0)
+    again = store.queued_notifications()
+    assert [(m.title, m.attempts, m.last_error) for m in again] == [("first", 1, "still refused"), ("third", 0, None)]
 
 
 def test_set_status_of_unknown_credential_raises_with_hint(store: SqlStore) -> None:

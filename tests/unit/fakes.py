@@ -30,7 +30,16 @@ from rotator.domain import (
     Secret,
     VarRef,
 )
-from rotator.errors import AwsLimitExceeded, AwsNotFound, GitLabAmbiguousScope, GitLabForbidden, SlackError
+from rotator.errors import (
+    AwsLimitExceeded,
+    AwsNotFound,
+    GitLabAmbiguousScope,
+    GitLabForbidden,
+    GitLabUnavailable,
+    SlackError,
+    SlackUnavailable,
+)
+from rotator.service.ports import QueuedNotification
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -202,6 +211,7 @@ class FakeCiVariables:
         self.forbidden_writes: set[tuple[ScopeKind, str | None]] = set()
         self.ambiguous: set[tuple[ScopeKind, str | None, str]] = set()
         self.crash_after_write: int | None = None
+        self.unreachable = False  # GitLab does not answer (connection refused after the retry budget)
 
     def seed(self, kind: ScopeKind, path: str | None, key: str, value: str, *, scope: str = "*",
              hidden: bool = False, masked: bool = True, protected: bool = True) -> None:
@@ -212,6 +222,9 @@ class FakeCiVariables:
         return self.vars[(kind, path, key, scope)].value or ""
 
     def _check(self, ref: VarRef) -> None:
+        if self.unreachable:
+            raise GitLabUnavailable(f"{ref.label}: cannot reach GitLab at gitlab.example.com: connection refused",
+                                    target=ref.label)
         if (ref.kind, ref.path) in self.forbidden:
             raise GitLabForbidden(f"{ref.label}: GitLab answered 403: 403 Forbidden", target=ref.label, status=403)
         if (ref.kind, ref.path, ref.key) in self.ambiguous:
@@ -269,10 +282,15 @@ class Posted:
 class FakeNotifier:
     def __init__(self) -> None:
         self.posted: list[Posted] = []
-        self.down = False
+        self.down = False  # Slack refuses (SlackError)
+        self.unreachable = False  # Slack does not answer (SlackUnavailable)
+        self.attempts = 0
 
     def post(self, channel: str, title: str, lines: Sequence[str], *, severity: str = "info",
              thread: str | None = None) -> str | None:
+        self.attempts += 1
+        if self.unreachable:
+            raise SlackUnavailable("cannot reach Slack: connection refused")
         if self.down:
             raise SlackError("Slack is down")
         self.posted.append(Posted(channel, title, list(lines), severity, thread))
@@ -287,6 +305,7 @@ class FakeStore:
     keys: dict[str, KeyOwner] = field(default_factory=dict)
     incident_rows: dict[str, Incident] = field(default_factory=dict)
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    outbox_rows: list[QueuedNotification] = field(default_factory=list)
 
     def sync_credentials(self, specs: Sequence[CredentialSpec], now: datetime) -> None:
         for spec in specs:
@@ -339,6 +358,9 @@ class FakeStore:
     def incidents_for_key(self, key_id: str) -> list[Incident]:
         return [i for i in self.incident_rows.values() if i.key_id == key_id]
 
+    def list_incidents(self, limit: int = 1000) -> list[Incident]:
+        return sorted(self.incident_rows.values(), key=lambda i: i.t0, reverse=True)[:limit]
+
     def try_acquire_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
         current = self.leases.get(name)
         if current is None or current[0] == holder or current[1] < now:
@@ -359,6 +381,23 @@ class FakeStore:
 
     def lease_holder(self, name: str) -> tuple[str, datetime] | None:
         return self.leases.get(name)
+
+    def queue_notification(self, message: QueuedNotification) -> None:
+        next_id = max((m.id or 0 for m in self.outbox_rows), default=0) + 1
+        self.outbox_rows.append(replace(message, id=next_id))
+
+    def queued_notifications(self, limit: int = 100) -> list[QueuedNotification]:
+        return sorted(self.outbox_rows, key=lambda m: (m.queued_at, m.id or 0))[:limit]
+
+    def queued_count(self) -> int:
+        return len(self.outbox_rows)
+
+    def notification_delivered(self, message_id: int) -> None:
+        self.outbox_rows = [m for m in self.outbox_rows if m.id != message_id]
+
+    def notification_failed(self, message_id: int, error: str) -> None:
+        self.outbox_rows = [replace(m, attempts=m.attempts + 1, last_error=error) if m.id == message_id else m
+                            for m in self.outbox_rows]
 
     def expire_lease(self, name: str) -> None:
         if name in self.leases:

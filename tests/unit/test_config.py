@@ -280,7 +280,8 @@ def test_defaults() -> None:
     assert settings.service.model_dump() == {
         "database_url": "sqlite:///rotator.db", "state_key_env": "ROTATOR_STATE_KEY", "state_key_file": None,
         "state_kms_key_id": None, "listen": "127.0.0.1:9466", "tick": timedelta(seconds=30),
-        "lease_ttl": timedelta(minutes=2), "stop_timeout": timedelta(seconds=30), "actor": None, "log_level": "info"}
+        "lease_ttl": timedelta(minutes=2), "stop_timeout": timedelta(seconds=30), "actor": None, "log_level": "info",
+        "retry_unreachable_after": timedelta(minutes=1), "retry_unreachable_max": timedelta(minutes=15)}
     assert settings.policy.to_policy() == Policy()
     assert settings.aws.iam_requests_per_second == 10.0
     assert settings.aws.cloudtrail_requests_per_second == 2.0
@@ -296,6 +297,7 @@ def test_slack_defaults_and_api_url_gets_its_trailing_slash() -> None:
     assert slack is not None
     assert slack.api_url == "http://127.0.0.1:9999/api/"
     assert (slack.token_env, slack.security_channel, slack.messages_per_second) == ("ROTATOR_SLACK_TOKEN", None, 1.0)
+    assert slack.timeout == timedelta(seconds=15)
     assert parse_settings(MINIMAL, environ={}).require_slack() is None
 
 

@@ -48,6 +48,7 @@ class FakeAws:
     directory: FakeDirectory
     trails: dict[str, FakeCloudTrail]  # account id → its CloudTrail
     account_ids: dict[str, str | None]
+    privilege: dict[str, Any] = field(default_factory=dict)  # account → a fake PrivilegeReads
 
     def client(self, service: str, account: str = "default") -> Any:
         raise AssertionError(f"unit tests talk to fakes of the ports, never to a boto3 {service} client")
@@ -76,6 +77,9 @@ class FakeAws:
     def oidc_iam(self, account: str = "default") -> Any:
         raise AssertionError("the OIDC use cases have their own fakes (tests/unit/test_oidc.py)")
 
+    def privilege_reads(self, account: str = "default") -> Any:
+        return self.privilege[account]  # set by tests/unit/test_least_privilege.py
+
 
 @dataclass
 class FakeGitLab:
@@ -88,6 +92,10 @@ class FakeGitLab:
     @property
     def inventory(self) -> Any:
         raise AssertionError("discovery has its own inventory fake (tests/unit/test_discovery.py)")
+
+    @property
+    def protected_refs(self) -> Any:
+        raise AssertionError("plan-oidc's protected refs have their own fake (tests/unit/test_oidc_protection.py)")
 
 
 @dataclass
@@ -105,6 +113,10 @@ class FakeDatabase:
     @property
     def service_queries(self) -> Any:
         raise AssertionError("the service's fleet queries are tested against SQLite and PostgreSQL")
+
+    @property
+    def outbox(self) -> FakeIncidentStore:
+        return self.store
 
     def read_only_store(self) -> FakeIncidentStore:
         return self.store
@@ -132,6 +144,7 @@ class World:
     account_ids: dict[str, str | None] = field(default_factory=lambda: {"default": None})
     iams: dict[str, FakeIncidentIam] = field(default_factory=dict)
     sealer: FakeSealer = field(default_factory=FakeSealer)
+    privilege: dict[str, Any] = field(default_factory=dict)
     trails: dict[str, FakeCloudTrail] = field(default_factory=dict)  # other accounts' CloudTrails, by account id
     revoke_config: str = ""  # a [revoke] section for the config file
 
@@ -166,7 +179,7 @@ class World:
 
     def aws(self) -> FakeAws:
         return FakeAws({"default": self.iam, **self.iams}, self.sts, self.directory,
-                       {ACCOUNT: self.trail, **self.trails}, self.account_ids)
+                       {ACCOUNT: self.trail, **self.trails}, self.account_ids, self.privilege)
 
     def root(self, *, notifier: Notifier | bool | None = True) -> Root:
         """The real composition root over the fakes; ``notifier=None`` as if there were no [slack] section."""

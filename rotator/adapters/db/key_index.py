@@ -21,9 +21,9 @@ from urllib.parse import quote, unquote, urlsplit
 from rotator.domain import KeyOwner
 from rotator.errors import StoreError
 
-_OWNER_SQL = "SELECT credential, account, user_name, user_id FROM keys_seen WHERE key_id = {p}"
+_OWNER_SQL = "SELECT credential, account, user_name, user_id, minted_by FROM keys_seen WHERE key_id = {p}"
 # A crash between CreateAccessKey and remembering the key leaves it only in the journal (as SqlStore.key_owner).
-_JOURNAL_SQL = ("SELECT credential, account, user_name, user_id FROM rotation_journal "
+_JOURNAL_SQL = ("SELECT credential, account, user_name, user_id, NULL FROM rotation_journal "
                 "WHERE old_key_id = {p} OR new_key_id = {p} ORDER BY started_at DESC LIMIT 1")
 
 
@@ -97,9 +97,9 @@ def tracked_key_owner(database_url: str, key_id: str) -> KeyOwner | None:
 def _owner(row: Any, key_id: str) -> KeyOwner | None:
     if row is None:
         return None
-    credential, account, user_name, user_id = row
+    credential, account, user_name, user_id, minted_by = row
     return KeyOwner(key_id=key_id, credential=credential, account=str(account), user_name=str(user_name),
-                    user_id=user_id)
+                    user_id=user_id, minted_by=minted_by)
 
 
 def sqlite_path(database_url: str) -> str | None:

@@ -99,6 +99,9 @@ class CredentialRow(Base):
     next_due_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]
+    # A failure because AWS, GitLab or Slack could not be reached: tried again at retry_at, later each time.
+    retry_at: Mapped[datetime | None]
+    unreachable_failures: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class TargetRow(Base):
@@ -132,6 +135,7 @@ class KeySeenRow(Base):
     created_at: Mapped[datetime | None]
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
+    minted_by: Mapped[str | None] = mapped_column(String(KEY_ID))  # a session key: the access key that minted it
 
 
 class JournalRow(Base):
@@ -221,6 +225,23 @@ class IncidentRow(Base):
     sessions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # per principal: its session deny
 
 
+class OutboxRow(Base):
+    """A Slack message that Slack did not answer for, kept until a sender delivers it (oldest first).
+    Holds what the message said, as every Slack message does: key ids and facts, never a secret."""
+
+    __tablename__ = "notification_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    queued_at: Mapped[datetime] = mapped_column(index=True)
+    channel: Mapped[str] = mapped_column(String(NAME))
+    title: Mapped[str] = mapped_column(Text)
+    lines: Mapped[list[str]]
+    severity: Mapped[str] = mapped_column(String(SHORT))
+    thread: Mapped[str | None] = mapped_column(String(NAME))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class LeaseRow(Base):
     """A named lease with a fencing token: ``token`` grows by one every time a new tenure begins."""
 
@@ -243,7 +264,7 @@ def status_from_row(row: CredentialRow) -> CredentialStatus:
     return CredentialStatus(
         name=row.name, state=CredentialState(row.state), current_key_id=row.current_key_id,
         key_created_at=row.key_created_at, last_rotated_at=row.last_rotated_at, next_due_at=row.next_due_at,
-        last_error=row.last_error, updated_at=row.updated_at,
+        last_error=row.last_error, updated_at=row.updated_at, retry_at=row.retry_at,
     )
 
 

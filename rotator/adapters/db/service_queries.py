@@ -1,17 +1,18 @@
 """rotator.service.ports.ServiceQueries on SQLAlchemy: the fleet-wide reads of the long-running service.
 
 Plain Core SELECTs over the tables SqlStore writes (no ORM objects: a snapshot of 10,000 credentials
-is built on every /metrics scrape). Read-only: nothing here writes.
+is built on every /metrics scrape). One write: the retry time of a credential whose party was unreachable.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, func, or_, select, union
+from sqlalchemy import Engine, and_, func, or_, select, union, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from rotator.adapters.db.engine import store_error
+from rotator.adapters.db.engine import WRITE_INTENT, store_error
 from rotator.adapters.db.models import UNFINISHED_PHASES, CredentialRow, IncidentRow, JournalRow
 from rotator.domain import CredentialState, Phase
 from rotator.service.ports import DueCandidate, FleetSnapshot
@@ -34,7 +35,8 @@ class SqlServiceQueries:
         names = union(scheduled, in_flight).subquery()
         query = (
             select(credential.name, credential.state, credential.updated_at, credential.next_due_at,
-                   journal.phase, journal.published_at, journal.deactivated_at, journal.hold_reason)
+                   credential.retry_at, journal.phase, journal.published_at, journal.deactivated_at,
+                   journal.hold_reason)
             .join(names, names.c.name == credential.name)
             .outerjoin(journal, and_(journal.credential == credential.name, journal.phase.in_(UNFINISHED_PHASES)))
             .where(credential.configured.is_(True))
@@ -50,7 +52,7 @@ class SqlServiceQueries:
                 name=row.name, state=CredentialState(row.state), updated_at=row.updated_at,
                 next_due_at=row.next_due_at, phase=Phase(row.phase) if row.phase else None,
                 published_at=row.published_at, deactivated_at=row.deactivated_at,
-                held=row.hold_reason is not None,
+                held=row.hold_reason is not None, retry_at=row.retry_at,
             )
             for row in rows
         ]
@@ -77,3 +79,19 @@ class SqlServiceQueries:
                 connection.execute(select(1)).scalar_one()
         except SQLAlchemyError as exc:
             raise store_error(self._engine.url, "checking the database", exc) from exc
+
+    def note_unreachable(self, name: str, now: datetime, delay_for: Callable[[int], timedelta]) -> datetime:
+        credential = CredentialRow
+        try:
+            with self._engine.connect() as connection:
+                connection.execution_options(**WRITE_INTENT)
+                with connection.begin():
+                    failures = connection.execute(
+                        update(credential).where(credential.name == name)
+                        .values(unreachable_failures=credential.unreachable_failures + 1)
+                        .returning(credential.unreachable_failures)).scalar_one_or_none() or 1
+                    retry_at = now + delay_for(int(failures))
+                    connection.execute(update(credential).where(credential.name == name).values(retry_at=retry_at))
+        except SQLAlchemyError as exc:
+            raise store_error(self._engine.url, f"scheduling the retry of {name}", exc) from exc
+        return retry_at

@@ -34,6 +34,7 @@ from rotator.adapters.db.models import (
     JournalRow,
     KeySeenRow,
     LeaseRow,
+    OutboxRow,
     TargetRow,
     incident_from_row,
     incident_values,
@@ -50,9 +51,11 @@ from rotator.domain import (
     Incident,
     Journal,
     KeyOwner,
+    next_rotation_due,
 )
 from rotator.errors import StoreError
 from rotator.logs import redact_url
+from rotator.service.ports import QueuedNotification
 
 __all__ = [
     "SqlStore",
@@ -149,6 +152,24 @@ class SqlStore:
             if names:
                 unconfigured = unconfigured.where(CredentialRow.name.not_in(names))
             connection.execute(unconfigured.values(configured=False, updated_at=now))
+            self._reschedule(session, specs)
+
+    def _reschedule(self, session: Session, specs: Sequence[CredentialSpec]) -> None:
+        """The next rotation follows the config's rotate_every, counted from the key's creation or the last
+        rotation: a shorter (or longer) rotate_every moves credentials that were already scheduled."""
+        by_name = {spec.name: spec for spec in specs}
+        connection = session.connection()
+        rows = connection.execute(select(CredentialRow.name, CredentialRow.key_created_at,
+                                         CredentialRow.last_rotated_at, CredentialRow.next_due_at)
+                                  .where(CredentialRow.configured.is_(True))).all()
+        for row in rows:
+            spec = by_name.get(row.name)
+            if spec is None:
+                continue
+            due = next_rotation_due(row.key_created_at, row.last_rotated_at, spec.policy)
+            if due is not None and due != row.next_due_at:
+                connection.execute(update(CredentialRow).where(CredentialRow.name == row.name)
+                                   .values(next_due_at=due))
 
     def _sync_targets(self, session: Session, spec: CredentialSpec) -> None:
         connection = session.connection()
@@ -189,7 +210,9 @@ class SqlStore:
         optional = {"current_key_id": current_key_id, "key_created_at": key_created_at,
                     "last_rotated_at": last_rotated_at, "next_due_at": next_due_at}
         values: dict[str, Any] = {key: value for key, value in optional.items() if value is not None}
-        values.update(state=CredentialState(state).value, last_error=last_error, updated_at=now)
+        values.update(state=CredentialState(state).value, last_error=last_error, updated_at=now, retry_at=None)
+        if CredentialState(state) is not CredentialState.FAILED:
+            values["unreachable_failures"] = 0  # only failures in a row back off
         with self._session(f"updating credential {name}", write=True) as session:
             changed = session.connection().execute(
                 update(CredentialRow).where(CredentialRow.name == name).values(**values)).rowcount
@@ -248,7 +271,7 @@ class SqlStore:
             insert = self._insert(session, KeySeenRow).values(
                 key_id=owner.key_id, credential=owner.credential, account=owner.account,
                 user_name=owner.user_name, user_id=owner.user_id, status=str(status), created_at=created_at,
-                first_seen_at=now, last_seen_at=now,
+                first_seen_at=now, last_seen_at=now, minted_by=owner.minted_by,
             )
             seen = _table(KeySeenRow).c
             session.connection().execute(insert.on_conflict_do_update(
@@ -257,7 +280,7 @@ class SqlStore:
                     "account": insert.excluded.account, "user_name": insert.excluded.user_name,
                     "status": insert.excluded.status, "last_seen_at": insert.excluded.last_seen_at,
                     **{column: func.coalesce(insert.excluded[column], seen[column])
-                       for column in ("credential", "user_id", "created_at")},
+                       for column in ("credential", "user_id", "created_at", "minted_by")},
                 },
             ))
 
@@ -268,7 +291,7 @@ class SqlStore:
             seen = session.get(KeySeenRow, key_id)
             if seen is not None:
                 return KeyOwner(key_id=seen.key_id, credential=seen.credential, account=seen.account,
-                                user_name=seen.user_name, user_id=seen.user_id)
+                                user_name=seen.user_name, user_id=seen.user_id, minted_by=seen.minted_by)
             journal = session.scalars(
                 select(JournalRow).where(or_(JournalRow.old_key_id == key_id, JournalRow.new_key_id == key_id))
                 .order_by(JournalRow.started_at.desc()).limit(1)).first()
@@ -321,6 +344,39 @@ class SqlStore:
             rows = session.scalars(select(IncidentRow).where(IncidentRow.closed_at.is_(None))
                                    .order_by(IncidentRow.t0, IncidentRow.incident_id))
             return [incident_from_row(row) for row in rows]
+
+    def list_incidents(self, limit: int = 1000) -> list[Incident]:
+        with self._session("listing incidents") as session:
+            rows = session.scalars(select(IncidentRow).order_by(IncidentRow.t0.desc(), IncidentRow.incident_id)
+                                   .limit(limit))
+            return [incident_from_row(row) for row in rows]
+
+    # notifications kept while Slack did not answer ------------------------------------------------------
+
+    def queue_notification(self, message: QueuedNotification) -> None:
+        with self._session(f"keeping a notification to {message.channel}", write=True) as session:
+            session.add(OutboxRow(queued_at=message.queued_at, channel=message.channel, title=message.title,
+                                  lines=list(message.lines), severity=message.severity, thread=message.thread,
+                                  attempts=message.attempts, last_error=message.last_error))
+
+    def queued_notifications(self, limit: int = 100) -> list[QueuedNotification]:
+        with self._session("reading kept notifications") as session:
+            rows = session.scalars(select(OutboxRow).order_by(OutboxRow.queued_at, OutboxRow.id).limit(limit))
+            return [QueuedNotification(row.channel, row.title, tuple(row.lines), row.severity, row.queued_at,
+                                       row.thread, row.attempts, row.last_error, row.id) for row in rows]
+
+    def queued_count(self) -> int:
+        with self._session("counting kept notifications") as session:
+            return int(session.scalar(select(func.count()).select_from(OutboxRow)) or 0)
+
+    def notification_delivered(self, message_id: int) -> None:
+        with self._session(f"removing delivered notification {message_id}", write=True) as session:
+            session.connection().execute(_table(OutboxRow).delete().where(OutboxRow.id == message_id))
+
+    def notification_failed(self, message_id: int, error: str) -> None:
+        with self._session(f"updating kept notification {message_id}", write=True) as session:
+            session.connection().execute(update(OutboxRow).where(OutboxRow.id == message_id)
+                                         .values(attempts=OutboxRow.attempts + 1, last_error=error))
 
     # leases ---------------------------------------------------------------------------------------------
 

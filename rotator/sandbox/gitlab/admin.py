@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 from werkzeug.wrappers import Response
 
-from rotator.sandbox.gitlab.access import group_access, project_access
+from rotator.sandbox.gitlab.access import can_admin_project, group_access
 from rotator.sandbox.gitlab.entities import member_entity, token_entity, user_entity
 from rotator.sandbox.gitlab.listing import ACCESS_LEVELS
 from rotator.sandbox.gitlab.model import AccessLevel, Namespace, Project, User
@@ -51,20 +51,24 @@ def _today() -> date:
 
 
 def _admin(call: Call) -> User:
+    """``authenticated_as_admin!``: administrator powers, which admin mode may withhold (403)."""
     user = call.current_user()
-    if not user.is_admin:
+    if not call.identity.admin:
         raise forbidden()
     return user
 
 
 def current_user(call: Call) -> Response:
+    # lib/api/users.rb GET /user: Entities::UserWithAdmin when `current_user.admin?` - the account
+    # flag, not admin mode, so `is_admin` stays true for an administrator without admin mode.
     user = call.current_user()
-    return api_json(user_entity(user, call.base_url, viewer=user))
+    return api_json(user_entity(user, call.base_url, with_email=True, with_admin_flag=user.is_admin))
 
 
 def version(call: Call) -> Response:
+    # lib/api/version.rb: any signed-in caller (read_user scope suffices); the release the fake plays.
     call.current_user()
-    return api_json({"version": call.state.version, "revision": call.state.revision,
+    return api_json({"version": str(call.state.version), "revision": call.state.revision,
                      "kas": {"enabled": False, "externalUrl": None, "version": None}, "enterprise": True})
 
 
@@ -76,18 +80,20 @@ def list_users(call: Call) -> Response:
     if username is not None:
         users = [u for u in users if u.username.lower() == username.lower()]
     page, headers = offset_page(users, page_request(call.params), call.link_for)
-    return api_json([user_entity(u, call.base_url, viewer=viewer) for u in page], headers=headers)
+    admin = call.identity.admin
+    return api_json([user_entity(u, call.base_url, with_email=admin or u.id == viewer.id, with_admin_flag=admin)
+                     for u in page], headers=headers)
 
 
 def create_user(call: Call) -> Response:
-    viewer = _admin(call)
+    _admin(call)
     values = declared(call.params, USER_PARAMS)
     try:
         user = call.state.add_user(values["username"], admin=values.get("admin", False), name=values["name"],
                                    email=values["email"])
     except AlreadyTaken as taken:
         raise conflict(f"{taken.field} has already been taken") from None
-    return api_json(user_entity(user, call.base_url, viewer=viewer), 201)
+    return api_json(user_entity(user, call.base_url, with_email=True, with_admin_flag=True), 201)
 
 
 def _user_from_path(call: Call) -> User:
@@ -119,7 +125,7 @@ def revoke_token(call: Call) -> Response:
         token = call.state.token_by_id(int(call.path_params["token_id"]))
     except ValueError:
         token = None
-    if token is None or not (user.is_admin or token.user_id == user.id):
+    if token is None or not (call.identity.admin or token.user_id == user.id):
         raise not_found("Personal Access Token")
     call.state.revoke_token(token.id)
     return no_content()
@@ -138,9 +144,9 @@ def _add_member(call: Call, target: Project | Namespace) -> Response:
 
 
 def add_project_member(call: Call) -> Response:
-    user = call.current_user()
+    call.current_user()
     project = resolve_project(call)
-    if not user.is_admin and project_access(call.state, user, project) < AccessLevel.MAINTAINER:
+    if not can_admin_project(call.state, call.identity, project):  # admin_project_member: Maintainer
         raise forbidden()
     return _add_member(call, project)
 
@@ -148,7 +154,7 @@ def add_project_member(call: Call) -> Response:
 def add_group_member(call: Call) -> Response:
     user = call.current_user()
     group = resolve_group(call)
-    if not user.is_admin and group_access(call.state, user, group) < AccessLevel.OWNER:
+    if not call.identity.admin and group_access(call.state, user, group) < AccessLevel.OWNER:
         raise forbidden()
     return _add_member(call, group)
 

@@ -1,16 +1,21 @@
 """The fake GitLab as a WSGI app, and :func:`start_gitlab` that serves it in a background thread.
 
 Every request under ``/api/v4`` goes through the same pipeline: injected latency (slept before any
-lock is taken) → identify the caller → rate limit → injected error → route → refuse a bad token (401)
-→ check the token's scope (403) → handler. Each answer
-carries the ``RateLimit-*`` headers and lands in the request log as ``"METHOD /api/v4/raw/path"``
-with its status; bodies are never logged (variable values are secrets).
+lock is taken) → identify the caller (and whether admin mode lets it act as an administrator) →
+Rack::Attack rate limit → injected error → route → refuse a bad token (401) → check the token's scope
+(403) → handler (which may meet an application rate limit). Each answer carries the ``RateLimit-*``
+headers and lands in the request log as ``"METHOD /api/v4/raw/path"`` with its status; bodies are
+never logged (variable values are secrets).
+
+The instance settings (version, admin mode, limits...) are listed in settings.py; choose them with
+``start_gitlab(settings={...})``, :meth:`GitLabSandbox.configure`, or ``PUT /_sandbox/settings``
+from another process (e.g. against ``rotator sandbox``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,12 +23,14 @@ from urllib.parse import quote, urlsplit
 
 from werkzeug.wrappers import Request, Response
 
-from rotator.sandbox.gitlab import admin, groups, projects, variables
+from rotator.sandbox.gitlab import admin, groups, projects, protected_refs, tokens, variables
+from rotator.sandbox.gitlab.application_limits import ApplicationRateLimiter
 from rotator.sandbox.gitlab.auth import Identity, check_scope, identify
 from rotator.sandbox.gitlab.params import merged_params
 from rotator.sandbox.gitlab.ratelimit import RateDecision, RateLimiter
 from rotator.sandbox.gitlab.responses import ApiError, api_json
 from rotator.sandbox.gitlab.routing import Call, Router
+from rotator.sandbox.gitlab.settings import apply_settings, current_settings
 from rotator.sandbox.gitlab.state import GitLabState, seed_admin
 from rotator.sandbox.server import (
     CONTROL_PREFIX,
@@ -36,20 +43,10 @@ from rotator.sandbox.server import (
     sleep_for_latency,
 )
 
-# Knobs of GitLabState that /_sandbox/settings may change, with their types.
-SETTINGS: dict[str, type] = {
-    "tier": str,
-    "max_project_variables": int,
-    "max_group_variables": int,
-    "rate_limit_per_period": int,
-    "rate_limit_period_seconds": float,
-    "offset_pagination_limit": int,
-}
-
 
 def build_router() -> Router:
     router = Router()
-    for module in (variables, projects, groups, admin):
+    for module in (variables, projects, groups, tokens, admin, protected_refs):
         module.register(router)
     return router
 
@@ -60,6 +57,7 @@ class GitLabApp:
         self.faults = faults
         self.log = log
         self.limiter = RateLimiter()
+        self.application_limits = ApplicationRateLimiter()
         self.router = build_router()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -103,31 +101,31 @@ class GitLabApp:
             if identity.failure is not None:
                 raise identity.failure
             if identity.token is not None:
-                check_scope(identity.token, request.method, read_user_allowed=route.read_user_scope)
+                check_scope(identity.token, request.method, read_user_allowed=route.read_user_scope,
+                            any_scope=route.any_scope)
             elif not route.public:
                 raise ApiError(401, {"message": "401 Unauthorized"})
             call = Call(request=request, state=self.state, identity=identity, raw_path=raw_path,
-                        path_params=path_params, params=merged_params(request))
+                        path_params=path_params, limits=self.application_limits, params=merged_params(request))
             return route.handler(call)
         except ApiError as error:
             return error.response()
 
 
 def settings_response(request: Request, state: GitLabState) -> Response | None:
-    """``GET|PUT /_sandbox/settings``: the state's knobs for tests and benchmarks in another process."""
+    """``GET|PUT /_sandbox/settings``: the instance settings (settings.py) for tests, benchmarks and
+    ``rotator sandbox`` users in another process; a PUT changes some, all-or-nothing."""
     if request.path.rstrip("/") != f"{CONTROL_PREFIX}settings":
         return None
     if request.method == "PUT":
         body = request.get_json(force=True, silent=True)
-        if not isinstance(body, dict) or set(body) - set(SETTINGS):
-            return api_json({"error": f"send a JSON object with some of {list(SETTINGS)}"}, 400)
-        for name, value in body.items():
-            wanted = SETTINGS[name]
-            accepted = (int, float) if wanted is float else (wanted,)
-            if not isinstance(value, accepted) or isinstance(value, bool):
-                return api_json({"error": f"{name} must be {wanted.__name__}"}, 400)
-            setattr(state, name, wanted(value))
-    return api_json({name: getattr(state, name) for name in SETTINGS})
+        if not isinstance(body, dict):
+            return api_json({"error": "send a JSON object of settings, e.g. {\"version\": \"16.8\"}"}, 400)
+        try:
+            apply_settings(state, body)
+        except ValueError as problem:
+            return api_json({"error": str(problem)}, 400)
+    return api_json(current_settings(state))
 
 
 def raw_request_path(environ: dict[str, Any]) -> str:
@@ -150,10 +148,15 @@ def fault_response(fault: Fault) -> Response:
 
 @dataclass
 class GitLabSandbox:
-    """A running fake GitLab. ``url`` has no ``/api/v4`` (what python-gitlab wants)."""
+    """A running fake GitLab. ``url`` has no ``/api/v4`` (what python-gitlab wants).
+
+    ``admin_token`` belongs to the administrator ``root`` and has the ``api`` scope only: with admin
+    mode enabled it acts as a regular member. ``admin_mode_token`` adds the ``admin_mode`` scope.
+    """
 
     url: str
     admin_token: str
+    admin_mode_token: str
     state: GitLabState
     faults: FaultPlan
     log: RequestLog
@@ -164,9 +167,18 @@ class GitLabSandbox:
     def api_url(self) -> str:
         return f"{self.url}/api/v4"
 
+    def configure(self, **settings: object) -> None:
+        """Change instance settings (names and values as in settings.py), e.g.
+        ``configure(version="16.8", admin_mode=True)``; ValueError leaves everything unchanged."""
+        apply_settings(self.state, settings)
+
+    def settings(self) -> dict[str, object]:
+        return current_settings(self.state)
+
     def reset_rate_limits(self) -> None:
-        """Forget every caller's request count (the current window starts over)."""
+        """Forget every caller's request count, Rack::Attack's and the application limits'."""
         self.app.limiter.reset()
+        self.app.application_limits.reset()
 
     def stop(self) -> None:
         self.server.stop()
@@ -178,12 +190,19 @@ class GitLabSandbox:
         self.stop()
 
 
-def start_gitlab(host: str = "127.0.0.1", port: int = 0) -> GitLabSandbox:
-    """Start the fake GitLab, seeded with the admin ``root`` and its ``api`` token."""
+def start_gitlab(host: str = "127.0.0.1", port: int = 0,
+                 settings: Mapping[str, object] | None = None) -> GitLabSandbox:
+    """Start the fake GitLab, seeded with the admin ``root`` and its tokens.
+
+    ``settings`` chooses the instance (settings.py), e.g. ``{"version": "17.3", "admin_mode": True}``;
+    the default is the newest behaviour played (17.6, admin mode off). ValueError on a bad setting,
+    before anything listens.
+    """
     state = GitLabState()
-    admin_token = seed_admin(state)
+    apply_settings(state, settings or {})
+    admin = seed_admin(state)
     faults, log = FaultPlan(), RequestLog()
     app = GitLabApp(state, faults, log)
     server = BackgroundServer(app, host=host, port=port).start()
-    return GitLabSandbox(url=server.url, admin_token=admin_token, state=state, faults=faults, log=log,
-                         server=server, app=app)
+    return GitLabSandbox(url=server.url, admin_token=admin.token, admin_mode_token=admin.admin_mode_token,
+                         state=state, faults=faults, log=log, server=server, app=app)

@@ -12,6 +12,7 @@ from datetime import date
 
 from werkzeug.wrappers import Request
 
+from rotator.sandbox.gitlab.admin_mode import has_admin_powers
 from rotator.sandbox.gitlab.model import PersonalAccessToken, User
 from rotator.sandbox.gitlab.responses import ApiError, oauth_insufficient_scope, oauth_invalid_token, unauthorized
 from rotator.sandbox.gitlab.state import GitLabState
@@ -25,11 +26,16 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is calling: nobody (no token), a user, or a presented token that failed (``failure``)."""
+    """Who is calling: nobody (no token), a user, or a presented token that failed (``failure``).
+
+    ``admin`` is whether this request acts with administrator powers (see admin_mode.py); the
+    account's own flag is ``user.is_admin``.
+    """
 
     user: User | None = None
     token: PersonalAccessToken | None = None
     failure: ApiError | None = None
+    admin: bool = False
 
 
 def presented_token(request: Request) -> str | None:
@@ -58,12 +64,14 @@ def identify(state: GitLabState, request: Request, today: date) -> Identity:
         return Identity(failure=oauth_invalid_token(EXPIRED_DESCRIPTION))
     if record.revoked:
         return Identity(failure=oauth_invalid_token(REVOKED_DESCRIPTION))
-    return Identity(user=user, token=record)
+    admin = has_admin_powers(user, record.scopes, admin_mode_enabled=state.admin_mode)
+    return Identity(user=user, token=record, admin=admin)
 
 
-def check_scope(token: PersonalAccessToken, method: str, *, read_user_allowed: bool = False) -> None:
+def check_scope(token: PersonalAccessToken, method: str, *, read_user_allowed: bool = False,
+                any_scope: bool = False) -> None:
     scopes = set(token.scopes)
-    if "api" in scopes:
+    if "api" in scopes or any_scope:
         return
     if method in READ_METHODS and ("read_api" in scopes or (read_user_allowed and "read_user" in scopes)):
         return

@@ -14,7 +14,8 @@ def timestamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def user_entity(user: User, base_url: str, *, viewer: User | None = None) -> dict[str, Any]:
+def user_entity(user: User, base_url: str, *, with_email: bool, with_admin_flag: bool) -> dict[str, Any]:
+    """Entities::UserPublic, plus ``is_admin`` where GitLab presents Entities::UserWithAdmin."""
     body: dict[str, Any] = {
         "id": user.id,
         "username": user.username,
@@ -25,9 +26,9 @@ def user_entity(user: User, base_url: str, *, viewer: User | None = None) -> dic
         "web_url": f"{base_url}/{user.username}",
         "created_at": timestamp(user.created_at),
     }
-    if viewer is not None and (viewer.is_admin or viewer.id == user.id):
+    if with_email:
         body["email"] = user.email
-    if viewer is not None and viewer.is_admin:
+    if with_admin_flag:
         body["is_admin"] = user.is_admin
     return body
 

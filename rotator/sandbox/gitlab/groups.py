@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Response
 
+from rotator.sandbox.gitlab import listing
 from rotator.sandbox.gitlab.access import can_read_group, can_read_project, group_access
+from rotator.sandbox.gitlab.application_limits import GROUPS_API
 from rotator.sandbox.gitlab.entities import group_entity, project_entity
-from rotator.sandbox.gitlab.listing import list_groups, list_projects
+from rotator.sandbox.gitlab.listing import group_list_options, list_groups, list_projects
 from rotator.sandbox.gitlab.model import AccessLevel, Namespace
 from rotator.sandbox.gitlab.params import Param, declared
 from rotator.sandbox.gitlab.resolve import resolve_group
@@ -24,14 +26,14 @@ CREATE_PARAMS = (
 
 
 def _readable(call: Call, groups: list[Namespace]) -> list[Namespace]:
-    return [g for g in groups if can_read_group(call.state, call.identity.user, g)]
+    return [g for g in groups if can_read_group(call.state, call.identity, g)]
 
 
 def list_all_groups(call: Call) -> Response:
-    with call.state.lock:
-        groups = [n for n in call.state.namespaces.values() if n.is_group]
-    return list_groups(call, _readable(call, groups), lambda g: group_entity(call.state, g, call.base_url),
-                       members_only_by_default=True)
+    # lib/api/groups.rb GET /groups: parameters are validated first, then the groups_api limit.
+    options = group_list_options(call)
+    call.check_rate_limit(GROUPS_API)
+    return listing.list_all_groups(call, options, lambda g: group_entity(call.state, g, call.base_url))
 
 
 def get_group(call: Call) -> Response:
@@ -42,15 +44,13 @@ def list_subgroups(call: Call) -> Response:
     group = resolve_group(call)
     with call.state.lock:
         children = [n for n in call.state.namespaces.values() if n.parent_id == group.id and n.is_group]
-    return list_groups(call, _readable(call, children), lambda g: group_entity(call.state, g, call.base_url),
-                       members_only_by_default=False)
+    return list_groups(call, _readable(call, children), lambda g: group_entity(call.state, g, call.base_url))
 
 
 def list_descendant_groups(call: Call) -> Response:
     group = resolve_group(call)
     descendants = call.state.descendants(group.id)
-    return list_groups(call, _readable(call, descendants), lambda g: group_entity(call.state, g, call.base_url),
-                       members_only_by_default=False)
+    return list_groups(call, _readable(call, descendants), lambda g: group_entity(call.state, g, call.base_url))
 
 
 def list_group_projects(call: Call) -> Response:
@@ -61,7 +61,7 @@ def list_group_projects(call: Call) -> Response:
         namespace_ids |= {n.id for n in call.state.descendants(group.id)}
     with call.state.lock:
         projects = [p for p in call.state.projects.values() if p.namespace_id in namespace_ids]
-    visible = [p for p in projects if can_read_project(call.state, call.identity.user, p)]
+    visible = [p for p in projects if can_read_project(call.state, call.identity, p)]
     return list_projects(call, visible, lambda p: project_entity(call.state, p, call.base_url))
 
 
@@ -71,9 +71,9 @@ def create_group(call: Call) -> Response:
     parent_id = values.get("parent_id")
     if parent_id is not None:
         parent = call.state.find_group(str(parent_id))
-        if parent is None or not can_read_group(call.state, user, parent):
+        if parent is None or not can_read_group(call.state, call.identity, parent):
             raise not_found("Group")
-        if not user.is_admin and group_access(call.state, user, parent) < AccessLevel.MAINTAINER:
+        if not call.identity.admin and group_access(call.state, user, parent) < AccessLevel.MAINTAINER:
             raise forbidden()
     try:
         group = call.state.create_group(values["path"], values["name"], parent_id,

@@ -78,6 +78,33 @@ class Namespace:
         return self.kind == "group"
 
 
+@dataclass(frozen=True)
+class RefAccess:
+    """One access rule of a protected branch or tag (ProtectedRefAccess): a role that may push,
+    merge or create. ``access_level`` 0 is "No one", 60 is "Administrators"."""
+
+    id: int
+    access_level: int
+
+
+@dataclass
+class ProtectedBranch:
+    id: int
+    name: str  # a branch name or a wildcard such as "release/*"
+    push_access_levels: tuple[RefAccess, ...]
+    merge_access_levels: tuple[RefAccess, ...]
+    unprotect_access_levels: tuple[RefAccess, ...]
+    allow_force_push: bool = False
+    code_owner_approval_required: bool = False
+
+
+@dataclass
+class ProtectedTag:
+    id: int
+    name: str  # a tag name or a wildcard such as "v*"
+    create_access_levels: tuple[RefAccess, ...]
+
+
 @dataclass
 class Project:
     id: int
@@ -89,6 +116,9 @@ class Project:
     created_at: datetime
     description: str = ""
     members: dict[int, AccessLevel] = field(default_factory=dict)
+    # In creation order, as GitLab lists them (user_project.protected_branches, ordered by id).
+    protected_branches: list[ProtectedBranch] = field(default_factory=list)
+    protected_tags: list[ProtectedTag] = field(default_factory=list)
 
 
 @dataclass

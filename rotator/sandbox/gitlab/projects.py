@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Response
 
-from rotator.sandbox.gitlab.access import can_read_project, group_access, project_access
+from rotator.sandbox.gitlab.access import can_admin_project, can_read_project, group_access
+from rotator.sandbox.gitlab.application_limits import PROJECTS_API
 from rotator.sandbox.gitlab.entities import project_entity, project_permissions
-from rotator.sandbox.gitlab.listing import list_projects
+from rotator.sandbox.gitlab.listing import list_projects, project_list_options
 from rotator.sandbox.gitlab.model import AccessLevel, Namespace, Project, User
 from rotator.sandbox.gitlab.params import Param, declared
 from rotator.sandbox.gitlab.resolve import resolve_project
@@ -28,11 +29,17 @@ UPDATE_PARAMS = (Param("name", str), Param("path", str), Param("visibility", str
 def _visible_projects(call: Call) -> list[Project]:
     with call.state.lock:
         projects = list(call.state.projects.values())
-    return [p for p in projects if can_read_project(call.state, call.identity.user, p)]
+    return [p for p in projects if can_read_project(call.state, call.identity, p)]
 
 
 def list_all_projects(call: Call) -> Response:
-    return list_projects(call, _visible_projects(call), lambda p: project_entity(call.state, p, call.base_url))
+    # lib/api/projects.rb GET /projects: parameters first, then (signed in) the projects_api limit.
+    # Anonymous callers meet projects_api_rate_limit_unauthenticated instead, not emulated here.
+    options = project_list_options(call)
+    if call.identity.user is not None:
+        call.check_rate_limit(PROJECTS_API)
+    return list_projects(call, _visible_projects(call), lambda p: project_entity(call.state, p, call.base_url),
+                         options)
 
 
 def get_project(call: Call) -> Response:
@@ -56,7 +63,8 @@ def create_project(call: Call) -> Response:
         raise validation_error({"name": ["has already been taken"], "path": ["has already been taken"]}) from None
     except InvalidPath as invalid:
         raise validation_error({"path": [str(invalid)]}) from None
-    if namespace.is_group and not user.is_admin and group_access(call.state, user, namespace) < AccessLevel.MAINTAINER:
+    if (namespace.is_group and not call.identity.admin
+            and group_access(call.state, user, namespace) < AccessLevel.MAINTAINER):
         # A Developer who creates a project in a group becomes its Maintainer.
         call.state.add_member(project, user, AccessLevel.MAINTAINER)
     return api_json(project_entity(call.state, project, call.base_url), 201)
@@ -68,7 +76,7 @@ def _target_namespace(call: Call, user: User, namespace_ref: str | None) -> Name
     namespace = call.state.find_namespace(namespace_ref)
     if namespace is None:
         raise ApiError(404, {"message": "404 Namespace Not Found"})
-    if user.is_admin:
+    if call.identity.admin:
         return namespace
     allowed = (group_access(call.state, user, namespace) >= AccessLevel.DEVELOPER if namespace.is_group
                else namespace.owner_id == user.id)
@@ -79,9 +87,9 @@ def _target_namespace(call: Call, user: User, namespace_ref: str | None) -> Name
 
 def update_project(call: Call) -> Response:
     """Rename a project (``path`` / ``name``); a new path leaves the old one redirecting."""
-    user = call.current_user()
+    call.current_user()
     project = resolve_project(call)
-    if not user.is_admin and project_access(call.state, user, project) < AccessLevel.MAINTAINER:
+    if not can_admin_project(call.state, call.identity, project):
         raise forbidden()
     values = declared(call.params, UPDATE_PARAMS)
     if "path" in values and values["path"] != project.path:

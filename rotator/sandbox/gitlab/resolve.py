@@ -16,7 +16,7 @@ MOVED_NON_GET = "Non GET methods are not allowed for moved projects"
 
 def resolve_project(call: Call, key: str = "id") -> Project:
     project, moved = call.state.find_project(call.path_params[key])
-    if project is None or not can_read_project(call.state, call.identity.user, project):
+    if project is None or not can_read_project(call.state, call.identity, project):
         raise not_found("Project")
     if moved:
         if call.method != "GET":
@@ -29,7 +29,7 @@ def resolve_project(call: Call, key: str = "id") -> Project:
 
 def resolve_group(call: Call, key: str = "id") -> Namespace:
     group = call.state.find_group(call.path_params[key])
-    if group is None or not can_read_group(call.state, call.identity.user, group):
+    if group is None or not can_read_group(call.state, call.identity, group):
         raise not_found("Group")
     return group
 

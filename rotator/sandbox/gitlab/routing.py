@@ -10,6 +10,7 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
+from rotator.sandbox.gitlab.application_limits import ApplicationRateLimiter, LimitRule
 from rotator.sandbox.gitlab.auth import Identity
 from rotator.sandbox.gitlab.model import User
 from rotator.sandbox.gitlab.pagination import link_builder
@@ -28,6 +29,7 @@ class Call:
     identity: Identity
     raw_path: str
     path_params: dict[str, str]
+    limits: ApplicationRateLimiter
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -44,6 +46,12 @@ class Call:
             raise unauthorized()
         return self.identity.user
 
+    def check_rate_limit(self, rule: LimitRule) -> None:
+        """``check_rate_limit_by_user_or_ip!``: counted per user, or per IP address when anonymous."""
+        user = self.identity.user
+        scope = f"user:{user.id}" if user is not None else f"ip:{self.request.remote_addr}"
+        self.limits.check(rule, self.state, scope)
+
     def link_for(self, overrides: dict[str, str]) -> str:
         return link_builder(f"{self.base_url}{self.raw_path}", list(self.request.args.items(multi=True)))(overrides)
 
@@ -57,7 +65,8 @@ class Route:
     segments: tuple[str, ...]
     handler: Handler
     public: bool  # answers anonymous callers (public projects and groups); others need a token
-    read_user_scope: bool = False
+    read_user_scope: bool = False  # a read_user token may GET it
+    any_scope: bool = False  # any token may call it, whatever its scopes
 
 
 class Router:
@@ -65,9 +74,9 @@ class Router:
         self._routes: list[Route] = []
 
     def add(self, method: str, template: str, handler: Handler, *, public: bool = False,
-            read_user_scope: bool = False) -> None:
+            read_user_scope: bool = False, any_scope: bool = False) -> None:
         segments = tuple(s for s in template.strip("/").split("/") if s)
-        self._routes.append(Route(method, segments, handler, public, read_user_scope))
+        self._routes.append(Route(method, segments, handler, public, read_user_scope, any_scope))
 
     def match(self, method: str, raw_path: str) -> tuple[Route, dict[str, str]]:
         if not raw_path.startswith(API_PREFIX + "/"):

@@ -38,8 +38,18 @@ def too_long(maximum: int) -> str:
     return f"is too long (maximum is {maximum} characters)"
 
 
+# The plan limit each model names (`self.limit_name`), as Limitable#check_plan_limit_not_exceeded
+# prints it: `limit_name.humanize(capitalize: false)`. Ci::InstanceVariable uses the global
+# `ci_instance_level_variables` limit (default 25, db/structure.sql).
+LIMIT_NAMES = {
+    VariableOwnerKind.PROJECT: "project ci variables",
+    VariableOwnerKind.GROUP: "group ci variables",
+    VariableOwnerKind.INSTANCE: "ci instance level variables",
+}
+
+
 def limit_exceeded(kind: VariableOwnerKind, limit: int) -> str:
-    return f"Maximum number of {kind.value} ci variables ({limit}) exceeded"
+    return f"Maximum number of {LIMIT_NAMES[kind]} ({limit}) exceeded"
 
 
 def is_maskable(value: str, *, raw: bool) -> bool:

@@ -27,6 +27,7 @@ from rotator.sandbox.gitlab.model import (
     VariableOwnerKind,
 )
 from rotator.sandbox.gitlab.store import VariableStore
+from rotator.sandbox.gitlab.versions import DEFAULT_VERSION, GitLabVersion
 
 PATH_PATTERN = re.compile(r"\A[a-zA-Z0-9_.][a-zA-Z0-9_.-]*\Z")
 PATH_FORMAT_MESSAGE = "can contain only letters, digits, '_', '-' and '.'. Cannot start with '-'"
@@ -63,14 +64,23 @@ def _check_visibility(visibility: str) -> None:
 
 class GitLabState:
     def __init__(self) -> None:
+        # Every knob is listed, with its meaning, in settings.py (KNOBS).
+        self.version = GitLabVersion.parse(DEFAULT_VERSION)
+        self.revision = "1f3c4d2e"
+        self.admin_mode = False  # application setting `admin_mode`, off by default as on a fresh install
         self.tier = "premium"  # "free": group environment_scope and filter are paid features
-        self.max_project_variables: int | None = 8000
-        self.max_group_variables: int | None = 30000
+        # Plan limits (db/structure.sql defaults of plan_limits; project/group counts from the docs).
+        self.max_project_variables = 8000
+        self.max_group_variables = 30000
+        self.max_instance_variables = 25
+        self.offset_pagination_limit = 50_000
         self.rate_limit_per_period = 2000
         self.rate_limit_period_seconds = 60.0
-        self.offset_pagination_limit = 50_000
-        self.version = "17.5.1-ee"
-        self.revision = "1f3c4d2e"
+        # Application rate limits on listings; 0 = off, as on self-managed where the feature flag
+        # rate_limit_groups_and_projects_api is disabled by default (GitLab's own defaults when on:
+        # 200 per minute for GET /groups, 2000 per 10 minutes for GET /projects).
+        self.groups_api_limit = 0
+        self.projects_api_limit = 0
 
         self.lock = threading.RLock()
         self.users: dict[int, User] = {}
@@ -81,8 +91,11 @@ class GitLabState:
         self._project_ids_by_path: dict[str, int] = {}
         self._project_redirects: dict[str, int] = {}
         self._stores: dict[tuple[VariableOwnerKind, int], VariableStore] = {}
-        self._counters = {name: itertools.count(1) for name in ("user", "namespace", "project", "token", "variable")}
-        self.instance_variables = VariableStore(VariableOwnerKind.INSTANCE, self._id_source("variable"), lambda: None)
+        self._counters = {name: itertools.count(1)
+                          for name in ("user", "namespace", "project", "token", "variable", "protected_ref",
+                                       "ref_access")}
+        self.instance_variables = VariableStore(VariableOwnerKind.INSTANCE, self._id_source("variable"),
+                                                lambda: self.max_instance_variables)
 
     # ---- users and tokens -------------------------------------------------------------------------
 
@@ -330,6 +343,10 @@ class GitLabState:
             raise UnknownEntity(f"{scope} {path}")
         return self.variable_store(kind, owner.id)
 
+    def next_id(self, table: str) -> int:
+        """A fresh id from one of the id sequences ("protected_ref", "ref_access", ...)."""
+        return self._next(table)
+
     def _limit_for(self, kind: VariableOwnerKind) -> Callable[[], int | None]:
         if kind is VariableOwnerKind.PROJECT:
             return lambda: self.max_project_variables
@@ -376,7 +393,17 @@ class GitLabState:
         return namespace
 
 
-def seed_admin(state: GitLabState) -> str:
-    """The user ``root`` (admin) and its ``api`` token, as a fresh GitLab install has."""
+@dataclasses.dataclass(frozen=True)
+class SeededAdmin:
+    """The tokens of ``root``: ``token`` has the ``api`` scope only, so with admin mode enabled it
+    acts as a regular member; ``admin_mode_token`` adds the ``admin_mode`` scope."""
+
+    token: str
+    admin_mode_token: str
+
+
+def seed_admin(state: GitLabState) -> SeededAdmin:
+    """The administrator ``root``, as a fresh GitLab install has, and two personal access tokens."""
     root = state.add_user("root", admin=True, name="Administrator", email="admin@example.com")
-    return state.add_token(root, ("api",), name="sandbox-admin")
+    return SeededAdmin(token=state.add_token(root, ("api",), name="sandbox-admin"),
+                       admin_mode_token=state.add_token(root, ("api", "admin_mode"), name="sandbox-admin-mode"))

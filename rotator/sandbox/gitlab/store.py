@@ -8,6 +8,7 @@ Callers only ever get copies: rendering a response never races a writer.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,21 @@ from rotator.sandbox.gitlab.rules import Errors, variable_errors
 UPDATABLE_FIELDS = frozenset(
     {"value", "variable_type", "protected", "masked", "raw", "hidden", "environment_scope", "description"}
 )
+
+
+class Lookup(enum.Enum):
+    """How an endpoint finds the variable it changes."""
+
+    # API::Helpers::VariablesHelpers#find_variable over Ci::VariablesFinder: exact key, then exact
+    # scope when `filter[environment_scope]` is given; several matches → 409, none → 404.
+    UNIQUE = "unique"
+    # Ci::ChangeVariableService#find_variable: `container.variables.find_by!(key:)`, the first
+    # same-key row whatever its scope; none → 404. The SQL has no ORDER BY, so which row comes first
+    # is PostgreSQL's choice; the fake takes the oldest (lowest id).
+    FIRST_WITH_KEY = "first-with-key"
+    # Group PUT with a filter (lib/api/group_variables.rb, 16.9+): find_variable, and when it finds
+    # nothing the service's `params[:variable] || find_variable` falls back to FIRST_WITH_KEY.
+    UNIQUE_ELSE_FIRST_WITH_KEY = "unique-else-first-with-key"
 
 
 class VariableStoreError(Exception):
@@ -73,23 +89,17 @@ class VariableStore:
             self._variables[candidate.id] = candidate
             return dataclasses.replace(candidate)
 
-    def update(self, key: str, scope: str | None, changes: dict[str, Any], *, any_match: bool = False) -> CiVariable:
-        """Change the variable ``key`` (in ``scope`` when given).
+    def update(self, key: str, scope: str | None, changes: dict[str, Any],
+               lookup: Lookup = Lookup.UNIQUE) -> CiVariable:
+        """Change the variable ``key``, found the way ``lookup`` says (``scope`` is the filter, if any).
 
-        ``any_match`` reproduces group PUT without a filter: GitLab then updates some variable with
-        that key instead of answering 409 (kept for backwards compatibility).
+        The result is the variable as changed: its ``environment_scope`` tells which one it was.
         """
         unknown = set(changes) - UPDATABLE_FIELDS
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         with self._lock:
-            if any_match and scope is None:
-                matches = self._matches(key, None)
-                if not matches:
-                    raise VariableNotFound(key)
-                original = matches[0]
-            else:
-                original = self._find_one(key, scope)
+            original = self._look_up(key, scope, lookup)
             candidate = dataclasses.replace(original, **changes)
             self._validate(candidate, original=original)
             candidate.updated_at = time.time()
@@ -122,6 +132,22 @@ class VariableStore:
         # Exact key, then exact scope when filtered: no wildcard matching (Ci::VariablesFinder).
         return [v for v in self._variables.values()
                 if v.key == key and (scope is None or v.environment_scope == scope)]
+
+    def _look_up(self, key: str, scope: str | None, lookup: Lookup) -> CiVariable:
+        if lookup is Lookup.FIRST_WITH_KEY:
+            return self._first_with_key(key)
+        if lookup is Lookup.UNIQUE_ELSE_FIRST_WITH_KEY:
+            try:
+                return self._find_one(key, scope)
+            except VariableNotFound:
+                return self._first_with_key(key)
+        return self._find_one(key, scope)
+
+    def _first_with_key(self, key: str) -> CiVariable:
+        matches = self._matches(key, None)
+        if not matches:
+            raise VariableNotFound(key)
+        return min(matches, key=lambda v: v.id)
 
     def _find_one(self, key: str, scope: str | None) -> CiVariable:
         matches = self._matches(key, scope)

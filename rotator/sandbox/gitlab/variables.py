@@ -3,7 +3,7 @@ and instance (lib/api/admin/ci/variables.rb).
 
 Each handler runs GitLab's steps in GitLab's order: authenticate → resolve the owner (404) →
 permission (403) → parameter validation (400 ``error``) → lookup (404 / 409) → model validation
-(400 ``message``).
+(400 ``message``). What differs between releases is asked of versions.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from werkzeug.wrappers import Response
 
-from rotator.sandbox.gitlab.access import can_admin_group_variables, can_admin_project_variables
+from rotator.sandbox.gitlab.access import can_admin_group_variables, can_admin_project
 from rotator.sandbox.gitlab.model import CiVariable, VariableOwnerKind
 from rotator.sandbox.gitlab.pagination import offset_page, page_request
 from rotator.sandbox.gitlab.params import Param, declared, environment_scope_filter, require_hash_filter
@@ -32,11 +32,13 @@ from rotator.sandbox.gitlab.routing import Call, Router
 from rotator.sandbox.gitlab.rules import VARIABLE_TYPES
 from rotator.sandbox.gitlab.store import (
     AmbiguousVariable,
+    Lookup,
     PreconditionFailed,
     VariableInvalid,
     VariableNotFound,
     VariableStore,
 )
+from rotator.sandbox.gitlab.versions import Feature, GitLabVersion, has
 
 T = TypeVar("T")
 
@@ -51,20 +53,24 @@ _COMMON = (
 )
 _SCOPED = (Param("environment_scope", str),)
 _KEY_VALUE = (Param("key", str, required=True), Param("value", str, required=True))
-CREATE_PARAMS = (*_KEY_VALUE, *_COMMON, Param("masked_and_hidden", bool), *_SCOPED)
+# `masked_and_hidden` is declared from 17.4; before it Grape's declared_params drops it, so the
+# variable is created with whatever `masked` says, and visible.
+CREATE_PARAMS = (*_KEY_VALUE, *_COMMON, *_SCOPED)
+HIDDEN_CREATE_PARAMS = (*CREATE_PARAMS, Param("masked_and_hidden", bool))
 UPDATE_PARAMS = (Param("value", str), *_COMMON, *_SCOPED)
 INSTANCE_CREATE_PARAMS = (*_KEY_VALUE, *_COMMON)
 INSTANCE_UPDATE_PARAMS = (Param("value", str), *_COMMON)
 
 
-def render(variable: CiVariable, kind: VariableOwnerKind) -> dict[str, Any]:
-    """Entities::Ci::Variable: no id, no timestamps; a hidden variable's value is always null."""
+def render(variable: CiVariable, kind: VariableOwnerKind, version: GitLabVersion) -> dict[str, Any]:
+    """Entities::Ci::Variable: no id, no timestamps; a hidden variable's value is always null
+    (Ci::VariableValue). ``hidden`` is exposed from 17.4, and never for instance variables."""
     body: dict[str, Any] = {
         "variable_type": variable.variable_type,
         "key": variable.key,
         "value": None if variable.hidden else variable.value,
     }
-    if kind is not VariableOwnerKind.INSTANCE:
+    if kind is not VariableOwnerKind.INSTANCE and has(version, Feature.HIDDEN_VARIABLES):
         body["hidden"] = variable.hidden
     body.update(protected=variable.protected, masked=variable.masked, raw=variable.raw)
     if kind is not VariableOwnerKind.INSTANCE:
@@ -94,24 +100,32 @@ def _new_fields(values: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _create_params(call: Call) -> tuple[Param, ...]:
+    return HIDDEN_CREATE_PARAMS if has(call.state.version, Feature.HIDDEN_VARIABLES) else CREATE_PARAMS
+
+
+def _shown(call: Call, store: VariableStore, variable: CiVariable, status: int = 200) -> Response:
+    return api_json(render(variable, store.kind, call.state.version), status)
+
+
 def _list(call: Call, store: VariableStore) -> Response:
     request = page_request(call.params)
     page, headers = offset_page(store.snapshot(), request, call.link_for)
-    return api_json([render(v, store.kind) for v in page], headers=headers)
+    return api_json([render(v, store.kind, call.state.version) for v in page], headers=headers)
 
 
-def _created(store: VariableStore, missing: str, fields: dict[str, Any]) -> Response:
+def _created(call: Call, store: VariableStore, missing: str, fields: dict[str, Any]) -> Response:
     variable = _guarded(missing, lambda: store.create(fields))
-    return api_json(render(variable, store.kind), 201)
+    return _shown(call, store, variable, 201)
 
 
 # ---- project --------------------------------------------------------------------------------------
 
 
 def _project_store(call: Call) -> VariableStore:
-    user = call.current_user()
+    call.current_user()
     project = resolve_project(call)
-    if not can_admin_project_variables(call.state, user, project):
+    if not can_admin_project(call.state, call.identity, project):
         raise forbidden()
     return call.state.variable_store(VariableOwnerKind.PROJECT, project.id)
 
@@ -125,12 +139,12 @@ def get_project_variable(call: Call) -> Response:
     require_hash_filter(call.params)
     scope = environment_scope_filter(call.params)
     variable = _guarded("Variable", lambda: store.find(call.path_params["key"], scope))
-    return api_json(render(variable, store.kind))
+    return _shown(call, store, variable)
 
 
 def create_project_variable(call: Call) -> Response:
     store = _project_store(call)
-    return _created(store, "Variable", _new_fields(declared(call.params, CREATE_PARAMS)))
+    return _created(call, store, "Variable", _new_fields(declared(call.params, _create_params(call))))
 
 
 def update_project_variable(call: Call) -> Response:
@@ -139,7 +153,7 @@ def update_project_variable(call: Call) -> Response:
     changes = declared(call.params, UPDATE_PARAMS)
     scope = environment_scope_filter(call.params)
     variable = _guarded("Variable", lambda: store.update(call.path_params["key"], scope, changes))
-    return api_json(render(variable, store.kind))
+    return _shown(call, store, variable)
 
 
 def delete_project_variable(call: Call) -> Response:
@@ -154,9 +168,9 @@ def delete_project_variable(call: Call) -> Response:
 
 
 def _group_store(call: Call) -> VariableStore:
-    user = call.current_user()
+    call.current_user()
     group = resolve_group(call)
-    if not can_admin_group_variables(call.state, user, group):
+    if not can_admin_group_variables(call.state, call.identity, group):
         raise forbidden()
     return call.state.variable_store(VariableOwnerKind.GROUP, group.id)
 
@@ -173,28 +187,35 @@ def list_group_variables(call: Call) -> Response:
 
 
 def get_group_variable(call: Call) -> Response:
+    # find_variable(user_group, params) in every release played: the filter (read from the raw
+    # params, declared or not) narrows the scope, several matches are a 409.
     store = _group_store(call)
     scope = environment_scope_filter(call.params)
     variable = _guarded("GroupVariable", lambda: store.find(call.path_params["key"], scope))
-    return api_json(render(variable, store.kind))
+    return _shown(call, store, variable)
 
 
 def create_group_variable(call: Call) -> Response:
     store = _group_store(call)
-    return _created(store, "GroupVariable", _tiered(call, _new_fields(declared(call.params, CREATE_PARAMS))))
+    fields = _tiered(call, _new_fields(declared(call.params, _create_params(call))))
+    return _created(call, store, "GroupVariable", fields)
 
 
 def update_group_variable(call: Call) -> Response:
     store = _group_store(call)
     changes = _tiered(call, declared(call.params, UPDATE_PARAMS))
     key = call.path_params["key"]
-    if "filter" in call.params:
-        scope = environment_scope_filter(call.params)
-        variable = _guarded("GroupVariable", lambda: store.update(key, scope, changes))
-    else:
-        # Without a filter GitLab updates *some* variable with the key and never answers 409.
-        variable = _guarded("GroupVariable", lambda: store.update(key, None, changes, any_match=True))
-    return api_json(render(variable, store.kind))
+    scope, lookup = None, Lookup.FIRST_WITH_KEY
+    if has(call.state.version, Feature.GROUP_VARIABLE_PUT_FILTER) and "filter" in call.params:
+        # `if params.key?('filter')`: find_variable, then Ci::ChangeVariableService's fallback
+        # `params[:variable] || find_variable` = find_by!(key) when the filter matched nothing, so a
+        # filter naming a missing scope updates a same-key variable of another scope.
+        scope, lookup = environment_scope_filter(call.params), Lookup.UNIQUE_ELSE_FIRST_WITH_KEY
+    # Otherwise (no filter, or before 16.9 whatever was sent): ChangeVariableService's
+    # find_by!(key), the first same-key variable in any scope, never a 409 (kept for backwards
+    # compatibility, MR 136475).
+    variable = _guarded("GroupVariable", lambda: store.update(key, scope, changes, lookup))
+    return _shown(call, store, variable)
 
 
 def delete_group_variable(call: Call) -> Response:
@@ -219,7 +240,10 @@ def _if_unmodified_since(call: Call) -> float | None:
 
 
 def _instance_store(call: Call) -> VariableStore:
-    if not call.current_user().is_admin:
+    # `before { authenticated_as_admin! }`: administrator powers, so 403 without admin mode when
+    # the instance enables it.
+    call.current_user()
+    if not call.identity.admin:
         raise forbidden()
     return call.state.instance_variables
 
@@ -231,19 +255,19 @@ def list_instance_variables(call: Call) -> Response:
 def get_instance_variable(call: Call) -> Response:
     store = _instance_store(call)
     variable = _guarded("InstanceVariable", lambda: store.find(call.path_params["key"], None))
-    return api_json(render(variable, store.kind))
+    return _shown(call, store, variable)
 
 
 def create_instance_variable(call: Call) -> Response:
     store = _instance_store(call)
-    return _created(store, "InstanceVariable", _new_fields(declared(call.params, INSTANCE_CREATE_PARAMS)))
+    return _created(call, store, "InstanceVariable", _new_fields(declared(call.params, INSTANCE_CREATE_PARAMS)))
 
 
 def update_instance_variable(call: Call) -> Response:
     store = _instance_store(call)
     changes = declared(call.params, INSTANCE_UPDATE_PARAMS)
     variable = _guarded("InstanceVariable", lambda: store.update(call.path_params["key"], None, changes))
-    return api_json(render(variable, store.kind))
+    return _shown(call, store, variable)
 
 
 def delete_instance_variable(call: Call) -> Response:
