@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rotator.domain import KeyOwner
     from rotator.incident.audit.origin import SessionOrigin
     from rotator.incident.containment import ContainmentPorts
+    from rotator.incident.ports import CloudTrail
     from rotator.ports import Clock
     from rotator.ratelimit import Pacer
     from rotator.wiring.root import Root
@@ -57,13 +58,25 @@ class ContainmentWiring:
         over the longest life a session can have."""
         from datetime import timedelta
 
+        from rotator.errors import AwsError
         from rotator.incident.audit.origin import find_origin
         from rotator.incident.audit.run import GLOBAL_EVENTS_REGION, TEMPORARY_KEY_LIFETIME
 
         regions = tuple(dict.fromkeys([GLOBAL_EVENTS_REGION, self.settings.region, *self.settings.audit_regions]))
         now = self.clock.now()
+        ids = self.settings.account_ids()
+
+        def caller_trail(account_id: str) -> CloudTrail | None:
+            named = next((name for name, known in ids.items() if known == account_id), None)
+            if named is None:
+                try:
+                    named = "default" if self.aws.account_id("default") == account_id else None
+                except AwsError:
+                    named = None
+            return self.aws.cloudtrail(named) if named is not None else None
+
         return find_origin(self.aws.cloudtrail(account), key_id, regions, now - TEMPORARY_KEY_LIFETIME
-                           - timedelta(minutes=5), now)
+                           - timedelta(minutes=5), now, caller_trail=caller_trail)
 
     def root(self, settings: Settings) -> Root:
         """The full composition root, reusing this process's AWS sessions."""

@@ -102,11 +102,14 @@ class FakeDirectory:
         self.ambient = ambient
         self.calls: list[str] = []
         self.fail: Callable[[], None] | None = None
+        self.sessions: dict[str, str] = {}  # a session key → the account of the principal it acts as
 
     def account_of_key(self, key_id: str) -> str:
         self.calls.append("GetAccessKeyInfo")
         if self.fail is not None:
             self.fail()
+        if key_id in self.sessions:
+            return self.sessions[key_id]
         for account_id, iam in self.accounts.items():
             if iam.owner_of(key_id) is not None:
                 return account_id
@@ -169,6 +172,15 @@ def record(name: str, *, key_id: str, region: str = "us-east-1", at: str = "2026
     return data
 
 
+def role_account_copy(caller_copy: dict[str, Any]) -> dict[str, Any]:
+    """The copy of a cross-account AssumeRole that CloudTrail delivers to the role's account: the caller is an
+    AWSAccount there, named by account, without its access key (CloudTrail User Guide, "userIdentity element")."""
+    caller = caller_copy["userIdentity"]
+    role_account = caller_copy["requestParameters"]["roleArn"].split(":")[4]
+    return {**caller_copy, "eventID": caller_copy["eventID"] + "-role-account", "recipientAccountId": role_account,
+            "userIdentity": {"type": "AWSAccount", "principalId": "AIDACALLER", "accountId": caller["accountId"]}}
+
+
 class FakeCloudTrail:
     """Records per (key id, region) of one account; a region may fail, or throttle a few times per page. A record
     added with ``visible_at`` stays out of every answer until the clock reaches it (CloudTrail's delivery delay)."""
@@ -186,7 +198,7 @@ class FakeCloudTrail:
         self.list_error: AwsError | None = None
 
     def add(self, data: dict[str, Any], *, visible_at: datetime | None = None) -> None:
-        key = (data["userIdentity"]["accessKeyId"], data["awsRegion"])
+        key = (data["userIdentity"].get("accessKeyId", ""), data["awsRegion"])
         self.records.setdefault(key, []).append(data)
         if visible_at is not None:
             self.visible_at[data["eventID"]] = visible_at

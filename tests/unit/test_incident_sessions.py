@@ -16,7 +16,7 @@ from rotator.incident.followup import IncidentOutcome
 from rotator.incident.report import incident_json
 from rotator.incident.steps import SESSION_DENY_POLICY
 from tests.unit.fakes import T0
-from tests.unit.incident_fakes import ACCOUNT, record
+from tests.unit.incident_fakes import ACCOUNT, record, role_account_copy
 from tests.unit.worlds import SECURITY, World, incident_world
 
 OTHER = "222222222222"
@@ -37,7 +37,10 @@ def attacked(world: World | None = None) -> World:
     other.add_role("release", "/ci/")
     key = world.key_id
     world.trail.add(record("AssumeRole", key_id=key, role_arn=ROLE_SAME, minted=S_SAME, at="2026-01-01T11:01:00Z"))
-    world.trail.add(record("AssumeRole", key_id=key, role_arn=ROLE_OTHER, minted=S_OTHER, at="2026-01-01T11:02:00Z"))
+    cross = record("AssumeRole", key_id=key, role_arn=ROLE_OTHER, minted=S_OTHER, at="2026-01-01T11:02:00Z")
+    world.trail.add(cross)
+    world.trails[OTHER].add(role_account_copy(cross))  # AWS records a cross-account AssumeRole in both accounts
+    world.directory.sessions[S_OTHER] = OTHER  # GetAccessKeyInfo answers the role's account
     world.trail.add(record("AssumeRole", key_id=key, role_arn=ROLE_FOREIGN, minted=S_FOREIGN,
                            at="2026-01-01T11:03:00Z"))
     world.trail.add(record("GetSessionToken", key_id=key, minted=S_USER, at="2026-01-01T11:04:00Z"))
@@ -207,6 +210,9 @@ def test_the_role_given_is_checked_against_cloudtrail() -> None:
     right = world.contain(S_OTHER, role="release")
     assert right.identity is not None and right.identity.source == "cloudtrail, matches --role"
     assert right.identity.account == "prod" and world.iams["prod"].role_policies[("release", SESSION_DENY_POLICY)]
+    # The role account's copy does not name the key that minted it; the caller account's copy does.
+    assert right.origin is not None and right.origin.upstream_key == world.key_id
+    assert right.origin.caller_account == ACCOUNT
     writes = len(world.iam.writes) + len(world.iams["prod"].writes)
     with pytest.raises(RoleMismatch) as wrong:
         world.contain(S_SAME, role="release")

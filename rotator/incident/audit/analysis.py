@@ -100,6 +100,7 @@ class TrailEvent:
     identity_arn: str | None = None
     issuer_arn: str | None = None  # userIdentity.sessionContext.sessionIssuer.arn: the role a session acts as
     account_id: str | None = None  # the account whose CloudTrail holds the record (recipientAccountId)
+    identity_account: str | None = None  # userIdentity.accountId: the caller's account (a cross-account copy)
 
     @property
     def denied(self) -> bool:
@@ -148,6 +149,7 @@ def event_from_record(record: Mapping[str, Any]) -> TrailEvent | None:
         identity_type=_text(identity, "type"), identity_arn=_text(identity, "arn"),
         issuer_arn=_text(identity, "sessionContext", "sessionIssuer", "arn"),
         account_id=_text(record, "recipientAccountId") or _text(identity, "accountId"),
+        identity_account=_text(identity, "accountId"),
     )
 
 

@@ -18,7 +18,7 @@ The minting record wins when both answer; either alone names the principal.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -39,6 +39,9 @@ class SessionOrigin:
     upstream_arn: str | None = None  # and whose it is
     evidence: str = ""  # which record said so
     notes: tuple[str, ...] = ()  # every search that failed
+    # The caller's account, when the record is the role account's copy of a cross-account AssumeRole: that copy
+    # names the calling account but not the key (CloudTrail User Guide, "userIdentity element": AWSAccount).
+    caller_account: str | None = None
 
     @property
     def upstream_command(self) -> str | None:
@@ -89,7 +92,9 @@ class _Search:
                         continue
                     origin = SessionOrigin(
                         self.key_id, _minting_principal(event), event.name, event.at, event.key_id,
-                        event.identity_arn, f"{event.name} record {event.event_id} in {region} at {_iso(event.at)}")
+                        event.identity_arn, f"{event.name} record {event.event_id} in {region} at {_iso(event.at)}",
+                        caller_account=event.identity_account if event.identity_account != event.account_id
+                        else None)
                     with self.lock:
                         self.minting = self.minting or origin
                     self.done.set()
@@ -116,13 +121,30 @@ class _Search:
                 self.notes.append(f"cloudtrail:LookupEvents AccessKeyId={self.key_id} in {region}: {exc.message}")
 
 
-def find_origin(trail: CloudTrail, key_id: str, regions: Sequence[str], start: datetime,
-                end: datetime) -> SessionOrigin:
-    """Search the CloudTrail of the account that owns ``key_id`` (see the module docstring)."""
+def find_origin(trail: CloudTrail, key_id: str, regions: Sequence[str], start: datetime, end: datetime, *,
+                caller_trail: Callable[[str], CloudTrail | None] | None = None) -> SessionOrigin:
+    """Search the CloudTrail of the account that owns ``key_id`` (see the module docstring). When the minting
+    record found there is the role account's copy of a cross-account AssumeRole, the caller's copy (which names
+    the upstream key) is searched for in the caller's account too, if ``caller_trail`` reaches it."""
+    origin = _search(trail, key_id, regions, start, end, own_calls=True)
+    other = caller_trail(origin.caller_account) if caller_trail and origin.caller_account else None
+    if origin.upstream_key is None and other is not None:
+        upstream = _search(other, key_id, regions, start, end, own_calls=False)
+        if upstream.upstream_key is not None:
+            return replace(origin, upstream_key=upstream.upstream_key, upstream_arn=upstream.upstream_arn,
+                           evidence=f"{origin.evidence}; the caller's copy: {upstream.evidence}",
+                           notes=origin.notes + upstream.notes)
+        return replace(origin, notes=origin.notes + upstream.notes)
+    return origin
+
+
+def _search(trail: CloudTrail, key_id: str, regions: Sequence[str], start: datetime, end: datetime, *,
+            own_calls: bool) -> SessionOrigin:
     search = _Search(trail, key_id, start, end)
     with ThreadPoolExecutor(max_workers=max(2, 2 * len(regions)), thread_name_prefix="origin") as pool:
         futures = [pool.submit(search.minting_record, region) for region in regions]
-        futures += [pool.submit(search.own_calls, region) for region in regions]
+        if own_calls:
+            futures += [pool.submit(search.own_calls, region) for region in regions]
         for future in futures:
             future.result()
     notes = tuple(search.notes)
