@@ -6,7 +6,8 @@ time after T0, and `rotator audit --incident ID` calls it by hand: it audits aga
 before what the last audit could trust (the key and every session found so far, and whatever they minted),
 cuts every principal newly found (rotator.incident.sessions), flags any session minted at or after the
 verified deactivation (IAM is eventually consistent), adds to the incident's Slack thread and report, and
-closes the incident once an audit has covered T0 plus the delivery delay and no follow-up is left.
+closes the incident once an audit has covered T0 plus the delivery delay and no follow-up is left (a lookup
+that failed is retried; a named gap, such as an account rotator cannot reach, is reported every time).
 """
 
 from __future__ import annotations
@@ -160,7 +161,10 @@ class _Reaudit:
               now: datetime) -> Incident:
         """The incident with its sessions, coverage and schedule brought up to date."""
         schedule = self.ports.schedule
-        covered = report is not None and not report.failed and not report.pending
+        # Lookups that failed (throttled, unavailable) may work next time: the incident stays open for them. A
+        # named gap (an account rotator cannot reach, the 90-day horizon) stays one however often it is retried:
+        # it is reported, and does not keep the incident open.
+        covered = report is not None and not report.failed_lookups and not report.pending
         if self.by_hand and incident.follow_up_at is not None and incident.follow_up_at > now:
             upcoming: datetime | None = incident.follow_up_at  # a run by hand never skips a scheduled one
         else:
