@@ -8,7 +8,7 @@ typed error here. Throttling is never read as "key invalid".
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -231,6 +231,16 @@ class AwsSessions:
     def client_lock(self) -> threading.Lock:
         """Held while a client is built from one of these sessions (see ``client``)."""
         return self._client_lock
+
+    def warm_up(self, services: Sequence[str], accounts: Sequence[str]) -> None:
+        """Build these clients now (and drop them), so botocore has loaded their service models and credentials
+        providers when they are needed. Only a head start: a failure here is left to the real call to report."""
+        for service in services:
+            for account in accounts:
+                try:
+                    self.client(service, account)
+                except (BotoCoreError, AwsError):
+                    return
 
     def client(self, service: str, account: str = "default") -> Any:
         session = self.session(account)

@@ -129,6 +129,8 @@ def _follow_up(containment: Containment, early: ContainmentWiring, *, config_pat
 
     if not as_json:
         announce(containment)
+    if audit and not containment.dry_run:
+        early.warm_up()
     options = FollowUpOptions(reason=reason, replace=replace, audit=audit, dry_run=containment.dry_run)
     try:
         settings = load_settings(config_path, partial=True)

@@ -8,6 +8,7 @@ Nothing here imports pydantic, SQLAlchemy, python-gitlab or slack_sdk (tests/uni
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -77,6 +78,16 @@ class ContainmentWiring:
 
         return find_origin(self.aws.cloudtrail(account), key_id, regions, now - TEMPORARY_KEY_LIFETIME
                            - timedelta(minutes=5), now, caller_trail=caller_trail)
+
+    def warm_up(self) -> None:
+        """On a thread, while the whole config loads: build the STS, CloudTrail and IAM clients of every configured
+        account from the sessions the root will reuse, so the audit's first lookups and role cuts do not wait for
+        botocore to load those service models. Nothing is called."""
+        if not isinstance(self.aws, AwsParty):
+            return
+        accounts = ["default", *(a.name for a in self.settings.accounts)]
+        threading.Thread(target=self.aws.sessions.warm_up, args=(("sts", "cloudtrail", "iam"), accounts),
+                         name="warm-up", daemon=True).start()
 
     def root(self, settings: Settings) -> Root:
         """The full composition root, reusing this process's AWS sessions."""
