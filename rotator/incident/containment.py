@@ -40,8 +40,6 @@ from rotator.errors import (
     UsageError,
 )
 from rotator.incident.ports import IncidentIam
-from rotator.incident.principals import Principal
-from rotator.incident.sessions import CutPorts, CutStatus, RevokeRules, SessionCut, cut_sessions
 from rotator.incident.steps import (
     SESSION_DENY_POLICY,
     Step,
@@ -55,8 +53,12 @@ from rotator.incident.steps import (
 from rotator.inventory.locate import KeyLocation, KeyLocator, Unlocated
 from rotator.ports import Clock
 
-if TYPE_CHECKING:  # the CloudTrail search is needed for temporary keys only: not imported on the AKIA path
+if TYPE_CHECKING:
+    # Not imported before the key is Inactive: the CloudTrail search serves temporary keys only, and cutting
+    # sessions comes after the deactivation (every millisecond before UpdateAccessKey counts).
     from rotator.incident.audit.origin import SessionOrigin
+    from rotator.incident.principals import Principal
+    from rotator.incident.sessions import RevokeRules, SessionCut
 
 DEFAULT_CONSISTENCY_MARGIN = timedelta(minutes=3)
 
@@ -92,6 +94,8 @@ class KeyIdentity:
         return f"role {self.role_name}" if self.role_name else f"user {self.user_name}"
 
     def as_principal(self) -> Principal:
+        from rotator.incident.principals import Principal
+
         kind, name = ("role", self.role_name) if self.role_name else ("user", self.user_name)
         assert name is not None
         return Principal(kind, name, self.account_id, self.path, self.account)
@@ -103,7 +107,8 @@ class ContainmentPorts:
     locator: KeyLocator  # key id → account → user, for a key the store does not track
     tracked_owner: Callable[[str], KeyOwner | None]  # the store's cheap read; may raise StoreError
     clock: Clock
-    rules: RevokeRules = field(default_factory=RevokeRules)
+    deny_sessions: bool = True  # [revoke] deny_sessions, for the key's own principal
+    rules: RevokeRules | None = None  # all of [revoke] (else only deny_sessions counts)
     consistency_margin: timedelta = DEFAULT_CONSISTENCY_MARGIN
     # T0 of the key's earliest incident in the store (cheap read; may raise StoreError), for re-runs.
     earlier_t0: Callable[[str], datetime | None] = lambda key_id: None
@@ -212,7 +217,10 @@ def _cut(result: Containment, ports: ContainmentPorts, principal: Principal, ses
          found_by: str = "") -> SessionCut:
     # The per-key policy name of earlier versions exists only for a key revoked before: read it only then.
     legacy = result.key_id if result.earlier_t0 is not None else None
-    cut = cut_sessions(CutPorts(ports.iam_for, ports.rules, ports.clock.sleep, result.dry_run), principal, result.t0,
+    from rotator.incident.sessions import CutPorts, RevokeRules, cut_sessions
+
+    rules = ports.rules or RevokeRules(deny_sessions=ports.deny_sessions)
+    cut = cut_sessions(CutPorts(ports.iam_for, rules, ports.clock.sleep, result.dry_run), principal, result.t0,
                        sessions=sessions, found_by=found_by, legacy_key_id=legacy)
     result.cuts.append(cut)
     result.steps.append(cut.step())
@@ -360,6 +368,8 @@ def _contain_temporary(result: Containment, ports: ContainmentPorts, role: str |
     result.t0 = earlier or next_whole_second(ports.clock.now())
     cut = _cut(result, ports, identity.as_principal(), sessions=(key_id,),
                found_by=result.origin.evidence if result.origin else identity.source)
+    from rotator.incident.sessions import CutStatus
+
     if cut.status not in (CutStatus.DENIED, CutStatus.ALREADY, CutStatus.PLANNED):
         raise NotContained(f"could not cut the session of temporary key {key_id}: {cut.reason}", result.tried,
                            hint=f"run: {cut.command}" if cut.command else "see the reason above")
@@ -375,6 +385,8 @@ def _contain_temporary(result: Containment, ports: ContainmentPorts, role: str |
 def _identify_temporary(result: Containment, ports: ContainmentPorts, role: str | None) -> KeyIdentity:
     """The principal a temporary key's session acts as: the store's word (a session rotator saw the key mint),
     else CloudTrail's; ``--role`` is checked against it, and trusted (and said so) only when neither knows."""
+    from rotator.incident.principals import Principal
+
     key_id = result.key_id
     stored = _identify_from_store(result, ports)
     if stored is not None and role is None:

@@ -46,11 +46,10 @@ class ContainmentWiring:
 
     def containment_ports(self) -> ContainmentPorts:
         from rotator.incident.containment import ContainmentPorts
-        from rotator.incident.sessions import RevokeRules
 
         return ContainmentPorts(iam_for=self.aws.incident_iam, locator=self.aws.locator(),
                                 tracked_owner=self._tracked_owner, clock=self.clock,
-                                rules=RevokeRules(deny_sessions=self.settings.deny_sessions),
+                                deny_sessions=self.settings.deny_sessions,
                                 consistency_margin=self.settings.consistency_margin, earlier_t0=self._earlier_t0,
                                 session_origin=self._session_origin)
 
