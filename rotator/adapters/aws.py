@@ -41,11 +41,12 @@ from rotator.errors import (
     AwsThrottled,
     AwsUnavailable,
 )
-from rotator.ratelimit import Pacer
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_sts import STSClient
+
+    from rotator.ratelimit import Pacer
 
 THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",

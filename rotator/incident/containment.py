@@ -39,7 +39,6 @@ from rotator.errors import (
     StoreError,
     UsageError,
 )
-from rotator.incident.ports import IncidentIam
 from rotator.incident.steps import (
     SESSION_DENY_POLICY,
     Step,
@@ -51,14 +50,15 @@ from rotator.incident.steps import (
     t0_of_document,
 )
 from rotator.inventory.locate import KeyLocation, KeyLocator, Unlocated
-from rotator.ports import Clock
 
 if TYPE_CHECKING:
     # Not imported before the key is Inactive: the CloudTrail search serves temporary keys only, and cutting
     # sessions comes after the deactivation (every millisecond before UpdateAccessKey counts).
     from rotator.incident.audit.origin import SessionOrigin
+    from rotator.incident.ports import IncidentIam
     from rotator.incident.principals import Principal
     from rotator.incident.sessions import RevokeRules, SessionCut
+    from rotator.ports import Clock
 
 DEFAULT_CONSISTENCY_MARGIN = timedelta(minutes=3)
 

@@ -11,9 +11,12 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from rotator.errors import AwsError
-from rotator.incident.ports import IncidentIam
+
+if TYPE_CHECKING:
+    from rotator.incident.ports import IncidentIam
 
 SESSION_DENY_SID = "RotatorDenySessionsIssuedBeforeT0"
 

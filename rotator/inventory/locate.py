@@ -25,10 +25,13 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from rotator.domain import KeyLastUsed
 from rotator.errors import AwsError
-from rotator.ports import Iam, KeyDirectory
+
+if TYPE_CHECKING:  # types only: the containment path imports no protocol module before UpdateAccessKey
+    from rotator.ports import Iam, KeyDirectory
 
 
 class Unlocated(StrEnum):
