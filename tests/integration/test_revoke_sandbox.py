@@ -188,3 +188,22 @@ def test_audit_follows_a_minted_session_across_three_regions(aws: AwsSandbox) ->
     categories = {f.category.value for f in report.summary.findings}
     assert {"identity persistence", "session minting"} <= categories
     assert all(session["SecretAccessKey"] not in json.dumps(e.__dict__, default=str) for e in report.events)
+
+
+def test_a_session_key_is_traced_to_its_role_and_upstream_key_through_lookup_events(aws: AwsSandbox) -> None:
+    from rotator.incident.audit.origin import find_origin
+
+    _, creds = user_with_key(aws)
+    role_name = f"deploy-{uuid.uuid4().hex[:6]}"
+    role_arn = boto3.client("iam").create_role(RoleName=role_name, Path="/deploy/",
+                                               AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    session = boto3.client("sts", **creds).assume_role(RoleArn=role_arn, RoleSessionName="attacker")["Credentials"]
+    now = datetime.now(UTC) + timedelta(seconds=5)
+
+    origin = find_origin(trail(), session["AccessKeyId"], ["us-east-1", "eu-west-1"], now - timedelta(hours=1), now)
+
+    assert origin.principal is not None
+    assert (origin.principal.kind, origin.principal.name, origin.principal.path) == ("role", role_name, "/deploy/")
+    assert origin.minted_via == "AssumeRole" and origin.upstream_key == creds["aws_access_key_id"]
+    assert origin.upstream_command == f"rotator revoke --key {creds['aws_access_key_id']}"
+    assert not origin.notes  # every lookup answered
