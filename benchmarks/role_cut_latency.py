@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3
 
+from benchmarks.containment_latency import compile_rotator
 from rotator.sandbox.aws import AwsSandbox, start_aws
 from rotator.sandbox.server import Fault
 
@@ -89,6 +90,7 @@ def _one(aws: AwsSandbox, command: list[str], env: dict[str, str]) -> tuple[floa
 
 
 def measure(trials: int, *, verbose: bool = False) -> tuple[float, float]:
+    compile_rotator()
     aws = start_aws()
     try:
         _in_account(aws, SECOND, "iam").create_role(RoleName="rotator", AssumeRolePolicyDocument=TRUST)
