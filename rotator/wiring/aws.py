@@ -73,7 +73,8 @@ class AwsParty:
         (discovery resolves many keys); containment's never wait."""
         from rotator.inventory.locate import KeyLocator
 
-        return KeyLocator(self.directory, self.account_ids, self.iam if paced else self.incident_iam)
+        return KeyLocator(_DeferredDirectory(self._directory), self.account_ids,
+                          self.iam if paced else self.incident_iam)
 
     def account_id(self, account: str = "default") -> str:
         """The 12-digit id of a configured account: from its role ARN, or asked of STS for the ambient one."""
@@ -120,6 +121,20 @@ class AwsParty:
         from rotator.adapters.aws_incident import StsKeyDirectory
 
         return StsKeyDirectory(self.client("sts"))
+
+
+class _DeferredDirectory:
+    """The STS key directory, built when first asked: with one account configured, `revoke` never asks STS
+    before UpdateAccessKey, so it must not pay for building an STS client either."""
+
+    def __init__(self, directory: Lazy[StsKeyDirectory]) -> None:
+        self._directory = directory
+
+    def account_of_key(self, key_id: str) -> str:
+        return self._directory.get().account_of_key(key_id)
+
+    def ambient_account(self) -> str:
+        return self._directory.get().ambient_account()
 
 
 def _sessions(region: str, roles: RoleTable) -> AwsSessions:
