@@ -1,6 +1,6 @@
-"""boto3 adapters for IAM and STS, and per-account sessions.
+"""botocore adapters for IAM and STS, and per-account sessions.
 
-Standard boto3 configuration throughout: ambient credentials, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>.
+Standard boto3/botocore configuration throughout: ambient credentials, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>.
 botocore's "standard" retry mode handles throttling and 5xx with backoff; what survives it becomes a
 typed error here. Throttling is never read as "key invalid".
 """
@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore.session
 from botocore import UNSIGNED
 from botocore.auth import SigV4Auth
@@ -196,24 +195,41 @@ class AssumedRoleProvider(CredentialProvider):
 
 
 class AwsSessions:
-    """One boto3 session per configured account, cached; role sessions refresh themselves before expiry."""
+    """One botocore session per configured account, cached; role sessions refresh themselves before expiry.
+
+    Clients come straight from botocore (``Session.create_client``, its public API): containment needs no
+    more, and importing boto3 (which pulls in s3transfer) would cost `revoke` tens of milliseconds before
+    UpdateAccessKey. A boto3 session over the same botocore session is built only when asked for.
+    """
 
     def __init__(self, region: str, roles: dict[str, tuple[str, str | None, str]] | None = None) -> None:
         """``roles`` maps an account name to (role_arn, external_id, session_name); "default" is ambient."""
         self.region = region
         self._roles = roles or {}
-        self._sessions: dict[str, boto3.Session] = {}
+        self._cores: dict[str, botocore.session.Session] = {}
+        self._wrapped: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._client_lock = threading.Lock()
 
-    def session(self, account: str = "default") -> boto3.Session:
+    def core(self, account: str = "default") -> botocore.session.Session:
         with self._lock:
-            if account not in self._sessions:
-                self._sessions[account] = self._build(account)
-            return self._sessions[account]
+            if account not in self._cores:
+                self._cores[account] = self._build(account)
+            return self._cores[account]
 
-    def _build(self, account: str) -> boto3.Session:
-        base = boto3.Session(region_name=self.region)
+    def session(self, account: str = "default") -> Any:
+        """A boto3 session over the account's botocore session (same credentials, same cached models)."""
+        core = self.core(account)
+        with self._lock:
+            if account not in self._wrapped:
+                import boto3
+
+                self._wrapped[account] = boto3.Session(botocore_session=core, region_name=self.region)
+            return self._wrapped[account]
+
+    def _build(self, account: str) -> botocore.session.Session:
+        base = botocore.session.Session()
+        base.set_config_variable("region", self.region)
         if account == "default" or account not in self._roles:
             return base
         role_arn, external_id, session_name = self._roles[account]
@@ -223,10 +239,12 @@ class AwsSessions:
                                    hint="give the process credentials the standard boto3 way (instance role, IRSA, "
                                         "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE)")
         # The STS client reads AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_STS like every other client.
-        provider = AssumedRoleProvider(base.client("sts", config=RETRY_CONFIG), role_arn, external_id, session_name)
+        sts: Any = base.create_client("sts", region_name=self.region, config=RETRY_CONFIG)
+        provider = AssumedRoleProvider(sts, role_arn, external_id, session_name)
         core = botocore.session.Session()
+        core.set_config_variable("region", self.region)
         core.register_component("credential_provider", CredentialResolver([provider]))
-        return boto3.Session(botocore_session=core, region_name=self.region)
+        return core
 
     @property
     def client_lock(self) -> threading.Lock:
@@ -244,11 +262,11 @@ class AwsSessions:
                     return
 
     def client(self, service: str, account: str = "default") -> Any:
-        session = self.session(account)
-        # boto3 sessions are not thread-safe (boto3 docs, "Multithreading or multiprocessing with resources"):
+        core = self.core(account)
+        # botocore sessions are not thread-safe (boto3 docs, "Multithreading or multiprocessing with resources"):
         # clients are built one at a time, then shared; an incident's audit and role cuts run on threads.
         with self._client_lock:
-            return session.client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+            return core.create_client(service, region_name=self.region, config=RETRY_CONFIG)
 
 
 class BotoIam:
@@ -322,7 +340,7 @@ class BotoSts:
     def __init__(self, region: str) -> None:
         self._region = region
         self._pair = threading.local()
-        self._client = boto3.Session(region_name=region).client(
+        self._client: Any = botocore.session.get_session().create_client(
             "sts", region_name=region,
             config=Config(signature_version=UNSIGNED, retries={"mode": "standard", "max_attempts": 3},
                           connect_timeout=5, read_timeout=15, user_agent_extra="rotator"),
@@ -341,7 +359,7 @@ class BotoSts:
         self._pair.credentials = Credentials(key.key_id, key.secret.reveal())
         try:
             with aws_call("sts:GetCallerIdentity", key.key_id):
-                return self._client.get_caller_identity()["Arn"]
+                return str(self._client.get_caller_identity()["Arn"])
         except AwsInvalidCredentials:
             return None  # not accepted yet: IAM is eventually consistent
         finally:
