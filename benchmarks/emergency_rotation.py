@@ -1,7 +1,8 @@
 """Emergency rotation: 1,000 credentials x 2 variables, 50 ms of latency on every call at the emulators.
 
-`rotator rotate --all --force --concurrency C` runs as the operator would run it (a CLI process), against the
-sandbox emulators (in this process) with a 50 ms delay injected on every AWS, GitLab and Slack call. Reported:
+`rotator rotate --all --emergency --concurrency C` runs as the operator would run it (a CLI process), against the
+sandbox emulators (in this process) with a 50 ms delay injected on every AWS, GitLab and Slack call, once on
+PostgreSQL and once on SQLite (each with credentials of its own). Reported, per database:
 
 - throughput / ceiling. The ceiling is what the configuration allows at best: the lowest of
   C / (calls per credential x 50 ms) (every worker always waiting on a call), GitLab requests/s / GitLab
@@ -9,11 +10,11 @@ sandbox emulators (in this process) with a 50 ms delay injected on every AWS, Gi
   the emulators' request logs, not assumed. Goal >= 0.8.
 - throughput / a sequential loop (the same command with --concurrency 1 on a sample). Goal >= 10x.
 - every credential ends with a working pair: each target's pair, read from the GitLab emulator's state
-  (hidden values included), authenticates through the AWS front, which refuses Inactive and deleted keys.
+  (hidden values included), authenticates through the AWS front, which refuses Inactive and deleted keys;
+  and every old (exposed) key is Inactive, as IAM lists it, despite the policy's one-hour grace.
 
-Defaults: concurrency 16, [gitlab] 120 requests/s, [aws] 80 IAM requests/s (both allow 13.3
-credentials/s at 9 GitLab and 6 IAM calls per credential), SQLite (the default store); --database postgresql
-for a fresh PostgreSQL database on ROTATOR_TEST_PG_URL.
+Defaults: concurrency 16, [gitlab] 120 requests/s, [aws] 80 IAM requests/s, both databases (--database
+postgresql or sqlite for one; PostgreSQL is a fresh database on ROTATOR_TEST_PG_URL).
 
     python -m benchmarks.emergency_rotation [--credentials N] [--sequential N] [--concurrency C]
                                             [--gitlab-rps R] [--iam-rps R] [--latency S] [--database D]
@@ -80,7 +81,8 @@ def config_text(sandbox: Sandbox, credentials: Sequence[tuple[str, str, str]], d
              "[gitlab]", f'url = "{urls["gitlab_url"]}"', f"requests_per_second = {gitlab_rps}",
              "[slack]", f'api_url = "{urls["slack_api_url"]}"', 'security_channel = "#security-incidents"',
              "messages_per_second = 20.0",
-             "[policy]", 'grace = "0s"', 'delete_after = "0s"', 'verify_timeout = "60s"']
+             # The usual grace: --emergency ignores it. Old keys stay Inactive as evidence (never deleted here).
+             "[policy]", 'grace = "1h"', 'delete_after = "7d"', 'verify_timeout = "60s"']
     for index, (name, user, project) in enumerate(credentials):
         # Ten owner channels: each gets one batched message however many of its credentials rotate.
         lines += ["[[credentials]]", f'name = "{name}"', f'iam_user = "{user}"', f'owners = ["#team-{index % 10}"]',
@@ -125,7 +127,7 @@ def run_rotation(sandbox: Sandbox, config: Path, concurrency: int) -> dict[str, 
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     emulators_before = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
-    done = subprocess.run([ROTATOR, "rotate", "--all", "--force", "--json", "--concurrency", str(concurrency),
+    done = subprocess.run([ROTATOR, "rotate", "--all", "--emergency", "--json", "--concurrency", str(concurrency),
                            "--config", str(config)], env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - began
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -147,17 +149,23 @@ def run_rotation(sandbox: Sandbox, config: Path, concurrency: int) -> dict[str, 
             "emulators_cpu": emulators_cpu}
 
 
-def working_pairs(sandbox: Sandbox, credentials: Sequence[tuple[str, str, str]]) -> int:
+def working_pairs(sandbox: Sandbox, credentials: Sequence[tuple[str, str, str]]) -> tuple[int, int]:
+    """(credentials whose pair works through the AWS front, credentials whose only Active key is that one)."""
     state: Any = sandbox.gitlab
     urls = sandbox.urls()
+    iam = aws_client(urls, "iam")
 
-    def works(credential: tuple[str, str, str]) -> bool:
+    def works(credential: tuple[str, str, str]) -> tuple[bool, bool]:
         key = state.state.get_variable("project", credential[2], "AWS_ACCESS_KEY_ID")
         secret = state.state.get_variable("project", credential[2], "AWS_SECRET_ACCESS_KEY")
-        return bool(key and secret and pair_works(urls, key.value, secret.value))
+        working = bool(key and secret and pair_works(urls, key.value, secret.value))
+        listed = iam.list_access_keys(UserName=credential[1])["AccessKeyMetadata"]
+        active = [k["AccessKeyId"] for k in listed if k["Status"] == "Active"]
+        return working, bool(key) and active == [key.value] and len(listed) == 2
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        return sum(pool.map(works, credentials))
+        checks = list(pool.map(works, credentials))
+    return sum(w for w, _ in checks), sum(c for _, c in checks)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -168,44 +176,54 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--gitlab-rps", type=float, default=120.0)
     parser.add_argument("--iam-rps", type=float, default=80.0)
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="sqlite")
+    parser.add_argument("--database", choices=("both", "postgresql", "sqlite"), default="both")
     args = parser.parse_args(argv)
+    kinds = ("postgresql", "sqlite") if args.database == "both" else (args.database,)
 
     sandbox = start_sandbox()
     sandbox.wait_until_healthy()
     gitlab: Any = sandbox.gitlab
     gitlab.state.rate_limit_per_period = 10_000_000  # the client-side buckets are what is measured
+    lines = []
     try:
-        with tempfile.TemporaryDirectory(prefix="rotator-bench-") as tmp, database(args.database) as fleet_db, \
-                database(args.database) as sequential_db:
-            prefix = f"bench-{uuid.uuid4().hex[:6]}"
-            print(f"seeding {args.credentials} + {args.sequential} credentials ...", flush=True)
-            fleet = seed(sandbox, prefix, args.credentials)
-            sample = seed(sandbox, f"{prefix}-seq", args.sequential)
-            fleet_config = Path(tmp, "fleet.toml")
-            fleet_config.write_text(config_text(sandbox, fleet, fleet_db, gitlab_rps=args.gitlab_rps,
-                                                iam_rps=args.iam_rps))
-            sequential_config = Path(tmp, "sequential.toml")
-            sequential_config.write_text(config_text(sandbox, sample, sequential_db, gitlab_rps=args.gitlab_rps,
-                                                     iam_rps=args.iam_rps))
-            for emulator in (sandbox.aws, sandbox.gitlab, sandbox.slack):
-                emulator.faults.add(Fault(match=".*", latency=args.latency))  # type: ignore[attr-defined]
-
-            print(f"sequential loop over {args.sequential} credentials ...", flush=True)
-            sequential = run_rotation(sandbox, sequential_config, 1)
-            print(f"emergency rotation of {args.credentials} credentials, concurrency {args.concurrency} ...",
-                  flush=True)
-            parallel = run_rotation(sandbox, fleet_config, args.concurrency)
-            for emulator in (sandbox.aws, sandbox.gitlab, sandbox.slack):
-                emulator.faults.clear()  # type: ignore[attr-defined]
-            working = working_pairs(sandbox, fleet)
+        for kind in kinds:
+            lines.append(one_database(sandbox, args, kind))
     finally:
         sandbox.stop()
-    return report(args, fleet_count=len(fleet), sequential=sequential, parallel=parallel, working=working)
+    return "\n".join(lines)
 
 
-def report(args: argparse.Namespace, *, fleet_count: int, sequential: dict[str, Any], parallel: dict[str, Any],
-           working: int) -> str:
+def one_database(sandbox: Sandbox, args: argparse.Namespace, kind: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="rotator-bench-") as tmp, database(kind) as fleet_db, \
+            database(kind) as sequential_db:
+        prefix = f"bench-{uuid.uuid4().hex[:6]}"
+        print(f"[{kind}] seeding {args.credentials} + {args.sequential} credentials ...", flush=True)
+        fleet = seed(sandbox, prefix, args.credentials)
+        sample = seed(sandbox, f"{prefix}-seq", args.sequential)
+        fleet_config = Path(tmp, "fleet.toml")
+        fleet_config.write_text(config_text(sandbox, fleet, fleet_db, gitlab_rps=args.gitlab_rps,
+                                            iam_rps=args.iam_rps))
+        sequential_config = Path(tmp, "sequential.toml")
+        sequential_config.write_text(config_text(sandbox, sample, sequential_db, gitlab_rps=args.gitlab_rps,
+                                                 iam_rps=args.iam_rps))
+        for emulator in (sandbox.aws, sandbox.gitlab, sandbox.slack):
+            emulator.faults.add(Fault(match=".*", latency=args.latency))  # type: ignore[attr-defined]
+        try:
+            print(f"[{kind}] sequential loop over {args.sequential} credentials ...", flush=True)
+            sequential = run_rotation(sandbox, sequential_config, 1)
+            print(f"[{kind}] emergency rotation of {args.credentials} credentials, concurrency {args.concurrency} ...",
+                  flush=True)
+            parallel = run_rotation(sandbox, fleet_config, args.concurrency)
+        finally:
+            for emulator in (sandbox.aws, sandbox.gitlab, sandbox.slack):
+                emulator.faults.clear()  # type: ignore[attr-defined]
+        working, closed = working_pairs(sandbox, fleet)
+    return report(args, kind, fleet_count=len(fleet), sequential=sequential, parallel=parallel, working=working,
+                  closed=closed)
+
+
+def report(args: argparse.Namespace, kind: str, *, fleet_count: int, sequential: dict[str, Any],
+           parallel: dict[str, Any], working: int, closed: int) -> str:
     outcomes = Counter(r["outcome"] for r in parallel["payload"]["results"])
     seconds = float(parallel["payload"]["fleet"]["seconds"])
     throughput = fleet_count / seconds
@@ -219,23 +237,25 @@ def report(args: argparse.Namespace, *, fleet_count: int, sequential: dict[str, 
     }
     bound, ceiling = min(ceilings.items(), key=lambda item: item[1])
     throttled = {b["party"]: b["throttled"] for b in parallel["payload"]["fleet"]["rate_limits"]}
-    print(f"outcomes: {dict(outcomes)}; exit {parallel['exit']}")
-    print("calls per credential: " + ", ".join(f"{p} {n:.2f}" for p, n in sorted(per.items())))
-    print("ceilings (credentials/s): " + ", ".join(f"{p} {c:.2f}" for p, c in ceilings.items())
+    exposed = len(parallel["payload"]["fleet"]["still_exposed"])
+    print(f"[{kind}] outcomes: {dict(outcomes)}; exit {parallel['exit']}; still exposed: {exposed}")
+    print(f"[{kind}] calls per credential: " + ", ".join(f"{p} {n:.2f}" for p, n in sorted(per.items())))
+    print(f"[{kind}] ceilings (credentials/s): " + ", ".join(f"{p} {c:.2f}" for p, c in ceilings.items())
           + f" -> {bound} bound at {ceiling:.2f}/s")
-    print(f"emergency: {fleet_count} in {seconds:.1f}s ({throughput:.2f}/s; CLI wall {parallel['wall']:.1f}s); "
-          f"sequential: {sequential_rate:.3f}/s; throttled: {throttled}")
-    print(f"CPU: rotator {parallel['cpu'] / fleet_count * 1000:.0f} ms/credential in the emergency run, "
+    print(f"[{kind}] emergency: {fleet_count} in {seconds:.1f}s ({throughput:.2f}/s; CLI wall "
+          f"{parallel['wall']:.1f}s); sequential: {sequential_rate:.3f}/s; throttled: {throttled}")
+    print(f"[{kind}] CPU: rotator {parallel['cpu'] / fleet_count * 1000:.0f} ms/credential in the emergency run, "
           f"{sequential['cpu'] / args.sequential * 1000:.0f} in the sequential one (start-up included); "
           f"emulators {parallel['emulators_cpu']:.1f}s")
-    print(f"working pairs through the AWS front: {working}/{fleet_count}")
+    print(f"[{kind}] working pairs through the AWS front: {working}/{fleet_count}; old key Inactive and the new "
+          f"one the only Active key: {closed}/{fleet_count}")
     ratio_ceiling = throughput / ceiling
     ratio_sequential = throughput / sequential_rate
     verdict = ("ok" if ratio_ceiling >= GOAL_CEILING and ratio_sequential >= GOAL_SEQUENTIAL
-               and working == fleet_count and outcomes.get("rotated") == fleet_count else "BELOW GOAL")
-    return (f"emergency_rotation: {throughput:.2f} credentials/s = {ratio_ceiling:.2f} of the {bound} ceiling "
+               and working == closed == fleet_count and parallel["exit"] == 0 and not exposed else "BELOW GOAL")
+    return (f"emergency_rotation [{kind}]: {throughput:.2f} credentials/s = {ratio_ceiling:.2f} of the {bound} ceiling "
             f"(goal >= {GOAL_CEILING}), {ratio_sequential:.1f}x a sequential loop (goal >= {GOAL_SEQUENTIAL:g}x), "
-            f"{working}/{fleet_count} working pairs: {verdict}")
+            f"{working}/{fleet_count} working pairs, {closed}/{fleet_count} old keys Inactive: {verdict}")
 
 
 if __name__ == "__main__":

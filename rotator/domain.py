@@ -136,6 +136,7 @@ class TargetSpec:
     access_key_id_var: str = "AWS_ACCESS_KEY_ID"
     secret_access_key_var: str = "AWS_SECRET_ACCESS_KEY"
     create_missing: bool = False
+    accept_masked_only: bool = False  # a GitLab before 17.4 may create the secret masked but not hidden
 
     @property
     def target_id(self) -> str:
@@ -167,6 +168,19 @@ class VarRef:
 
 
 @dataclass(frozen=True)
+class VariableWrite:
+    """One write of one variable: a PUT of the value alone (GitLab keeps every flag), or, with ``create``, a
+    POST with these flags."""
+
+    ref: VarRef
+    value: str | Secret
+    create: bool = False
+    masked: bool = True
+    hidden: bool = False
+    protected: bool = True
+
+
+@dataclass(frozen=True)
 class CiVariable:
     key: str
     value: str | None  # None when hidden: GitLab never returns a hidden value
@@ -177,6 +191,72 @@ class CiVariable:
     raw: bool = False
     variable_type: str = "env_var"
     description: str | None = None
+
+
+# GitLab releases whose behaviour rotator depends on.
+# - filter[environment_scope] on a group variable update (PUT) arrived in GitLab 16.9 (docs: api/group_level_variables,
+#   gitlab-org/gitlab MR 140874); before it a group PUT updates the first variable with the key, in any environment
+#   scope (Ci::ChangeVariableService: container.variables.find_by!(key)). GET and DELETE honoured the filter already.
+# - masked_and_hidden arrived with hidden variables in 17.4 (MR 141926, flag ci_hidden_variables); before it the
+#   parameter is dropped and the variable is created masked but visible to the project's maintainers.
+GROUP_FILTER_SINCE = (16, 9)
+MASKED_AND_HIDDEN_SINCE = (17, 4)
+_RELEASE = re.compile(r"\A\s*v?(\d+)\.(\d+)")
+
+
+def gitlab_release(version: str) -> tuple[int, int] | None:
+    """(major, minor) of a GET /version answer such as "17.3.2-ee"; None when it is not of that form."""
+    match = _RELEASE.match(version)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+@dataclass(frozen=True)
+class GitLabCapabilities:
+    """What one GitLab instance does for one token: its version (GET /version), the token's user
+    (GET /user), the token's scopes (GET /personal_access_tokens/self) and whether admin endpoints answer.
+
+    An administrator's token works as an administrator only in admin mode when the instance enables admin
+    mode, and an API token is in admin mode only with the ``admin_mode`` scope (lib/api/api_guard.rb,
+    bypass_session_for_admin_mode?); ``GET /user`` still says ``is_admin: true``, so only an admin endpoint
+    that answers tells."""
+
+    version: str
+    username: str
+    is_admin: bool = False
+    admin_access: bool = False  # admin endpoints answer this token
+    token_scopes: tuple[str, ...] | None = None  # None: not a personal access token, or GitLab would not say
+
+    @property
+    def release(self) -> tuple[int, int] | None:
+        return gitlab_release(self.version)
+
+    def _since(self, release: tuple[int, int]) -> bool:
+        # An unreadable version is treated as an old one: rotator then refuses what it cannot prove safe.
+        return self.release is not None and self.release >= release
+
+    @property
+    def group_filter(self) -> bool:
+        """GitLab honours filter[environment_scope] when updating a group variable (GET and DELETE always did)."""
+        return self._since(GROUP_FILTER_SINCE)
+
+    @property
+    def masked_and_hidden(self) -> bool:
+        """GitLab can create a variable whose value it never shows again."""
+        return self._since(MASKED_AND_HIDDEN_SINCE)
+
+    @property
+    def admin_mode_missing(self) -> bool:
+        """An administrator's token that GitLab answers as a regular user's: admin mode is enabled on the
+        instance and the token lacks the admin_mode scope."""
+        return self.is_admin and not self.admin_access
+
+    def admin_state(self) -> str:
+        if not self.is_admin:
+            return f"{self.username} is not an administrator"
+        if self.admin_access:
+            return f"{self.username} is an administrator and admin endpoints answer this token"
+        return (f"{self.username} is an administrator, but admin endpoints refuse this token: admin mode is "
+                "enabled and the token lacks the admin_mode scope")
 
 
 # --- policy and credentials -----------------------------------------------------------------------
@@ -208,6 +288,7 @@ class CredentialState(StrEnum):
     ROTATING = "rotating"
     HELD = "held"
     FAILED = "failed"
+    BROKEN = "broken"  # a target holds half a pair (new secret, old key id): AWS rejects it until repaired
 
 
 @dataclass(frozen=True)
@@ -268,6 +349,7 @@ class Journal:
     held_at: datetime | None = None  # when the current hold began
     old_last_used_at: datetime | None = None  # the old key's LastUsedDate seen when retiring was held
     error: str | None = None
+    broken_targets: frozenset[str] = frozenset()  # targets left with the new secret and the old key id
 
 
 # --- history and incidents --------------------------------------------------------------------------

@@ -139,6 +139,18 @@ class GitLabNotFound(GitLabPermanentError):
     pass
 
 
+class GitLabPairSplit(GitLabError):
+    """The first variable of a pair was written and the second was not: the target holds half a pair.
+
+    ``written`` names the variable that was written; ``failure`` is the second write's own error."""
+
+    def __init__(self, message: str, *, written: str, failure: GitLabError, hint: str = "") -> None:
+        super().__init__(message, target=failure.target, status=failure.status, hint=hint or failure.hint)
+        self.written = written
+        self.failure = failure
+        self.transient = failure.transient
+
+
 class SlackError(ExternalError):
     party = "slack"
 

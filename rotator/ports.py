@@ -6,7 +6,8 @@ cannot finish. It never turns AccessDenied into "no keys" or a 403 into "no vari
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -17,6 +18,7 @@ from rotator.domain import (
     CredentialState,
     CredentialStatus,
     Event,
+    GitLabCapabilities,
     IamUser,
     Incident,
     Journal,
@@ -25,6 +27,7 @@ from rotator.domain import (
     NewAccessKey,
     ScopeKind,
     Secret,
+    VariableWrite,
     VarRef,
 )
 
@@ -77,7 +80,18 @@ class SecretSealer(Protocol):
 
 
 class CiVariables(Protocol):
-    """GitLab CI/CD variables at project, group or instance level."""
+    """GitLab CI/CD variables at project, group or instance level.
+
+    Every call returns the variable as GitLab's answer describes it (environment_scope, masked, protected,
+    hidden, and the value unless hidden), never as it was asked for: GitLab may apply a request to another
+    variable than the one addressed (old versions ignore the group filter; a group PUT whose filter matches
+    nothing falls back to the key in any scope), and the caller checks what it got.
+    """
+
+    def capabilities(self) -> GitLabCapabilities:
+        """What this GitLab does for this token (version, group filter, masked_and_hidden, admin access),
+        probed once and kept for a day. Raises a GitLabError when GitLab cannot be asked."""
+        ...
 
     def get(self, ref: VarRef) -> CiVariable | None:
         """The variable, or None when GitLab answers '404 Variable Not Found'.
@@ -93,7 +107,18 @@ class CiVariables(Protocol):
         ...
 
     def create(self, ref: VarRef, value: str | Secret, *, masked: bool, hidden: bool,
-               protected: bool) -> CiVariable: ...
+               protected: bool) -> CiVariable:
+        """POST a new variable; ``hidden`` asks for masked_and_hidden, which GitLab before 17.4 drops."""
+        ...
+
+    def write_pair(self, first: VariableWrite, second: VariableWrite, *,
+                   accept_first: Callable[[CiVariable], None] | None = None) -> tuple[CiVariable, CiVariable]:
+        """Two writes back to back: nothing (no rate-limit wait, no Retry-After) comes between them. A transient
+        failure of the second is retried at once; when it still fails, GitLabPairSplit says the first was
+        written. A failure of the first raises its own error: then neither was written by this call.
+        ``accept_first`` checks GitLab's answer to the first write (no I/O); what it raises stops the pair
+        before the second write."""
+        ...
 
     def delete(self, ref: VarRef) -> bool:
         """DELETE with filter[environment_scope]; False when the variable was already gone."""
@@ -110,8 +135,27 @@ class Notifier(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LeaseFence:
+    """One tenure of a lease: whoever holds ``token`` of lease ``name`` may write; a later tenure fences it out."""
+
+    name: str
+    holder: str
+    token: int
+    ttl: timedelta
+
+
 class Store(Protocol):
-    """Durable state: credentials, the rotation journal, history, incidents, leases."""
+    """Durable state: credentials, the rotation journal, history, incidents, leases.
+
+    Leases are judged by the database's clock, in the statement that takes or checks them, so replicas whose
+    clocks disagree still agree on who holds a lease."""
+
+    def fenced(self, fence: LeaseFence) -> Store:
+        """This store, with every write first checking (and extending), in the same transaction, that ``fence``
+        is still the current tenure of its lease; when it is not, the write raises LeaseLost and changes
+        nothing."""
+        ...
 
     # credentials ------------------------------------------------------------------------------------
     def sync_credentials(self, specs: Sequence[CredentialSpec], now: datetime) -> None:
@@ -166,16 +210,23 @@ class Store(Protocol):
     def incidents_for_key(self, key_id: str) -> list[Incident]: ...
 
     # leases -----------------------------------------------------------------------------------------
-    def try_acquire_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
-        """One atomic conditional UPDATE/INSERT: succeeds when free, expired, or already ours."""
+    def try_acquire_lease(self, name: str, holder: str, ttl: timedelta) -> int | None:
+        """One atomic conditional UPDATE/INSERT: succeeds when free, expired, or already ours. Returns the
+        fencing token of the tenure (it grows with every new tenure), None when another holder has it."""
         ...
 
-    def renew_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool: ...
+    def renew_lease(self, fence: LeaseFence) -> bool:
+        """Extend the tenure ``fence`` names; False when it is over (expired, taken over, preempted)."""
+        ...
+
+    def lease_is_current(self, fence: LeaseFence) -> bool:
+        """Is ``fence`` still the current, unexpired tenure? A read: nothing is extended or locked."""
+        ...
 
     def release_lease(self, name: str, holder: str) -> None: ...
 
     def lease_holder(self, name: str) -> tuple[str, datetime] | None:
-        """(holder, expires_at) of a lease that was not released."""
+        """(holder, expires_at by the database's clock) of a lease that was not released."""
         ...
 
     def expire_lease(self, name: str) -> None:

@@ -18,6 +18,11 @@ A party that does not answer at all (connection refused, DNS, timeout, 5xx) is r
 timeout after the first attempt, each one logged. So one request gives up within twice that timeout (the
 retry window, plus one last attempt), never silently and never for minutes.
 
+Some requests must leave together: the two PUTs of one key pair (a pipeline starting between them reads half
+a pair). :meth:`AdaptiveTokenBucket.reserved` takes all their slots before the first one goes out, waiting once
+up front; inside it, the caller thread's next requests never wait, not even for a Retry-After another caller
+received meanwhile.
+
 Standard library only at import (`revoke` imports this before containment, where nothing slow may load):
 use cases and adapters may both hold one.
 """
@@ -26,7 +31,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +46,12 @@ class Pacer(Protocol):
 
     def throttled(self, retry_after: float | None = None) -> None:
         """The other side refused a request for its rate (429, Throttling): slow down."""
+        ...
+
+    def reserved(self, count: int, *, wait: bool = True) -> AbstractContextManager[float]:
+        """Take ``count`` slots now; inside the block the calling thread's next ``count`` ``acquire()`` calls
+        return at once. Yields the seconds waited. ``wait=False`` takes the slots without waiting (the
+        callers after it pay for them): for a request that must not wait at all."""
         ...
 
 
@@ -80,22 +92,45 @@ class AdaptiveTokenBucket:
         self._acquired = 0
         self._waited = 0.0
         self._throttled = 0
+        self._prepaid = threading.local()  # slots a thread reserved and has not used yet
 
-    # --- the two calls adapters make ------------------------------------------------------------------
+    # --- the calls adapters make ----------------------------------------------------------------------
     def acquire(self) -> float:
+        prepaid = getattr(self._prepaid, "count", 0)
+        if prepaid > 0:
+            self._prepaid.count = prepaid - 1
+            return 0.0
+        return self._take(1, wait=True)
+
+    @contextmanager
+    def reserved(self, count: int, *, wait: bool = True) -> Iterator[float]:
+        if count < 1:
+            raise ValueError("reserve at least one slot")
+        waited = self._take(count, wait=wait)
+        before = getattr(self._prepaid, "count", 0)
+        self._prepaid.count = before + count
+        try:
+            yield waited
+        finally:
+            # Slots reserved and not used are dropped: they were counted, and nobody else can use them now.
+            self._prepaid.count = min(self._prepaid.count, before)
+
+    def _take(self, count: int, *, wait: bool) -> float:
+        """Hand out ``count`` consecutive slots; sleep until the last one is due (unless ``wait`` is False)."""
         with self._lock:
             now = self._clock()
             interval = 1.0 / self._rate_at(now)
             due = max(self._next_free, now)
+            last_due = due + (count - 1) * interval
             # Up to `burst` slots may be taken at once: a slot may come (burst-1) intervals before it is due.
-            slot = max(now, due - (self.burst - 1) * interval, self._paused_until)
-            self._next_free = max(due, slot) + interval
-            wait = slot - now
-            self._acquired += 1
-            self._waited += wait
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+            slot = max(now, last_due - (self.burst - 1) * interval, self._paused_until) if wait else now
+            self._next_free = max(last_due, slot) + interval
+            delay = slot - now
+            self._acquired += count
+            self._waited += delay
+        if delay > 0:
+            self._sleep(delay)
+        return delay
 
     def throttled(self, retry_after: float | None = None) -> None:
         with self._lock:
@@ -143,6 +178,9 @@ class Unlimited:
     def throttled(self, retry_after: float | None = None) -> None:
         return None
 
+    @contextmanager
+    def reserved(self, count: int, *, wait: bool = True) -> Iterator[float]:
+        yield 0.0
 
 @dataclass(frozen=True)
 class RetryBudget:

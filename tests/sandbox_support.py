@@ -7,13 +7,18 @@ wrongly-signed keys.
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 from rotator.sandbox.runner import Sandbox, start_sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, aws_client, pair_works, seed_credentials
+from rotator.sandbox.server import Fault
 
 
 @contextmanager
@@ -92,3 +97,32 @@ def clear_logs(sandbox: Sandbox) -> None:
     gitlab: Any = sandbox.gitlab
     for log in (sandbox.aws.log, gitlab.log, sandbox.slack.log):
         log.clear()
+
+
+def variable_put(target: TargetSeed, variable: str = "AWS_ACCESS_KEY_ID") -> str:
+    """A regular expression for the request-log key of a PUT of one of this target's variables."""
+    assert target.path is not None
+    scope = "projects" if target.kind == "project" else "groups"
+    return f"^PUT /api/v4/{scope}/{re.escape(quote(target.path, safe=''))}/variables/{variable}$"
+
+
+def refuse_key_id_after_its_preflight(sandbox: Sandbox, target: TargetSeed) -> threading.Thread:
+    """Make GitLab refuse (403) the target's key-id variable once the preflight PUT of it has passed: a role
+    change between the preflight and the pair. The secret PUT is slowed down at the emulator so the refusal is
+    in place before the key-id PUT arrives (GitLab answers 403 {"message":"403 Forbidden"} for a role that may
+    not write the variable: reference/gitlab-variables-api.md section 4)."""
+    gitlab: Any = sandbox.gitlab
+    key_put = variable_put(target)
+    gitlab.faults.add(Fault(match=variable_put(target, "AWS_SECRET_ACCESS_KEY"), latency=0.5))
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(re.search(key_put, e.key) and e.status == 200 for e in gitlab.log.entries()):
+                gitlab.faults.add(Fault(match=key_put, status=403, message="403 Forbidden"))
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread

@@ -8,6 +8,17 @@ transport retries within a :class:`rotator.ratelimit.RetryBudget` of ``[gitlab] 
 retry; what survives it becomes a typed error naming the target.
 Every single-variable request carries ``filter[environment_scope]`` (GitLab answers 409 without it when
 several variables share a key). Values travel only in request bodies, never in URLs.
+
+Every answer is returned as GitLab gave it, for the caller to check against what it asked: GitLab before 16.9
+ignores the filter on group variable updates (docs: api/group_level_variables), and a group PUT whose filter matches
+nothing updates the key in another scope (Ci::ChangeVariableService falls back to find_by!(key),
+app/services/ci/change_variable_service.rb; MR 140874 kept that for compatibility).
+
+The two writes of a key pair are the exception (``write_pair``): GitLab cannot write two variables atomically
+(no transaction, no compare-and-set: PUT is last-write-wins), so a pipeline starting between them reads half a
+pair. They go out back to back: both rate-limit slots are reserved before the first, and python-gitlab's own
+sleeping retries are off for them; a transient failure of the second is retried at once, and only when that
+keeps failing does it wait as GitLab asks (Retry-After) before the last try.
 """
 
 from __future__ import annotations
@@ -24,22 +35,32 @@ import gitlab.exceptions
 import requests
 import requests.adapters
 
-from rotator.domain import CiVariable, ScopeKind, Secret, VarRef
+from rotator.domain import CiVariable, GitLabCapabilities, ScopeKind, Secret, VariableWrite, VarRef
 from rotator.errors import (
     GitLabAmbiguousScope,
     GitLabError,
     GitLabForbidden,
     GitLabNotFound,
+    GitLabPairSplit,
     GitLabPermanentError,
     GitLabUnavailable,
 )
 from rotator.ratelimit import Pacer, RetryBudget, Unlimited
 
 VARIABLE_NOT_FOUND = ("404 Variable Not Found", "404 GroupVariable Not Found", "404 InstanceVariable Not Found")
+# A pair whose first write meets a transient failure is tried again this many times in all, each after a new
+# reservation (which waits out a Retry-After); the second write, once the first is in, this many times at once.
+PAIR_ATTEMPTS = 3
+SECOND_WRITE_ATTEMPTS = 3
+# python-gitlab's own retries sleep (backoff, Retry-After): never between the two writes of a pair.
+_NO_LIBRARY_RETRIES: dict[str, Any] = {"obey_rate_limit": False, "retry_transient_errors": False}
+
 ROLE_NEEDED = {
     ScopeKind.PROJECT: "Maintainer on the project",
     ScopeKind.GROUP: "Owner on the group",
-    ScopeKind.INSTANCE: "an administrator token",
+    # Where the instance enables admin mode, an administrator's API token acts as one only with the admin_mode
+    # scope (lib/api/api_guard.rb); without it admin endpoints answer 403.
+    ScopeKind.INSTANCE: "an administrator's token (with the admin_mode scope where admin mode is enabled)",
 }
 
 
@@ -169,9 +190,17 @@ def _reveal(value: str | Secret) -> str:
 class GitLabVariables:
     """ports.CiVariables over python-gitlab's HTTP layer (which carries the retry and rate-limit handling)."""
 
-    def __init__(self, client: gitlab.Gitlab, *, throttle: Callable[[], None] | None = None) -> None:
+    def __init__(self, client: gitlab.Gitlab, *, capabilities: Callable[[], GitLabCapabilities],
+                 throttle: Callable[[], None] | None = None, pacer: Pacer | None = None) -> None:
+        """``capabilities``: the shared probe's answer (rotator.adapters.gitlab_capabilities.CapabilityProbe).
+        ``pacer``: the one that ``pace`` mounted on ``client``, so a pair can reserve its two slots."""
         self._gl = client
         self._throttle = throttle or (lambda: None)
+        self._capabilities = capabilities
+        self._pacer: Pacer = pacer or Unlimited()
+
+    def capabilities(self) -> GitLabCapabilities:
+        return self._capabilities()
 
     def _filter(self, ref: VarRef) -> dict[str, Any]:
         if ref.kind is ScopeKind.INSTANCE:
@@ -199,24 +228,75 @@ class GitLabVariables:
 
     def update_value(self, ref: VarRef, value: str | Secret) -> CiVariable:
         """PUT the value alone: GitLab keeps every flag (masked, protected, hidden, raw, type, description)."""
-        self._throttle()
-        path = f"{scope_path(ref.kind, ref.path)}/{quote(ref.key, safe='')}"
-        with gitlab_call(ref.label, ref.kind):
-            data = self._gl.http_put(path, query_data=self._filter(ref), post_data={"value": _reveal(value)})
-        assert isinstance(data, dict)
-        return _variable(data)
+        return self._write(VariableWrite(ref, value))
 
     def create(self, ref: VarRef, value: str | Secret, *, masked: bool, hidden: bool,
                protected: bool) -> CiVariable:
+        return self._write(VariableWrite(ref, value, create=True, masked=masked, hidden=hidden, protected=protected))
+
+    def write_pair(self, first: VariableWrite, second: VariableWrite, *,
+                   accept_first: Callable[[CiVariable], None] | None = None) -> tuple[CiVariable, CiVariable]:
+        """``first`` then ``second``, back to back (see the module docstring); ``accept_first`` may stop the
+        pair after the first write (the caller's check of GitLab's answer)."""
+        for attempt in range(1, PAIR_ATTEMPTS + 1):
+            with self._pacer.reserved(2):
+                try:
+                    written = self._write(first, **_NO_LIBRARY_RETRIES)
+                except GitLabUnavailable:
+                    if attempt == PAIR_ATTEMPTS:
+                        raise
+                    continue  # nothing was written; the next reservation waits out any Retry-After
+                if accept_first is not None:
+                    accept_first(written)
+                return written, self._write_second(first, second)
+        raise AssertionError("unreachable")
+
+    def _write_second(self, first: VariableWrite, second: VariableWrite) -> CiVariable:
+        failure: GitLabError | None = None
+        for attempt in range(SECOND_WRITE_ATTEMPTS):
+            try:
+                if attempt == 0:
+                    return self._write(second, **_NO_LIBRARY_RETRIES)  # the pair's second reserved slot
+                # Half a pair is in GitLab now: completing it outranks pacing (the slot is still counted).
+                with self._pacer.reserved(1, wait=False):
+                    return self._write(second, **_NO_LIBRARY_RETRIES)
+            except GitLabUnavailable as exc:
+                failure = exc
+            except GitLabError as exc:
+                failure = exc
+                break
+        if failure is not None and failure.transient:
+            # Still refused for load (a 429 window, a 5xx spell): wait as GitLab says (python-gitlab obeys
+            # Retry-After), which is the quickest way left to complete the pair.
+            try:
+                return self._write(second)
+            except GitLabError as exc:
+                failure = exc
+        assert failure is not None
+        raise GitLabPairSplit(f"{second.ref.label}: not written after {first.ref.key} was ({failure.message})",
+                              written=first.ref.label, failure=failure)
+
+    def _write(self, write: VariableWrite, **options: Any) -> CiVariable:
+        """One PUT of the value alone (GitLab keeps every flag), or one POST creating the variable."""
         self._throttle()
-        body: dict[str, Any] = {"key": ref.key, "value": _reveal(value), "protected": protected}
-        if ref.kind is not ScopeKind.INSTANCE:
-            body["environment_scope"] = ref.environment_scope
-        if hidden and ref.kind is not ScopeKind.INSTANCE:
-            body["masked_and_hidden"] = True  # GitLab sets masked + hidden together, only at creation
-        body["masked"] = masked or hidden
-        with gitlab_call(ref.label, ref.kind):
-            data = self._gl.http_post(scope_path(ref.kind, ref.path), post_data=body)
+        ref = write.ref
+        if write.create:
+            body: dict[str, Any] = {"key": ref.key, "value": _reveal(write.value), "protected": write.protected}
+            if ref.kind is not ScopeKind.INSTANCE:
+                body["environment_scope"] = ref.environment_scope
+            if write.hidden and ref.kind is not ScopeKind.INSTANCE:
+                body["masked_and_hidden"] = True  # GitLab sets masked + hidden together, only at creation
+            body["masked"] = write.masked or write.hidden
+            try:
+                with gitlab_call(ref.label, ref.kind):
+                    data = self._gl.http_post(scope_path(ref.kind, ref.path), post_data=body, **options)
+            except GitLabPermanentError as exc:
+                raise _limit_reached(exc, ref) or exc from None
+        else:
+            path = f"{scope_path(ref.kind, ref.path)}/{quote(ref.key, safe='')}"
+            with gitlab_call(ref.label, ref.kind):
+                data = self._gl.http_put(path, query_data=self._filter(ref), post_data={"value": _reveal(write.value)},
+                                         **options)
         assert isinstance(data, dict)
         return _variable(data)
 
@@ -232,6 +312,20 @@ class GitLabVariables:
                 return False
             raise
         return True
+
+
+def _limit_reached(exc: GitLabPermanentError, ref: VarRef) -> GitLabPermanentError | None:
+    """A create refused by a plan limit, with the way out. Limitable (app/models/concerns/limitable.rb) answers
+    400 "Maximum number of <limit name> (<count>) exceeded"; instance variables are capped by the plan limit
+    ci_instance_level_variables (app/models/ci/instance_variable.rb), 25 by default."""
+    if exc.status != 400 or "Maximum number of" not in exc.message:
+        return None
+    if ref.kind is ScopeKind.INSTANCE:
+        hint = ("delete unused instance variables, or raise the plan limit ci_instance_level_variables "
+                "(PUT /application/plan_limits), or keep this pair in group variables instead")
+    else:
+        hint = f"delete unused variables of {ref.kind.value} {ref.path}, or raise the plan limit"
+    return GitLabPermanentError(exc.message, target=exc.target, status=400, hint=hint)
 
 
 class _Transport(requests.adapters.HTTPAdapter):

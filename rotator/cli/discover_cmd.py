@@ -57,9 +57,12 @@ class DiscoveryProgress:
 def discover(emit_config: bool, concurrency: int, config_path: str | None, as_json: bool) -> None:
     """Find AWS access keys stored in GitLab CI/CD variables, and compare them with the config.
 
-    Walks every group and project the GitLab token can see (keyset pagination, within
-    [gitlab] requests_per_second, with a progress bar on stderr), and the instance variables
-    when the token is an administrator's. For each variable holding an access key id
+    Walks the groups and projects whose variables the GitLab token can read (within [gitlab]
+    requests_per_second, with a progress bar on stderr): with working admin access every group
+    and project and the instance variables; otherwise the groups where the token's user is
+    Owner and the projects where it is Maintainer. An administrator's token without the
+    admin_mode scope, on a GitLab that enables admin mode, is reported as a limited walk with
+    the fix. For each variable holding an access key id
     (AKIA/ASIA…) it reports the IAM user and account (sts:GetAccessKeyInfo, then
     iam:GetAccessKeyLastUsed through the configured accounts; a key of any other account is
     reported as unknown), whether a configured credential tracks that variable, its secret
@@ -72,8 +75,8 @@ def discover(emit_config: bool, concurrency: int, config_path: str | None, as_js
     Works with a config that has no [[credentials]] yet.
 
     \b
-    Exit codes: 0 every scope was read; 1 some scope or key could not be read (the
-    report says which); 2 usage/config error.
+    Exit codes: 0 every scope within reach was read; 1 some scope or key could not be
+    read, or the walk was limited (the report says which and why); 2 usage/config error.
 
     \b
     Examples:

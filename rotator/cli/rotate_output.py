@@ -25,7 +25,7 @@ STEP_LINES_UP_TO = 10  # more credentials than this: a progress bar, and a line 
 
 OUTCOME_STYLE = {
     Outcome.ROTATED: "green", Outcome.WAITING: "cyan", Outcome.NOT_DUE: "dim",
-    Outcome.HELD: "yellow", Outcome.FAILED: "red", Outcome.BUSY: "magenta",
+    Outcome.HELD: "yellow", Outcome.FAILED: "red", Outcome.BUSY: "magenta", Outcome.BROKEN: "bold red",
 }
 
 
@@ -156,6 +156,10 @@ def fleet_summary(report: FleetReport) -> dict[str, Any]:
         "rate_limits": [{"party": b.name, "configured_rate": b.configured_rate, "requests": b.acquired,
                          "throttled": b.throttled, "waited_seconds": round(b.waited_seconds, 3)}
                         for b in report.buckets],
+        "emergency": report.emergency,
+        "still_exposed": [{"credential": e.credential, "active_key_ids": list(e.active_key_ids), "reason": e.reason,
+                           "verify_error": e.verify_error, "finish": e.finish_commands()} for e in report.exposures],
+        "ok": report.ok,
     }
 
 
@@ -169,6 +173,15 @@ def print_fleet_summary(report: FleetReport) -> None:
     for party in summary["rate_limits"]:
         console.print(f"  {party['party']}: {party['requests']} request(s) at ≤{party['configured_rate']}/s, "
                       f"throttled {party['throttled']} time(s)")
+    if report.emergency:
+        if not report.exposures:
+            console.print("[green]every exposed key is Inactive (IAM ListAccessKeys)[/]")
+        for exposure in report.exposures:
+            keys = ", ".join(exposure.active_key_ids) or "(not verified)"
+            console.print(f"[red]{escape(exposure.credential)}: still Active {keys}[/]: {escape(exposure.reason)}",
+                          soft_wrap=True)
+            for command in exposure.finish_commands():
+                console.print(f"    {escape(command)}", soft_wrap=True)
     problems = [f"{c}: {e}" for c, e in report.owner_posts if e] + (
         [f"security summary: {report.security_post}"] if report.security_post else [])
     for problem in problems:

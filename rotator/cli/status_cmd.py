@@ -43,7 +43,9 @@ def status(config_path: str | None, as_json: bool) -> None:
     States: ok; rotating (<phase>) while a rotation is in flight, waiting out its grace
     period, or was interrupted (the journal's phase; the next `rotate` or tick finishes it);
     held (a human must act; the reason is the last error); failed ("retry at" says when
-    the service tries again, when an outside party was unreachable).
+    the service tries again, when an outside party was unreachable); broken (a GitLab
+    target holds half a pair: the new secret and the old key id; its pipelines fail
+    until the service completes it, which it tries every [service] retry_broken_after).
     The key and its age come from the database; for a credential never rotated, IAM
     (ListAccessKeys) is asked for its Active key. The next rotation follows the config's
     rotate_every. Nothing is written to AWS, GitLab or Slack.
@@ -172,6 +174,8 @@ def _row(spec: CredentialSpec, known: CredentialStatus | None, journal: Journal 
         "next_rotation_at": _iso(next_due), "due": next_due is None or next_due <= now,
         "retry_at": _iso(known.retry_at if known else None),
         "last_error": (known.last_error if known else None) or hold or note,
+        "broken_targets": sorted(t.label for t in spec.targets
+                                 if journal is not None and t.target_id in journal.broken_targets),
         "targets": [t.label for t in spec.targets], "owners": list(spec.owners),
     }
 
@@ -185,7 +189,7 @@ def _print_table(rows: list[dict[str, Any]], source: str) -> None:
     for column in ("credential", "iam user", "account", "state", "key", "age", "next rotation", "retry at",
                    "last error"):
         table.add_column(column, overflow="fold")
-    styles = {"ok": "green", "rotating": "cyan", "held": "yellow", "failed": "red"}
+    styles = {"ok": "green", "rotating": "cyan", "held": "yellow", "failed": "red", "broken": "bold red"}
     for row in rows:
         state = str(row["state"]) + (f" ({row['in_flight']})" if row["in_flight"] else "")
         key = str(row["key_id"] or "-") + (" (IAM)" if row["key_source"] == "iam" else "")

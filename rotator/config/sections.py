@@ -89,6 +89,12 @@ class ServiceSettings(_Section):
     retry_unreachable_max: PositiveDuration = timedelta(minutes=15)
     actor: NonBlank | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The service's pauses before trying a credential again, and its drift-check cadence.
+    retry_held_after: PositiveDuration = timedelta(hours=1)
+    retry_failed_after: PositiveDuration = timedelta(minutes=15)
+    retry_broken_after: PositiveDuration = timedelta(minutes=1)
+    drift_check_every: PositiveDuration = timedelta(hours=6)
+    drift_checks_per_tick: Annotated[int, Field(ge=0, strict=True)] = 25
 
     @model_validator(mode="after")
     def _one_state_key_source(self) -> ServiceSettings:
@@ -222,6 +228,9 @@ class TargetSettings(_Section):
     access_key_id_var: VariableName = "AWS_ACCESS_KEY_ID"
     secret_access_key_var: VariableName = "AWS_SECRET_ACCESS_KEY"
     create_missing: StrictBool = False
+    # On a GitLab before 17.4, which cannot create hidden variables, create_missing may create the secret
+    # masked but visible to the project's maintainers only when this is set.
+    accept_masked_only: StrictBool = False
 
     @model_validator(mode="after")
     def _exactly_one_scope(self) -> TargetSettings:
@@ -241,7 +250,8 @@ class TargetSettings(_Section):
         kind = ScopeKind.PROJECT if self.project else ScopeKind.GROUP if self.group else ScopeKind.INSTANCE
         return TargetSpec(kind=kind, path=self.project or self.group, environment_scope=self.environment_scope,
                           access_key_id_var=self.access_key_id_var,
-                          secret_access_key_var=self.secret_access_key_var, create_missing=self.create_missing)
+                          secret_access_key_var=self.secret_access_key_var, create_missing=self.create_missing,
+                          accept_masked_only=self.accept_masked_only)
 
 
 class CredentialSettings(_Section):

@@ -217,7 +217,6 @@ class IncidentFollowUp:
                 # Take the lease from whoever holds it: the holder's next renewal fails and it stops at a
                 # journaled point; no replica can start a rotation of this credential until we are done.
                 lease = acquire(store, lease_name(credential), self.ports.holder, self.ports.lease_ttl,
-                                self.ports.clock,
                                 expire_first=True)
                 if lease is not None:
                     self.state.leases.append(lease)

@@ -109,7 +109,7 @@ def reaudit(ports: ReauditPorts, incident_id: str, *, by_hand: bool = False) -> 
     if incident is None:
         raise RotatorError(f"no incident {incident_id} in the store",
                            hint="`rotator status` lists open incidents; `rotator incidents` lists them all")
-    with holding(store, f"incident/{incident_id}", ports.holder, ports.lease_ttl, ports.clock) as lease:
+    with holding(store, f"incident/{incident_id}", ports.holder, ports.lease_ttl) as lease:
         if lease is None:
             return ReauditOutcome(incident, None, [], [], [], ["another process is following this incident up"],
                                   busy=True)

@@ -3,8 +3,9 @@
 Read-only by construction: the ports it is given offer reads alone (listing GitLab scopes and variables,
 sts:GetAccessKeyInfo, iam:GetAccessKeyLastUsed, iam:ListAccessKeys). Written against ports only.
 
-1. Walk every group and project the token can see (the inventory adapter pages with keyset pagination)
-   and the instance when the token may read its variables; list each one's variables.
+1. Ask GitLab what it can do for the token (rotator.inventory.reach): with working admin access, walk every
+   group and project and the instance; otherwise exactly the groups and projects the token can read, and
+   say so when an administrator's token lacks admin mode. List each scope's variables.
 2. Find variables whose value is an access key id, the secret partner next to each (by name
    convention), and hidden variables whose values GitLab never returns (listed as unknown, never guessed).
 3. Resolve each key id to an account (GetAccessKeyInfo, then the configured accounts) and an IAM user
@@ -22,21 +23,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from rotator.domain import AccessKey, CiVariable, CredentialSpec, Policy, ScopeKind
+from rotator.domain import AccessKey, CiVariable, CredentialSpec, GitLabCapabilities, Policy, ScopeKind
 from rotator.errors import AwsError, GitLabError
 from rotator.inventory.locate import KeyLocator, Unlocated
 from rotator.inventory.model import (
+    DEFAULT_INSTANCE_VARIABLE_LIMIT,
     DiscoveryReport,
     HiddenVariable,
+    InstanceRoom,
     KeyFinding,
     Resolution,
     UnreadableScope,
     UnreferencedKey,
 )
+from rotator.inventory.reach import Reach, reach_of
 from rotator.inventory.rules import (
     Flags,
     Location,
     Scope,
+    Shadowing,
     TrackedTarget,
     aws_related,
     find_shadowing,
@@ -54,12 +59,21 @@ Progress = Callable[[str, int, int | None], None]  # phase, done, total (None wh
 class Inventory(Protocol):
     """What discovery reads from GitLab."""
 
-    def scopes(self) -> Iterator[tuple[ScopeKind, str | None]]:
-        """Every group and project the token can see, then the instance if its variables are readable."""
+    def capabilities(self) -> GitLabCapabilities:
+        """The capability probe: version, the token's user, whether admin endpoints answer it."""
+        ...
+
+    def scopes(self, *, everything: bool) -> Iterator[tuple[ScopeKind, str | None]]:
+        """``everything``: every group and project, then the instance (needs working admin access).
+        Otherwise the groups where the token's user is Owner and the projects where it is Maintainer."""
         ...
 
     def variables(self, kind: ScopeKind, path: str | None) -> list[CiVariable]:
         """Every variable of one scope (hidden values are None). Raises a GitLabError when it cannot."""
+        ...
+
+    def instance_variable_limit(self) -> int | None:
+        """The plan limit on instance variables; None when GitLab does not tell this token."""
         ...
 
 
@@ -73,9 +87,12 @@ class DiscoveryPorts:
 
 def discover(specs: Sequence[CredentialSpec], default_policy: Policy, ports: DiscoveryPorts, *,
              concurrency: int = 4, progress: Progress | None = None) -> DiscoveryReport:
-    report = DiscoveryReport(started_at=ports.clock.now())
+    report = DiscoveryReport(started_at=ports.clock.now(), reach=reach_of(ports.inventory.capabilities()))
+    assert report.reach is not None
+    if report.limited is not None:
+        report.problems.append(report.limited)
     tell = progress or (lambda phase, done, total: None)
-    variables = _read_variables(ports.inventory, report, concurrency, tell)
+    variables = _read_variables(ports.inventory, report.reach, report, concurrency, tell)
     located = _key_locations(variables, report)
     resolver = _Resolver(ports)
     key_ids = sorted({key_id for key_id, _ in located})
@@ -102,6 +119,10 @@ def discover(specs: Sequence[CredentialSpec], default_policy: Policy, ports: Dis
         report.findings.append(_finding(key_id, location, variable, variables[location.scope],
                                         resolutions[key_id], tracked, by_user, policies, default_policy, now))
     report.shadowing = find_shadowing(variables)
+    report.problems.extend(_unaddressable_group_keys(report.shadowing, report.reach.capabilities))
+    report.instance_room = _instance_room(ports.inventory, variables, specs)
+    if report.instance_room is not None and report.instance_room.matters:
+        report.problems.append(report.instance_room.describe())
     report.unreferenced = _unreferenced(specs, {k for k, _ in located}, resolver, report, now)
     report.finished_at = ports.clock.now()
     return report
@@ -110,10 +131,10 @@ def discover(specs: Sequence[CredentialSpec], default_policy: Policy, ports: Dis
 # --- 1. walk GitLab ------------------------------------------------------------------------------------
 
 
-def _read_variables(inventory: Inventory, report: DiscoveryReport, concurrency: int,
+def _read_variables(inventory: Inventory, reach: Reach, report: DiscoveryReport, concurrency: int,
                     tell: Progress) -> dict[Scope, list[CiVariable]]:
     scopes: list[Scope] = []
-    for kind, path in inventory.scopes():
+    for kind, path in inventory.scopes(everything=reach.everything):
         scopes.append(Scope(kind, path))
         tell("walk", len(scopes), None)
     tell("walk", len(scopes), len(scopes))
@@ -160,6 +181,33 @@ def _key_locations(variables: Mapping[Scope, list[CiVariable]],
                 report.hidden.append(HiddenVariable(location, Flags.of(variable), aws_related(variable)))
     report.hidden.sort(key=lambda h: (not h.aws_named, h.location))
     return sorted(located, key=lambda item: item[1][0])
+
+
+def _unaddressable_group_keys(shadowing: Sequence[Shadowing], capabilities: GitLabCapabilities) -> list[str]:
+    """Before 16.9 GitLab ignores filter[environment_scope] when updating a group variable: a key a group defines
+    for several environment scopes cannot be written one scope at a time, and rotation refuses such targets."""
+    if capabilities.group_filter:
+        return []
+    return [f"group {s.locations[0].scope.path} defines {s.key} for several environment scopes "
+            f"({', '.join(loc.environment_scope for loc in s.locations)}), and GitLab {capabilities.version} "
+            "ignores filter[environment_scope] when updating group variables (honoured from 16.9): rotator "
+            "refuses group targets on this key (next step: upgrade GitLab, or give each scope's pair its own keys)"
+            for s in shadowing if s.reason == "scopes" and s.locations[0].scope.kind is ScopeKind.GROUP]
+
+
+def _instance_room(inventory: Inventory, variables: Mapping[Scope, list[CiVariable]],
+                   specs: Sequence[CredentialSpec]) -> InstanceRoom | None:
+    """Instance variables against their plan limit, when the instance was read."""
+    listed = variables.get(Scope(ScopeKind.INSTANCE, None))
+    if listed is None:
+        return None
+    present = {v.key for v in listed}
+    needed = {name for spec in specs for target in spec.targets
+              if target.kind is ScopeKind.INSTANCE and target.create_missing
+              for name in (target.access_key_id_var, target.secret_access_key_var) if name not in present}
+    limit = inventory.instance_variable_limit()
+    return InstanceRoom(count=len(listed), limit=limit if limit is not None else DEFAULT_INSTANCE_VARIABLE_LIMIT,
+                        limit_known=limit is not None, needed=len(needed))
 
 
 # --- 2. resolve keys in AWS ----------------------------------------------------------------------------

@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from rotator.inventory.reach import Reach
 from rotator.inventory.rules import Flags, Location, Scope, Shadowing, looks_like_key_id_var
+
+DEFAULT_INSTANCE_VARIABLE_LIMIT = 25  # GitLab's default plan limit ci_instance_level_variables
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,40 @@ class UnreadableScope:
     error: str
 
 
+@dataclass(frozen=True)
+class InstanceRoom:
+    """Instance variables against the plan limit ci_instance_level_variables: one more is a 400."""
+
+    count: int
+    limit: int
+    limit_known: bool  # False: GitLab would not tell this token, and its default is assumed
+    needed: int  # variables that configured instance targets with create_missing would still create
+
+    @property
+    def room(self) -> int:
+        return max(0, self.limit - self.count)
+
+    @property
+    def matters(self) -> bool:
+        """Full, or too full for what the config would create (or for one more key pair)."""
+        return self.room < max(self.needed, 2)
+
+    def describe(self) -> str:
+        limit = f"{self.limit}" if self.limit_known else f"{self.limit} (GitLab's default; the limit was not readable)"
+        text = (f"the instance holds {self.count} variable(s) of at most {limit} (plan limit "
+                f"ci_instance_level_variables): room for {self.room} more")
+        if self.needed:
+            text += f"; instance targets with create_missing would create {self.needed}"
+        return text + (" (next step: delete unused instance variables, raise the limit, or use group variables)"
+                       if self.matters else "")
+
+
 @dataclass
 class DiscoveryReport:
     started_at: datetime
     finished_at: datetime | None = None
+    reach: Reach | None = None  # None only in reports built without asking GitLab what it can do
+    instance_room: InstanceRoom | None = None
     scope_counts: dict[str, int] = field(default_factory=dict)
     findings: list[KeyFinding] = field(default_factory=list)
     hidden: list[HiddenVariable] = field(default_factory=list)
@@ -119,7 +152,13 @@ class DiscoveryReport:
         return sorted(set(issues), key=lambda issue: issue.location)
 
     @property
+    def limited(self) -> str | None:
+        """Why the walk could not reach what it should have (an administrator without admin mode)."""
+        return self.reach.limitation if self.reach is not None else None
+
+    @property
     def complete(self) -> bool:
-        """Every scope was read and no key-id variable was hidden from us."""
-        return not self.unreadable and not any(h.aws_named and looks_like_key_id_var(h.location.key)
-                                               for h in self.hidden)
+        """Every scope within reach was read, the reach was what it should be, and no key-id variable was
+        hidden from us."""
+        return self.limited is None and not self.unreadable and not any(
+            h.aws_named and looks_like_key_id_var(h.location.key) for h in self.hidden)

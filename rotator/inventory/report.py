@@ -95,8 +95,15 @@ def text_sections(report: DiscoveryReport) -> list[tuple[str, list[str], list[li
 
 def summary_line(report: DiscoveryReport) -> str:
     counts = ", ".join(f"{n} {kind}(s)" for kind, n in sorted(report.scope_counts.items())) or "nothing"
-    coverage = "complete" if report.complete else "INCOMPLETE (see hidden variables / unreadable scopes)"
-    return (f"walked {counts}; {len(report.findings)} key id(s) found: {len(report.tracked)} tracked, "
+    if report.limited is not None:
+        coverage = "INCOMPLETE (the walk was limited to memberships: see Problems)"
+    elif report.complete:
+        coverage = "complete"
+    else:
+        coverage = "INCOMPLETE (see hidden variables / unreadable scopes)"
+    reach = report.reach
+    where = f"GitLab {reach.capabilities.version}, {reach.describe()}: " if reach is not None else ""
+    return (f"walked {where}{counts}; {len(report.findings)} key id(s) found: {len(report.tracked)} tracked, "
             f"{len(report.untracked)} untracked, {len(report.unknown)} unknown owner; coverage {coverage}")
 
 
@@ -127,8 +134,19 @@ def as_json(report: DiscoveryReport) -> dict[str, Any]:
             "mismatch": f.mismatch, "problem": r.problem,
         }
 
+    reach, room = report.reach, report.instance_room
     return {
         "started_at": report.started_at, "finished_at": report.finished_at, "complete": report.complete,
+        "gitlab": None if reach is None else {
+            "version": reach.capabilities.version, "user": reach.capabilities.username,
+            "is_admin": reach.capabilities.is_admin, "admin_access": reach.capabilities.admin_access,
+            "token_scopes": reach.capabilities.token_scopes, "group_filter": reach.capabilities.group_filter,
+            "masked_and_hidden": reach.capabilities.masked_and_hidden},
+        "walk": None if reach is None else {"everything": reach.everything, "reach": reach.describe(),
+                                            "limited": reach.limitation},
+        "instance_variables": None if room is None else {
+            "count": room.count, "limit": room.limit, "limit_known": room.limit_known, "needed": room.needed,
+            "room": room.room, "matters": room.matters},
         "scopes": report.scope_counts,
         "keys": [finding(f) for f in report.findings],
         "flag_issues": [{"location": _location(i.location), "holds": i.role, "missing": list(i.missing)}

@@ -71,7 +71,7 @@ def retire_credential(spec: CredentialSpec, ports: RetirePorts, *, role_name: st
         _delete_variables(spec, ports, dry_run, result, step)
         _deactivate_keys(spec, ports, dry_run, result, step)
         return result
-    with holding(ports.store, lease_name(spec.name), holder, lease_ttl, ports.clock) as lease:
+    with holding(ports.store, lease_name(spec.name), holder, lease_ttl) as lease:
         if lease is None:
             raise LeaseBusy(f"another rotator process is working on {spec.name}",
                             hint="wait for it to finish (see `rotator status`), then run this again")

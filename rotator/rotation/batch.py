@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 from rotator.domain import CredentialSpec
@@ -19,14 +20,17 @@ from rotator.rotation.results import Outcome, RotationPorts, RotationResult
 
 def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease_ttl: timedelta,
                force: bool = False, on_step: Callable[[str, str], None] | None = None,
-               interrupt: Callable[[], None] | None = None, resume_only: bool = False) -> RotationResult:
-    """Run one credential under its lease. The lease is renewed before every outside step; losing it
-    (a replica took over after expiry, or an incident preempted) stops this run at a journaled point.
+               interrupt: Callable[[], None] | None = None, resume_only: bool = False,
+               emergency: bool = False) -> RotationResult:
+    """Run one credential under its lease. Before every outside step the database proves the lease's tenure is
+    still the current one (and extends it now and then), and every write to the store (journal, history, status)
+    first proves it too, extending it; losing it (a
+    replica took over after expiry, or an incident preempted) stops this run at a journaled point, as busy.
 
     ``interrupt`` is called at the same points, before the renewal: raising LeaseLost there (the service
     does when it is told to stop) ends the run at that journaled point too, and the lease is released."""
     name = lease_name(spec.name)
-    with holding(ports.store, name, holder, lease_ttl, ports.clock) as lease:
+    with holding(ports.store, name, holder, lease_ttl) as lease:
         if lease is None:
             return RotationResult(spec.name, Outcome.BUSY, busy_message(ports.store, name))
         held: Lease = lease
@@ -34,11 +38,13 @@ def rotate_one(ports: RotationPorts, spec: CredentialSpec, *, holder: str, lease
         def guard() -> None:
             if interrupt is not None:
                 interrupt()
-            if not held.renew():
+            if not held.check():
                 raise LeaseLost(f"lost the lease on {spec.name} (taken over, or preempted by an incident)",
                                 hint="nothing to do: the holder continues from the journal")
 
-        return Rotator(ports, spec, force=force, guard=guard, on_step=on_step, resume_only=resume_only).run()
+        fenced = replace(ports, store=held.fenced_store())
+        return Rotator(fenced, spec, force=force, guard=guard, on_step=on_step, resume_only=resume_only,
+                       emergency=emergency).run()
 
 
 def rotate_many(specs: Sequence[CredentialSpec], ports_for: Callable[[CredentialSpec], RotationPorts], *,
@@ -46,7 +52,8 @@ def rotate_many(specs: Sequence[CredentialSpec], ports_for: Callable[[Credential
                 on_result: Callable[[RotationResult], None] | None = None,
                 on_step: Callable[[str, str, str], None] | None = None, resume_only: bool = False,
                 interrupt: Callable[[], None] | None = None,
-                should_start: Callable[[str], bool] = lambda name: True) -> list[RotationResult]:
+                should_start: Callable[[str], bool] = lambda name: True,
+                emergency: bool = False) -> list[RotationResult]:
     """Every credential runs; one failure never stops the others. Results come back in input order.
 
     ``should_start`` is asked with each credential's name just before it starts: once it says no (the
@@ -59,7 +66,7 @@ def rotate_many(specs: Sequence[CredentialSpec], ports_for: Callable[[Credential
         step = None if on_step is None else (lambda name, detail: on_step(spec.name, name, detail))
         try:
             result = rotate_one(ports_for(spec), spec, holder=holder, lease_ttl=lease_ttl, force=force,
-                                on_step=step, interrupt=interrupt, resume_only=resume_only)
+                                on_step=step, interrupt=interrupt, resume_only=resume_only, emergency=emergency)
         except RotatorError as exc:  # building the ports failed (e.g. an account role cannot be assumed)
             result = RotationResult(spec.name, Outcome.FAILED, str(exc))
         if on_result is not None:

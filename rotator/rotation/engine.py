@@ -6,15 +6,18 @@ The journal is saved before every outside step, so every run (``rotate`` or a se
 whatever an earlier, possibly killed, run left: roll forward when the journal holds what is needed, roll back
 only what this rotation provably created. Each step is idempotent. One engine, as Vault's database backend
 keeps its rotation with its write-ahead log: the phases read top to bottom, sharing one run's state.
+
+An emergency run ("GitLab may be compromised": the old key is the danger, not the pipeline) starts a rotation
+whether due or not, and retires the old key as soon as every target holds the new pair: no grace, no
+LastUsedDate gate. It never deletes: the old key stays Inactive as evidence until the normal delete_after.
 """
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rotator.domain import (
     AccessKey,
@@ -23,6 +26,7 @@ from rotator.domain import (
     IamUser,
     Journal,
     KeyOwner,
+    KeyStatus,
     NewAccessKey,
     Phase,
     decide_room,
@@ -35,18 +39,23 @@ from rotator.errors import (
     AwsThrottled,
     ExternalError,
     GitLabError,
+    GitLabPairSplit,
     LeaseLost,
     RotatorError,
 )
 from rotator.rotation.reporting import Reporter
 from rotator.rotation.results import Outcome, RotationPorts, RotationResult
 from rotator.rotation.targets import (
+    PreflightRefused,
     TargetAssessment,
     TargetReading,
     assess_targets,
     check_drift,
+    describe_split,
     missing_variable_error,
+    preflight,
     read_target,
+    restore_secret,
     write_pair,
 )
 from rotator.rotation.verify import verify_new_key
@@ -68,12 +77,15 @@ class Rotator:
 
     def __init__(self, ports: RotationPorts, spec: CredentialSpec, *, force: bool = False,
                  guard: Callable[[], None] | None = None,
-                 on_step: Callable[[str, str], None] | None = None, resume_only: bool = False) -> None:
+                 on_step: Callable[[str, str], None] | None = None, resume_only: bool = False,
+                 emergency: bool = False) -> None:
         """``guard`` runs before every outside step (lease renewal, interruption); ``resume_only`` finishes
-        or undoes an interrupted rotation but never starts a new one."""
+        or undoes an interrupted rotation but never starts a new one; ``emergency`` (implies ``force``)
+        retires the old key as soon as every target holds the new pair, and deletes nothing."""
         self.ports = ports
         self.spec = spec
-        self.force = force
+        self.force = force or emergency
+        self.emergency = emergency
         self.resume_only = resume_only
         self._guard = guard or (lambda: None)
         self.report = Reporter(ports, spec, on_step)
@@ -242,6 +254,8 @@ class Rotator:
             journal = self._publish(journal, new_key)
         if journal.phase is Phase.PUBLISHED:
             journal = self._retire(journal)
+        if journal.phase is Phase.RETIRED and self.emergency:
+            return self._emergency_end(journal)
         if journal.phase is Phase.RETIRED:
             journal = self._delete(journal)
         return self._result(Outcome.ROTATED, f"rotated to {journal.new_key_id}", key_id=journal.new_key_id,
@@ -258,6 +272,7 @@ class Rotator:
         self._guard()
         accepted, detail = verify_new_key(self.ports, new_key, user, self.spec.policy.verify_timeout, self._guard)
         if not accepted:
+            self._guard()
             self.ports.iam.delete_access_key(journal.user_name, new_key.key_id)
             self._save(replace(journal, phase=Phase.ROLLED_BACK, sealed_secret=None, error=detail))
             self.report.event("verify", "failed", key_ids=(new_key.key_id,), reason=detail)
@@ -272,12 +287,15 @@ class Rotator:
     # --- publish ------------------------------------------------------------------------------------
     def _publish(self, journal: Journal, new_key: NewAccessKey) -> Journal:
         expected = {k for k in (journal.old_key_id, new_key.key_id) if k}
-        stale: list[str] = []
-        parties: set[str | None] = set()
+        refused: list[str] = []  # nothing new is in these targets: a human must let rotator write there
+        failed: list[str] = []  # could not be read or written (drift, missing variable, GitLab unreachable)
+        broken: dict[str, str] = {}  # target id -> which variable holds what
+        parties: set[str | None] = set()  # the party each failure was for, when it did not answer
         drift = False
         for target in self.spec.targets:
             if target.target_id in journal.targets_done:
                 continue
+            marker = f"{target.target_id}#secret"
             self._guard()
             try:
                 reading = read_target(self.ports.variables, target)
@@ -285,56 +303,105 @@ class Rotator:
                 if problem is not None:
                     drift = drift or reading.held_key_id is not None
                     raise problem
-                marker = f"{target.target_id}#secret"
-                write_pair(self.ports.variables, reading, new_key,
-                           on_secret_written=functools.partial(self._mark_partial, journal, marker))
+                try:
+                    before = preflight(self.ports.variables, reading)
+                except PreflightRefused as exc:
+                    if marker in journal.targets_done and not _holds_old_secret(reading, new_key):
+                        raise GitLabPairSplit(str(exc), written=target.secret_access_key_var, failure=exc) from None
+                    raise
+                # Journaled before the secret PUT: from here the target may hold something new.
+                journal = self._save(replace(journal, targets_done=journal.targets_done | {marker}))
+                write_pair(self.ports.variables, reading, new_key, before=before)
+            except PreflightRefused as exc:
+                refused.append(str(exc))
+                self.report.event("publish", "refused", key_ids=(new_key.key_id,), target=target.label,
+                                  error=str(exc), status=exc.status)
+                continue
+            except GitLabPairSplit as split:
+                self._guard()
+                if _holds_old_secret(reading, new_key) and restore_secret(self.ports.variables, reading):
+                    journal = self._save(replace(journal, targets_done=journal.targets_done - {marker}))
+                    text = (f"{target.label}: GitLab refused {target.access_key_id_var} (HTTP {split.status}) after "
+                            f"{target.secret_access_key_var} was written; the old secret was put back, so the "
+                            f"target holds {reading.held_key_id} again")
+                    refused.append(text)
+                    self.report.event("publish", "restored", key_ids=(new_key.key_id,), target=target.label,
+                                      error=split.failure.message, status=split.status)
+                else:
+                    broken[target.target_id] = describe_split(reading, split, new_key.key_id)
+                    self.report.event("publish", "broken", key_ids=(new_key.key_id,), target=target.label,
+                                      error=split.failure.message, status=split.status)
+                continue
             except GitLabError as exc:
-                stale.append(str(exc))
+                failed.append(str(exc))
                 parties.add(unreachable_party(exc))
                 self.report.event("publish", "failed", key_ids=(new_key.key_id,), target=target.label,
                                   error=str(exc))
                 continue
-            latest = self._latest(journal)
-            journal = self._save(replace(latest, targets_done=latest.targets_done | {target.target_id}))
+            journal = self._save(replace(journal, targets_done=journal.targets_done | {target.target_id},
+                                         broken_targets=journal.broken_targets - {target.target_id}))
             self.report.event("publish", "ok", key_ids=(new_key.key_id,), target=target.label)
             self.report.step("publish", f"{target.label}: {target.secret_access_key_var} then "
                                         f"{target.access_key_id_var}")
-        journal = self._latest(journal)
         if {t.target_id for t in self.spec.targets} <= journal.targets_done:
             return self._published(journal, new_key)
+        if broken:
+            raise _Stop(self._broken(journal, new_key, broken, [*refused, *failed]))
         touched = {t.split("#")[0] for t in journal.targets_done}
+        if journal.broken_targets:  # a target broken earlier that could not even be read this time
+            journal = self._save(replace(journal, broken_targets=frozenset()))
         if not touched:
             # No target holds anything new: the new key is ours alone, so undo it.
+            self._guard()
             self.ports.iam.delete_access_key(journal.user_name, new_key.key_id)
-            self._save(replace(journal, phase=Phase.ROLLED_BACK, sealed_secret=None, error="; ".join(stale)))
+            reasons = [*refused, *failed]
+            self._save(replace(journal, phase=Phase.ROLLED_BACK, sealed_secret=None, error="; ".join(reasons)))
             self.report.event("delete_key", "ok", key_ids=(new_key.key_id,), reason="no target could be written")
-            message = "no target could be written: " + "; ".join(stale)
-            self.report.notify("failed", f"rotator: {self.spec.name} rotation failed", [message], "warning")
-            unreachable = parties.pop() if len(parties) == 1 else None  # every target failed the same way
-            raise _Stop(self._hold(message) if drift else self._fail(message, unreachable=unreachable))
-        reason = (f"both keys stay Active: {len(stale)} target(s) still hold {journal.old_key_id}: "
-                  + "; ".join(stale))
+            message = (f"no target could be written, new key {new_key.key_id} deleted, {journal.old_key_id} "
+                       f"untouched: " + "; ".join(reasons))
+            held = drift or bool(refused)
+            self.report.notify("held" if held else "failed",
+                               f"rotator: {self.spec.name} rotation {'held' if held else 'failed'}", [message],
+                               "warning")
+            unreachable = parties.pop() if len(parties) == 1 and not refused else None  # all failed the same way
+            raise _Stop(self._hold(message, key_id=journal.old_key_id) if held
+                        else self._fail(message, unreachable=unreachable))
+        reason = (f"both keys stay Active: not every target holds {new_key.key_id} yet: " + "; ".join(
+            [*refused, *failed]))
         self._save(replace(journal, hold_reason=reason))
         self.report.notify("held", f"rotator: {self.spec.name} partially rotated, held",
                            [reason, "fix the targets, then run `rotator rotate` to finish"], "warning")
         raise _Stop(self._hold(reason, key_id=journal.old_key_id, new_key_id=new_key.key_id))
 
+    def _broken(self, journal: Journal, new_key: NewAccessKey, broken: dict[str, str],
+                others: list[str]) -> RotationResult:
+        """Some target holds half a pair: AWS rejects its pipelines. Said at once to the owners and the
+        security channel; the service retries the target every [service] retry_broken_after."""
+        self._save(replace(journal, broken_targets=frozenset(broken), hold_reason=None))
+        lines = [*broken.values(),
+                 f"both {journal.old_key_id or '(no old key)'} and {new_key.key_id} stay Active; pipelines of "
+                 f"{'this target' if len(broken) == 1 else 'these targets'} fail until the key-id variable holds "
+                 f"{new_key.key_id}",
+                 f"rotator tries again every [service] retry_broken_after; once GitLab accepts the write, "
+                 f"`rotator rotate {self.spec.name}` completes it at once", *others]
+        message = f"BROKEN: {len(broken)} target(s) hold half a pair: " + "; ".join(broken.values())
+        self.report.alarm("broken", f"rotator: {self.spec.name}: {len(broken)} GitLab target(s) BROKEN", lines)
+        self.report.event("publish", "broken", key_ids=(new_key.key_id,), targets=sorted(broken))
+        return self._result(Outcome.BROKEN, message, key_id=journal.old_key_id, new_key_id=new_key.key_id)
+
     def _published(self, journal: Journal, new_key: NewAccessKey) -> Journal:
         now = self.ports.clock.now()
         journal = self._save(replace(journal, phase=Phase.PUBLISHED, sealed_secret=None, published_at=now,
-                                     hold_reason=None))
+                                     hold_reason=None, broken_targets=frozenset()))
         self.ports.store.set_status(self.spec.name, CredentialState.ROTATING, now, current_key_id=new_key.key_id,
                                     key_created_at=new_key.created_at)
         retire_at = now + self.spec.policy.grace
         self.report.notify("rotated", f"rotator: {self.spec.name} rotated", [
             f"new key {new_key.key_id} is in {len(self.spec.targets)} GitLab target(s)",
-            f"old key {journal.old_key_id or '(none)'} stays Active until {retire_at.isoformat()} (grace)",
+            f"old key {journal.old_key_id or '(none)'} is made Inactive now (emergency rotation)" if self.emergency
+            else f"old key {journal.old_key_id or '(none)'} stays Active until {retire_at.isoformat()} (grace)",
         ], "ok")
         return journal
-
-    def _mark_partial(self, journal: Journal, marker: str) -> None:
-        latest = self._latest(journal)
-        self._save(replace(latest, targets_done=latest.targets_done | {marker}))
 
     # --- retire: after the grace period, deactivate the old key -------------------------------------------
     def _retire(self, journal: Journal) -> Journal:
@@ -346,13 +413,16 @@ class Rotator:
             return self._finish(journal)
         now = self.ports.clock.now()
         retire_at = journal.published_at + self.spec.policy.grace
-        if now < retire_at:
+        if now < retire_at and not self.emergency:
             raise _Stop(self._result(Outcome.WAITING, f"grace period: {journal.old_key_id} retires at "
                                                        f"{retire_at.isoformat()}", key_id=journal.new_key_id))
         self._guard()
         still = [r.target.label for r in self._read_targets() if r.held_key_id == journal.old_key_id]
         if still:
-            raise _Stop(self._hold(f"not deactivating {journal.old_key_id}: still held by {', '.join(still)}"))
+            raise _Stop(self._hold(f"not deactivating {journal.old_key_id}: still held by {', '.join(still)}",
+                                   key_id=journal.old_key_id, new_key_id=journal.new_key_id))
+        if self.emergency:
+            return self._deactivate(journal, now)
         used = self.ports.iam.get_access_key_last_used(journal.old_key_id)
         last = used.last_used_at
         if last is not None and last > journal.published_at + self.spec.policy.last_used_skew:
@@ -372,11 +442,37 @@ class Rotator:
                                 "rotator retires the key once it has not been used for a grace period"],
                         "warning")
                 raise _Stop(self._hold(reason, key_id=journal.new_key_id))
+        return self._deactivate(journal, now)
+
+    def _deactivate(self, journal: Journal, now: datetime) -> Journal:
+        assert journal.old_key_id is not None
         self._guard()
         self.ports.iam.set_access_key_status(journal.user_name, journal.old_key_id, active=False)
         self.report.event("deactivate_key", "ok", key_ids=(journal.old_key_id,))
         self.report.step("retire", f"deactivated {journal.old_key_id}")
         return self._save(replace(journal, phase=Phase.RETIRED, deactivated_at=now, hold_reason=None))
+
+    def _emergency_end(self, journal: Journal) -> RotationResult:
+        """An emergency run stops once the old key is Inactive, as IAM itself reports it: kept as evidence,
+        deleted by a later run after delete_after."""
+        old = journal.old_key_id
+        retired = None
+        if old is None:
+            message = f"rotated to {journal.new_key_id}; there was no old key"
+        else:
+            keys = {k.key_id: k for k in self.ports.iam.list_access_keys(journal.user_name)}
+            if old in keys and keys[old].status is not KeyStatus.INACTIVE:
+                raise RotatorError(f"IAM still lists {old} as {keys[old].status.value} after it was deactivated",
+                                   hint=f"run `rotator rotate {self.spec.name} --emergency` again")
+            retired = old
+            state = "Inactive" if old in keys else "already deleted"
+            assert journal.deactivated_at is not None or old not in keys
+            delete_at = (journal.deactivated_at or self.ports.clock.now()) + self.spec.policy.delete_after
+            message = (f"rotated to {journal.new_key_id}; {old} is {state} (verified with ListAccessKeys)"
+                       + (f", kept as evidence until {delete_at.isoformat()} (delete_after)" if old in keys else ""))
+        self.report.step("emergency", message)
+        return self._result(Outcome.WAITING, message, key_id=journal.new_key_id, new_key_id=journal.new_key_id,
+                            retired_key_id=retired)
 
     # --- delete: after delete_after, delete the old key ---------------------------------------------------
     def _delete(self, journal: Journal) -> Journal:
@@ -420,19 +516,16 @@ class Rotator:
             readings.append(reading)
         return readings
 
-    def _latest(self, journal: Journal) -> Journal:
-        latest = self.ports.store.open_journal(self.spec.name)
-        return latest if latest is not None and latest.rotation_id == journal.rotation_id else journal
-
     def _save(self, journal: Journal) -> Journal:
         journal = replace(journal, updated_at=self.ports.clock.now())
         self.ports.store.save_journal(journal)
         return journal
 
     def _result(self, outcome: Outcome, message: str, *, key_id: str | None = None,
-                new_key_id: str | None = None, unreachable: str | None = None) -> RotationResult:
+                new_key_id: str | None = None, unreachable: str | None = None,
+                retired_key_id: str | None = None) -> RotationResult:
         return RotationResult(self.spec.name, outcome, message, key_id, new_key_id, tuple(self.report.steps),
-                              unreachable)
+                              unreachable, retired_key_id=retired_key_id)
 
     def _hold(self, reason: str, *, key_id: str | None = None, new_key_id: str | None = None) -> RotationResult:
         self.report.event("hold", "held", reason=reason)
@@ -449,3 +542,10 @@ def unreachable_party(exc: RotatorError) -> str | None:
     if isinstance(exc, ExternalError) and exc.transient and not isinstance(exc, AwsThrottled):
         return exc.party
     return None
+
+
+def _holds_old_secret(reading: TargetReading, new_key: NewAccessKey) -> bool:
+    """Does the secret variable, as read before this write, provably hold something other than the new secret?
+    (A hidden value cannot be read: it proves nothing.)"""
+    secret = reading.secret_var
+    return secret is not None and secret.value is not None and secret.value != new_key.secret.reveal()

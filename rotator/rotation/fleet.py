@@ -9,6 +9,10 @@ scale is around it:
   hold, so that 429 and Throttling slow everybody down instead of failing credentials;
 - Slack: owners get the messages they would have got, but batched, one message per channel when the run
   ends (not one per step of each of hundreds of credentials), and the security channel gets one summary.
+  A broken target (half a pair in GitLab) is the exception: it is said at once, not at the end.
+- ``--emergency``: every old key is made Inactive as soon as its credential's targets hold the new pair;
+  the summary then says, per credential, what was done, and names every exposed key still Active, with why
+  and the exact command that finishes the job. IAM itself is asked which keys are still Active.
 
 Written against ports only.
 """
@@ -21,8 +25,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from rotator.domain import CredentialSpec, Event, ScopeKind, TargetSpec
-from rotator.errors import SlackError, StoreError
+from rotator.domain import CredentialSpec, Event, KeyStatus, ScopeKind, TargetSpec
+from rotator.errors import RotatorError, SlackError, StoreError
 from rotator.ports import Clock, Notifier, Store
 from rotator.ratelimit import BucketStats, Pacer
 from rotator.rotation.batch import rotate_many
@@ -144,6 +148,25 @@ def _capped(lines: list[str]) -> list[str]:
 # --- the run -------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """After an emergency run: a credential whose exposed key(s) IAM still lists as Active."""
+
+    credential: str
+    iam_user: str
+    active_key_ids: tuple[str, ...]
+    reason: str  # why the run could not close it (the result's message)
+    verify_error: str | None = None  # IAM could not be asked: nothing is claimed either way
+
+    def finish_commands(self) -> list[str]:
+        """The exact commands that close the door: rotator's own, once the reason is fixed, or by hand now
+        (the pipelines that still hold the key then fail)."""
+        commands = [f"rotator rotate {self.credential} --emergency"]
+        commands += [f"aws iam update-access-key --user-name {self.iam_user} --access-key-id {key_id} "
+                     "--status Inactive" for key_id in self.active_key_ids]
+        return commands
+
+
 @dataclass
 class FleetReport:
     results: list[RotationResult]
@@ -153,6 +176,8 @@ class FleetReport:
     security_post: str | None = None  # None: posted or nobody to tell; else the error
     buckets: list[BucketStats] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)  # the process was told to stop before these began
+    emergency: bool = False
+    exposures: list[Exposure] = field(default_factory=list)  # emergency only
 
     @property
     def counts(self) -> Counter[str]:
@@ -160,6 +185,8 @@ class FleetReport:
 
     @property
     def ok(self) -> bool:
+        if self.emergency:
+            return not self.exposures  # every exposed key Inactive, as IAM says
         return all(r.outcome.ok for r in self.results)
 
     @property
@@ -173,6 +200,7 @@ class FleetOptions:
     lease_ttl: timedelta
     concurrency: int = 16
     force: bool = False
+    emergency: bool = False
     security_channel: str | None = None
     scope: str = "every configured credential"  # what was selected, for the summary
     actor: str = "rotator"
@@ -194,14 +222,18 @@ def rotate_fleet(specs: Sequence[CredentialSpec], ports_for: Callable[[Credentia
 
     def fleet_ports(spec: CredentialSpec) -> RotationPorts:
         ports = ports_for(spec)
-        return replace(ports, notifier=digest.for_credential(spec.name) if notifier is not None else None)
+        return replace(ports, notifier=digest.for_credential(spec.name) if notifier is not None else None,
+                       urgent=notifier, security_channel=options.security_channel)
 
     results = rotate_many(specs, fleet_ports, holder=options.holder, lease_ttl=options.lease_ttl,
                           concurrency=options.concurrency, force=options.force, on_result=on_result,
-                          on_step=on_step, should_start=should_start or (lambda name: True), interrupt=interrupt)
+                          on_step=on_step, should_start=should_start or (lambda name: True), interrupt=interrupt,
+                          emergency=options.emergency)
     ran = {result.credential for result in results}
+    exposures = still_exposed(specs, results, ports_for) if options.emergency else []
     report = FleetReport(results, started, clock.now(), buckets=buckets() if buckets else [],
-                         not_started=[spec.name for spec in specs if spec.name not in ran])
+                         not_started=[spec.name for spec in specs if spec.name not in ran],
+                         emergency=options.emergency, exposures=exposures)
     if notifier is None:
         return report
     report.owner_posts = digest.flush(notifier, "rotator: emergency rotation")
@@ -213,6 +245,33 @@ def rotate_fleet(specs: Sequence[CredentialSpec], ports_for: Callable[[Credentia
         except SlackError as exc:
             report.security_post = str(exc)
     return report
+
+
+def closed(result: RotationResult) -> bool:
+    """Did an emergency run leave this credential with no exposed key Active? Its old key was seen Inactive
+    (or gone) in IAM after being deactivated, or the rotation ended with only the new key."""
+    return result.retired_key_id is not None or result.outcome is Outcome.ROTATED
+
+
+def still_exposed(specs: Sequence[CredentialSpec], results: Sequence[RotationResult],
+                  ports_for: Callable[[CredentialSpec], RotationPorts]) -> list[Exposure]:
+    """Ask IAM which keys are still Active for every credential the run could not close: each Active key but
+    the one this run created (which GitLab received after the emergency began) is still exposed."""
+    by_name = {spec.name: spec for spec in specs}
+    exposures = []
+    for result in results:
+        if closed(result):
+            continue
+        spec = by_name[result.credential]
+        try:
+            keys = ports_for(spec).iam.list_access_keys(spec.iam_user)
+        except RotatorError as exc:
+            exposures.append(Exposure(spec.name, spec.iam_user, (), result.message, verify_error=str(exc)))
+            continue
+        active = tuple(k.key_id for k in keys if k.status is KeyStatus.ACTIVE and k.key_id != result.new_key_id)
+        if active:
+            exposures.append(Exposure(spec.name, spec.iam_user, active, result.message))
+    return exposures
 
 
 def _record(store: Store | None, clock: Clock, actor: str, posts: list[tuple[str, str | None]]) -> None:
@@ -230,19 +289,45 @@ def _record(store: Store | None, clock: Clock, actor: str, posts: list[tuple[str
 
 
 def summary_title(report: FleetReport) -> str:
+    if report.emergency:
+        exposed = len(report.exposures)
+        state = ("every exposed key is Inactive" if not exposed
+                 else f"{exposed} credential(s) STILL EXPOSED (a key still Active)")
+        return f"rotator: emergency rotation of {len(report.results)} credential(s): {state}"
     counts = report.counts
     parts = [f"{counts[o.value]} {o.value}" for o in Outcome if counts[o.value]]
     return f"rotator: emergency rotation of {len(report.results)} credential(s): {', '.join(parts) or 'none'}"
 
 
+def emergency_lines(report: FleetReport) -> list[str]:
+    """Per credential: what was done; every key still Active first, with why and the commands that finish."""
+    lines: list[str] = []
+    for exposure in report.exposures:
+        if exposure.verify_error is not None:
+            lines.append(f"{exposure.credential}: NOT VERIFIED: IAM could not be asked ({exposure.verify_error}); "
+                         f"the run said: {exposure.reason}")
+            continue
+        lines.append(f"{exposure.credential}: STILL ACTIVE {', '.join(exposure.active_key_ids)}: {exposure.reason}")
+        commands = exposure.finish_commands()
+        lines.append(f"    finish: fix the above, then `{commands[0]}`; or close it now (pipelines still holding "
+                     "it fail): " + "; ".join(f"`{c}`" for c in commands[1:]))
+    exposed = {e.credential for e in report.exposures}
+    lines += [f"{r.credential}: {r.message}" for r in report.results if r.credential not in exposed]
+    return lines
+
+
 def summary_lines(report: FleetReport, options: FleetOptions) -> list[str]:
     seconds = max(report.elapsed.total_seconds(), 1e-9)
-    lines = [f"scope: {options.scope}; concurrency {options.concurrency}; "
-             f"{'forced' if options.force else 'only what was due'}",
+    mode = ("emergency: no grace, no LastUsedDate gate; each old key made Inactive as soon as every target of its "
+            "credential held the new pair, kept as evidence until delete_after" if options.emergency
+            else "forced" if options.force else "only what was due")
+    lines = [f"scope: {options.scope}; concurrency {options.concurrency}; {mode}",
              f"took {report.elapsed.total_seconds():.1f}s ({len(report.results) / seconds:.2f} credential(s)/s)"]
     for stats in report.buckets:
         if stats.throttled:
             lines.append(f"{stats.name}: pushed back {stats.throttled} time(s); slowed down and carried on")
+    if report.emergency:
+        return _capped(lines + emergency_lines(report))
     attention = [r for r in report.results if not r.outcome.ok]
     lines += [f"{r.credential}: {r.outcome.value}: {r.message}" for r in attention]
     if report.not_started:

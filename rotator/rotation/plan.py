@@ -29,18 +29,19 @@ class Plan:
 
 
 def plan_rotation(spec: CredentialSpec, *, iam: Iam, variables: CiVariables, store: Store, clock: Clock,
-                  force: bool = False) -> Plan:
+                  force: bool = False, emergency: bool = False) -> Plan:
     try:
-        return _plan(spec, iam, variables, store, clock, force)
+        return _plan(spec, iam, variables, store, clock, force or emergency, emergency)
     except RotatorError as exc:
         return Plan(spec.name, "error", (f"cannot plan: {exc}",))
 
 
 def _plan(spec: CredentialSpec, iam: Iam, variables: CiVariables, store: Store, clock: Clock,
-          force: bool) -> Plan:
+          force: bool, emergency: bool) -> Plan:
     journal = store.open_journal(spec.name)
     if journal is not None:
-        return Plan(spec.name, "resume", tuple(_resume_steps(spec, journal, clock)))
+        steps = _resume_steps(spec, journal, clock, emergency)
+        return Plan(spec.name, "resume", tuple(steps))
     user = iam.get_user(spec.iam_user)
     keys = iam.list_access_keys(user.name)
     assessment = assess_targets(variables, spec.targets, {k.key_id for k in keys})
@@ -73,15 +74,23 @@ def _plan(spec: CredentialSpec, iam: Iam, variables: CiVariables, store: Store, 
     for reading in assessment.readings:
         t = reading.target
         verb = "create" if reading.secret_var is None else "update"
-        steps.append(f"publish to {t.label}: {verb} {t.secret_access_key_var}, then {t.access_key_id_var}")
-    if old_id:
+        check = (f"prove {t.access_key_id_var} can be written (PUT its current value), then "
+                 if reading.key_id_var is not None and reading.key_id_var.value is not None else "")
+        steps.append(f"publish to {t.label}: {check}{verb} {t.secret_access_key_var}, then {t.access_key_id_var} "
+                     "right after it")
+    if old_id and emergency:
+        steps.append(f"emergency: deactivate {old_id} as soon as every target holds the new pair (no grace, no "
+                     "LastUsedDate gate), and check with ListAccessKeys that IAM lists it Inactive")
+        steps.append(f"keep {old_id} Inactive as evidence; a later run deletes it after "
+                     f"{format_duration(spec.policy.delete_after)} (delete_after)")
+    elif old_id:
         steps.append(f"after {format_duration(spec.policy.grace)} grace: deactivate {old_id} if no target holds it "
                      "and it was not used since publish")
         steps.append(f"after {format_duration(spec.policy.delete_after)} more: delete {old_id}")
     return Plan(spec.name, "rotate", tuple(steps))
 
 
-def _resume_steps(spec: CredentialSpec, journal: Journal, clock: Clock) -> list[str]:
+def _resume_steps(spec: CredentialSpec, journal: Journal, clock: Clock, emergency: bool) -> list[str]:
     head = f"resume rotation {journal.rotation_id[:8]} (phase {journal.phase.value})"
     if journal.phase is Phase.INTENT:
         return [head, f"delete any key of {journal.user_name} created but never journaled "
@@ -93,6 +102,12 @@ def _resume_steps(spec: CredentialSpec, journal: Journal, clock: Clock) -> list[
             steps.append(f"verify {journal.new_key_id} with STS")
         steps.append(f"publish {journal.new_key_id} to {', '.join(pending) or 'no remaining target'}")
         return steps
+    if journal.phase is Phase.PUBLISHED and emergency:
+        return [head, f"emergency: deactivate {journal.old_key_id} now if no target holds it (no grace, no "
+                      "LastUsedDate gate); keep it Inactive as evidence"]
+    if journal.phase is Phase.RETIRED and emergency:
+        return [head, f"emergency: {journal.old_key_id} is already Inactive: check it with ListAccessKeys; "
+                      "nothing is deleted"]
     if journal.phase is Phase.PUBLISHED and journal.published_at is not None:
         at = journal.published_at + spec.policy.grace
         when = "now" if at <= clock.now() else at.isoformat()

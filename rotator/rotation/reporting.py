@@ -59,9 +59,27 @@ class Reporter:
         """One line for the result: which owners did not get which news (empty when everyone was told)."""
         return "owners could not be told: " + "; ".join(dict.fromkeys(self.untold)) if self.untold else ""
 
+    def alarm(self, kind: str, title: str, lines: list[str]) -> None:
+        """Tell the owners and the security channel now, even during a batched (fleet) run: a target that
+        rejects its pipelines cannot wait for the end of the run."""
+        notifier = self._ports.urgent or self._ports.notifier
+        if notifier is None:
+            return
+        channels = [*self._spec.owners, *([self._ports.security_channel] if self._ports.security_channel else [])]
+        for channel in dict.fromkeys(channels):
+            try:
+                notifier.post(channel, title, lines, severity="critical")
+            except SlackError as exc:
+                log.warning("slack alarm failed", credential=self._spec.name, channel=channel, error=str(exc))
+                self.event("notify", "failed", channel=channel, kind=kind, error=str(exc))
+            else:
+                self.event("notify", "ok", channel=channel, kind=kind)
+
     def finish(self, result: RotationResult) -> None:
         now = self._ports.clock.now()
-        if result.outcome is Outcome.HELD:
+        if result.outcome is Outcome.BROKEN:
+            self._ports.store.set_status(self._spec.name, CredentialState.BROKEN, now, last_error=result.message)
+        elif result.outcome is Outcome.HELD:
             self._ports.store.set_status(self._spec.name, CredentialState.HELD, now, last_error=result.message)
         elif result.outcome is Outcome.FAILED:
             self._ports.store.set_status(self._spec.name, CredentialState.FAILED, now, last_error=result.message)

@@ -15,6 +15,7 @@ class Outcome(StrEnum):
     NOT_DUE = "not_due"
     HELD = "held"  # a human must look; nothing unsafe was done
     FAILED = "failed"
+    BROKEN = "broken"  # a target holds half a pair (the new secret, the old key id): AWS rejects it
     BUSY = "busy"  # another process holds the credential's lease
 
     @property
@@ -33,6 +34,7 @@ class RotationResult:
     # The outside party ("aws", "gitlab") that could not be reached when that ended the run: the credential
     # is retried with a backoff rather than after the fixed pause of other failures.
     unreachable: str | None = None
+    retired_key_id: str | None = None  # the old key this run saw Inactive (or gone) in IAM after deactivating it
 
     @property
     def state(self) -> CredentialState:
@@ -40,6 +42,7 @@ class RotationResult:
             Outcome.ROTATED: CredentialState.OK, Outcome.NOT_DUE: CredentialState.OK,
             Outcome.WAITING: CredentialState.ROTATING, Outcome.HELD: CredentialState.HELD,
             Outcome.FAILED: CredentialState.FAILED, Outcome.BUSY: CredentialState.ROTATING,
+            Outcome.BROKEN: CredentialState.BROKEN,
         }[self.outcome]
 
 
@@ -53,3 +56,6 @@ class RotationPorts:
     clock: Clock
     notifier: Notifier | None = None
     actor: str = "rotator"
+    security_channel: str | None = None
+    # For what must be said at once even when ``notifier`` batches (a broken target); None: ``notifier``.
+    urgent: Notifier | None = None

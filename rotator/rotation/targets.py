@@ -1,18 +1,37 @@
 """Reading, judging and writing the key pairs a credential's GitLab targets hold. Written against
 ports.CiVariables only.
 
-Order matters: the secret variable is written first, then the key-id variable. A crash between the two
-leaves the target with the new secret and the old key id; recovery rolls forward and completes the pair,
-so the window never outlives a restart.
+Order matters: the secret variable is written first, then the key-id variable. GitLab cannot write both
+atomically, so three rules keep a target from being left with half a pair:
+
+1. preflight: before the secret is written, the key-id variable is written with the value it already holds
+   (with the same environment-scope filter): a refusal (a protected-variable rule, a role change, any 4xx)
+   then leaves the target untouched;
+2. the two PUTs go back to back (``CiVariables.write_pair``: no rate-limit wait or Retry-After between them);
+3. if the key-id PUT still fails after the secret was written, the old secret is put back when it was
+   readable; otherwise the target is broken, and the caller says so loudly.
+
+A crash between the two PUTs leaves the new secret and the old key id; recovery rolls forward and completes
+the pair, so that window never outlives a restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
-from rotator.domain import AccessKey, CiVariable, NewAccessKey, TargetSpec, newest_active
-from rotator.errors import GitLabPermanentError
+from rotator.domain import (
+    AccessKey,
+    CiVariable,
+    GitLabCapabilities,
+    NewAccessKey,
+    ScopeKind,
+    TargetSpec,
+    VariableWrite,
+    VarRef,
+    newest_active,
+)
+from rotator.errors import GitLabError, GitLabPairSplit, GitLabPermanentError
 from rotator.ports import CiVariables
 
 
@@ -21,6 +40,8 @@ class TargetReading:
     target: TargetSpec
     key_id_var: CiVariable | None
     secret_var: CiVariable | None
+    # Probed only when the answer matters here: a variable to create (can this GitLab hide it?).
+    capabilities: GitLabCapabilities | None = None
 
     @property
     def held_key_id(self) -> str | None:
@@ -41,17 +62,20 @@ class TargetReading:
 
 
 def read_target(variables: CiVariables, target: TargetSpec) -> TargetReading:
-    return TargetReading(
-        target=target,
-        key_id_var=variables.get(target.var(target.access_key_id_var)),
-        secret_var=variables.get(target.var(target.secret_access_key_var)),
-    )
+    refuse_ambiguous_group_key(variables, target)
+    key_ref, secret_ref = target.var(target.access_key_id_var), target.var(target.secret_access_key_var)
+    reading = TargetReading(target=target, key_id_var=variables.get(key_ref), secret_var=variables.get(secret_ref))
+    if reading.missing_variables() and target.create_missing:
+        reading = replace(reading, capabilities=variables.capabilities())
+    return reading
 
 
 def missing_variable_error(reading: TargetReading) -> GitLabPermanentError | None:
     missing = reading.missing_variables()
-    if not missing or reading.target.create_missing:
+    if not missing:
         return None
+    if reading.target.create_missing:
+        return refuse_visible_secret(reading)
     return GitLabPermanentError(
         f"{reading.target.label}: variable {' and '.join(missing)} does not exist",
         target=reading.target.label, status=404,
@@ -138,25 +162,71 @@ class ReadBackMismatch(GitLabPermanentError):
     pass
 
 
-def write_pair(variables: CiVariables, reading: TargetReading, new_key: NewAccessKey,
-               on_secret_written: Callable[[], None]) -> None:
-    """Secret first, then key id; each PUT keeps the variable's flags. Reads back what can be read."""
+class PreflightRefused(GitLabPermanentError):
+    """GitLab refused a write of the key-id variable before anything of the new pair was written."""
+
+
+def preflight(variables: CiVariables, reading: TargetReading) -> Mapping[tuple[str, str], str | None]:
+    """Prove the key-id variable can be written: PUT the value it holds, with the same filter, and check
+    GitLab's answer like any write (a PUT that landed in another scope is undone and refuses the target).
+
+    Key ids are readable; a hidden or missing key-id variable cannot be proven this way and is skipped
+    (the pair write then relies on restoring the old secret, or on the broken state). A transient failure
+    (429, 5xx, unreachable) is raised as is. Returns what the group's same-key variables held before (see
+    scope_snapshot), for the pair write to check against."""
+    target = reading.target
+    before = scope_snapshot(variables, target)
+    variable = reading.key_id_var
+    if variable is None or variable.value is None:
+        return before
+    ref = target.var(target.access_key_id_var)
+    try:
+        answer = variables.update_value(ref, variable.value)
+        check_answer(variables, reading, ref, answer, _intent(reading, ref, variable), created=False, before=before)
+    except WriteMismatch as exc:
+        raise PreflightRefused(f"{exc.message}; nothing of the new pair was written there", target=target.label,
+                               status=exc.status, hint=exc.hint) from None
+    except GitLabPermanentError as exc:
+        raise PreflightRefused(
+            f"{target.label}: GitLab refused to write {target.access_key_id_var} (HTTP {exc.status}: {exc.message}); "
+            f"nothing of the new pair was written there, so it still holds {variable.value}",
+            target=target.label, status=exc.status,
+            hint=(exc.hint + "; " if exc.hint else "") + f"let rotator's token write {target.access_key_id_var} "
+                 "(role, protected-variable rules), then run `rotator rotate` again") from None
+    return before
+
+
+def write_pair(variables: CiVariables, reading: TargetReading, new_key: NewAccessKey, *,
+               before: Mapping[tuple[str, str], str | None] | None = None) -> None:
+    """Secret, then key id, back to back; each PUT keeps the variable's flags, a missing variable (create_missing)
+    is created. GitLab's answer to the secret write is checked (scope, flags, value) before the key id goes out;
+    the key id's answer after. Reads back what can be read.
+
+    Raises GitLabPairSplit when the secret was written and the key id was not; WriteMismatch (after undoing what
+    can be undone) when GitLab wrote elsewhere or otherwise than asked."""
     target = reading.target
     secret_ref = target.var(target.secret_access_key_var)
     key_ref = target.var(target.access_key_id_var)
-    if reading.secret_var is None:
-        # Missing and create_missing is set: the secret is created masked + hidden + protected.
-        written = variables.create(secret_ref, new_key.secret, masked=True, hidden=True, protected=True)
-    else:
-        written = variables.update_value(secret_ref, new_key.secret)
-    on_secret_written()
-    if written.value is not None and written.value != new_key.secret.reveal():
-        raise ReadBackMismatch(f"{secret_ref.label}: GitLab returned a different value after the update",
-                               target=target.label, hint="check for a concurrent writer to this variable")
-    if reading.key_id_var is None:
-        variables.create(key_ref, new_key.key_id, masked=True, hidden=False, protected=True)
-    else:
-        variables.update_value(key_ref, new_key.key_id)
+    before = scope_snapshot(variables, target) if before is None else before
+    secret_intent = _intent(reading, secret_ref, reading.secret_var)
+    key_intent = _intent(reading, key_ref, reading.key_id_var)
+    secret_write = VariableWrite(secret_ref, new_key.secret, create=reading.secret_var is None,
+                                 masked=secret_intent.masked, hidden=secret_intent.hidden,
+                                 protected=secret_intent.protected)
+    key_write = VariableWrite(key_ref, new_key.key_id, create=reading.key_id_var is None, masked=key_intent.masked,
+                              hidden=key_intent.hidden, protected=key_intent.protected)
+
+    def accept_secret(written: CiVariable) -> None:
+        # Pure checks of GitLab's answer, between the two PUTs: nothing slow widens the window.
+        check_answer(variables, reading, secret_ref, written, secret_intent, created=reading.secret_var is None,
+                     before=before)
+        if written.value is not None and written.value != new_key.secret.reveal():
+            raise ReadBackMismatch(f"{secret_ref.label}: GitLab returned a different value after the update",
+                                   target=target.label, hint="check for a concurrent writer to this variable")
+
+    _, key_written = variables.write_pair(secret_write, key_write, accept_first=accept_secret)
+    check_answer(variables, reading, key_ref, key_written, key_intent, created=reading.key_id_var is None,
+                 before=before)
     back = variables.get(key_ref)
     if back is None or (back.value is not None and back.value != new_key.key_id):
         raise ReadBackMismatch(
@@ -168,3 +238,168 @@ def write_pair(variables: CiVariables, reading: TargetReading, new_key: NewAcces
         if secret_back is None or (secret_back.value is not None and secret_back.value != new_key.secret.reveal()):
             raise ReadBackMismatch(f"{secret_ref.label}: does not read back the new secret",
                                    target=target.label, hint="check for a concurrent writer to this variable")
+
+
+# --- what GitLab can do, and what it did ------------------------------------------------------------------
+# GitLab may apply a request to another variable than the one addressed, or with other flags, and answer 200:
+# before 16.9 a group PUT ignores filter[environment_scope] and updates the first variable with the key in any
+# scope; from 16.9 a group PUT whose filter matches nothing still falls back to that (Ci::ChangeVariableService,
+# find_by!(key)); and before 17.4 GitLab drops masked_and_hidden. So what a target needs is checked against the
+# GitLab version before any write, and every answer is compared with what was asked before the next step.
+
+
+class UnsupportedByGitLab(GitLabPermanentError):
+    """This GitLab version cannot do what the target needs without risking another variable or the secret."""
+
+
+class WriteMismatch(GitLabPermanentError):
+    """GitLab applied a write to another variable, or with other flags, than asked: never counted as published."""
+
+
+@dataclass(frozen=True)
+class WriteIntent:
+    """The flags a written variable must have afterwards (its environment scope is the reference's)."""
+
+    masked: bool
+    protected: bool
+    hidden: bool
+
+
+def refuse_ambiguous_group_key(variables: CiVariables, target: TargetSpec) -> None:
+    """Before 16.9 a group PUT takes the first variable with the key, whatever filter it carries (GET and DELETE
+    honoured the filter already): a target whose key exists in several environment scopes of its group could
+    overwrite another scope's. Refused at once, before any write."""
+    if target.kind is not ScopeKind.GROUP:
+        return
+    capabilities = variables.capabilities()
+    if capabilities.group_filter:
+        return
+    listed = variables.list(ScopeKind.GROUP, target.path)
+    for name in (target.access_key_id_var, target.secret_access_key_var):
+        scopes = sorted({v.environment_scope for v in listed if v.key == name})
+        if len(scopes) > 1:
+            raise UnsupportedByGitLab(
+                f"{target.label}: GitLab {capabilities.version} ignores filter[environment_scope] when updating a "
+                f"group variable (honoured from GitLab 16.9), and {name} exists in {len(scopes)} environment scopes "
+                f"of group {target.path} ({', '.join(scopes)}): a write could change another scope's variable, "
+                "so the target is refused before any write",
+                target=target.label,
+                hint="upgrade GitLab to 16.9 or later, or keep one environment scope per variable key in this "
+                     "group: give each scope's pair its own keys and name them in the target's access_key_id_var "
+                     "and secret_access_key_var",
+            )
+
+
+def refuse_visible_secret(reading: TargetReading) -> UnsupportedByGitLab | None:
+    """Before 17.4 GitLab cannot create a hidden variable: it drops masked_and_hidden and creates the secret
+    masked but visible to the maintainers. Refused unless the target says accept_masked_only."""
+    target, capabilities = reading.target, reading.capabilities
+    if (reading.secret_var is not None or target.kind is ScopeKind.INSTANCE or capabilities is None
+            or capabilities.masked_and_hidden or target.accept_masked_only):
+        return None
+    return UnsupportedByGitLab(
+        f"{target.label}: {target.secret_access_key_var} does not exist, and GitLab {capabilities.version} cannot "
+        "create hidden variables (masked_and_hidden arrived in GitLab 17.4): create_missing would leave the "
+        "secret masked but visible to the maintainers, so the target is refused before any write",
+        target=target.label,
+        hint=f"create {target.secret_access_key_var} in GitLab yourself (masked, protected), or upgrade GitLab to "
+             "17.4 or later, or set accept_masked_only = true on the target to accept a masked, visible secret",
+    )
+
+
+def creation_intent(reading: TargetReading, ref: VarRef) -> WriteIntent:
+    """Created variables are masked and protected; the secret is also hidden where GitLab can hide it
+    (instance variables never can; before 17.4 only accept_masked_only lets it be created at all)."""
+    target, capabilities = reading.target, reading.capabilities
+    hideable = target.kind is not ScopeKind.INSTANCE and (capabilities is None or capabilities.masked_and_hidden)
+    return WriteIntent(masked=True, protected=True, hidden=ref.key == target.secret_access_key_var and hideable)
+
+
+def scope_snapshot(variables: CiVariables, target: TargetSpec) -> Mapping[tuple[str, str], str | None]:
+    """The target's two keys in every environment scope of its group, before writing: what a PUT that lands in
+    another scope is rolled back to (None: hidden, unknown). Only a group PUT falls back to another scope;
+    project and instance requests answer 404 or 409 instead."""
+    if target.kind is not ScopeKind.GROUP:
+        return {}
+    keys = (target.access_key_id_var, target.secret_access_key_var)
+    return {(v.key, v.environment_scope): v.value for v in variables.list(ScopeKind.GROUP, target.path)
+            if v.key in keys}
+
+
+def _intent(reading: TargetReading, ref: VarRef, existing: CiVariable | None) -> WriteIntent:
+    """What the variable must look like after the write: as it was, or as rotator creates it."""
+    if existing is None:
+        return creation_intent(reading, ref)
+    return WriteIntent(masked=existing.masked, protected=existing.protected, hidden=existing.hidden)
+
+
+def check_answer(variables: CiVariables, reading: TargetReading, ref: VarRef, written: CiVariable,
+                 intent: WriteIntent, *, created: bool, before: Mapping[tuple[str, str], str | None]) -> None:
+    """Compare GitLab's answer to a write with what was asked: a difference is a WriteMismatch naming the
+    variable, raised after undoing what can be undone."""
+    differences = written_differences(ref, written, intent)
+    if differences:
+        undone = _undo(variables, ref, written, created=created, before=before)
+        raise WriteMismatch(
+            f"{ref.label}: GitLab {'created' if created else 'updated'} a variable with "
+            f"{', '.join(differences)}; {undone}",
+            target=reading.target.label,
+            hint="check the variable in GitLab (its environment scopes and flags) and the target's "
+                 "environment_scope, then run `rotator rotate` again",
+        )
+
+
+def written_differences(ref: VarRef, written: CiVariable, intent: WriteIntent) -> list[str]:
+    """How GitLab's answer to a write differs from what was asked (scope and flags), in words."""
+    found = []
+    if ref.kind is not ScopeKind.INSTANCE and written.environment_scope != ref.environment_scope:
+        found.append(f"environment_scope={written.environment_scope} (asked {ref.environment_scope})")
+    for name in ("masked", "protected", "hidden"):
+        wanted, got = getattr(intent, name), getattr(written, name)
+        if wanted != got:
+            found.append(f"{name}={str(got).lower()} (asked {str(wanted).lower()})")
+    return found
+
+
+def _undo(variables: CiVariables, ref: VarRef, written: CiVariable, *, created: bool,
+          before: Mapping[tuple[str, str], str | None]) -> str:
+    """Undo a write that went wrong where that is provably ours to undo; says what happened, in words."""
+    landed = ref if ref.kind is ScopeKind.INSTANCE else replace(ref, environment_scope=written.environment_scope)
+    try:
+        if created:
+            variables.delete(landed)
+            return f"rotator deleted the variable it had just created ({landed.label})"
+        if landed == ref:
+            return "the value went where asked"
+        previous = before.get((ref.key, landed.environment_scope))
+        if previous is None:
+            return (f"{landed.label} now holds the new value, and its previous value is unknown (hidden or not "
+                    "read): put it back by hand")
+        restored = variables.update_value(landed, previous)
+    except GitLabError as exc:
+        return f"undoing it failed ({exc}): check {landed.label} by hand"
+    if restored.environment_scope != landed.environment_scope or restored.value not in (None, previous):
+        return f"putting back the previous value of {landed.label} did not land where asked either: check it by hand"
+    return f"rotator put back the previous value of {landed.label}"
+
+
+def restore_secret(variables: CiVariables, reading: TargetReading) -> bool:
+    """After a split pair: put the old secret back, when it was readable. True when the target holds its old
+    pair again."""
+    old = reading.secret_var
+    if old is None or old.value is None:
+        return False  # hidden (GitLab never returns it) or created by us: nothing to put back
+    target = reading.target
+    try:
+        variables.update_value(target.var(target.secret_access_key_var), old.value)
+    except GitLabError:
+        return False
+    return True
+
+
+def describe_split(reading: TargetReading, split: GitLabPairSplit, new_key_id: str) -> str:
+    """Which variable holds what, for the owners and the security channel."""
+    target = reading.target
+    return (f"{target.label}: {target.secret_access_key_var} holds the secret of {new_key_id} but "
+            f"{target.access_key_id_var} still holds {reading.held_key_id or 'its old value'}: GitLab refused the "
+            f"key-id write (HTTP {split.status}: {split.failure.message})")

@@ -43,6 +43,10 @@ class Sandbox:
             "gitlab_token": self.gitlab.admin_token,
             "slack_api_url": self.slack.api_url,
             "slack_token": self.slack.token,
+            # POST {"queue_url": ..., "access_key_ids": [...]}: an AWS Health "credentials exposed" event
+            "aws_health_event_url": self.aws.health_event_url,
+            # POST {"user_name": ..., "account_id": ..., "version": "V2"}: AWS's quarantine policy on a user
+            "aws_quarantine_url": self.aws.quarantine_url,
         }
 
     def health_urls(self) -> list[str]:

@@ -32,7 +32,8 @@ STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120
 
 
 class FleetCollector(Collector):
-    """rotator_key_age_seconds, rotator_credentials and rotator_incidents_total, read on each scrape."""
+    """rotator_key_age_seconds, rotator_credentials, rotator_targets_broken and rotator_incidents_total, read on
+    each scrape."""
 
     def __init__(self, snapshot: Callable[[], FleetSnapshot], now: Callable[[], datetime]) -> None:
         self._snapshot = snapshot
@@ -55,7 +56,9 @@ class FleetCollector(Collector):
         ages = GaugeMetricFamily("rotator_key_age_seconds", "Age of the access key each credential's GitLab "
                                  "targets hold, from IAM's CreateDate.", labels=["credential"])
         states = GaugeMetricFamily("rotator_credentials", "Configured credentials by state "
-                                   "(ok, rotating, held, failed).", labels=["state"])
+                                   "(ok, rotating, held, failed, broken).", labels=["state"])
+        broken = GaugeMetricFamily("rotator_targets_broken", "GitLab targets holding half a key pair (the new "
+                                   "secret, the old key id): AWS rejects their pipelines until it is completed.")
         incidents = CounterMetricFamily("rotator_incidents", "Compromised-key incidents recorded "
                                         "(rotator revoke), across every replica.")
         if fleet is not None:
@@ -66,7 +69,8 @@ class FleetCollector(Collector):
             for state in CredentialState:
                 states.add_metric([state.value], fleet.states.get(state, 0))
             incidents.add_metric([], fleet.incidents)
-        return [ages, states, incidents]
+            broken.add_metric([], fleet.broken_targets)
+        return [ages, states, broken, incidents]
 
 
 class LastTick(Collector):

@@ -86,7 +86,7 @@ class OutboxNotifier:
         """Deliver waiting messages, oldest first, until the outbox is empty or Slack fails again."""
         try:
             outbox = self._outbox()
-            with holding(outbox, OUTBOX_LEASE, self._holder, OUTBOX_LEASE_TTL, self._clock) as lease:
+            with holding(outbox, OUTBOX_LEASE, self._holder, OUTBOX_LEASE_TTL) as lease:
                 if lease is None:
                     return Delivery(waiting=outbox.queued_count(), busy=True)
                 delivered, error = self._deliver(outbox, limit)

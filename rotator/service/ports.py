@@ -45,6 +45,7 @@ class FleetSnapshot:
     key_created_at: Mapping[str, datetime | None] = field(default_factory=dict)
     states: Mapping[CredentialState, int] = field(default_factory=dict)
     incidents: int = 0
+    broken_targets: int = 0  # GitLab targets holding half a pair (the new secret, the old key id)
 
 
 class ServiceQueries(Protocol):

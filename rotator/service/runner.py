@@ -33,7 +33,7 @@ from rotator.leases import new_holder
 from rotator.rotation.results import RotationResult
 from rotator.service.observability import HealthServer, Metrics
 from rotator.service.ports import FleetSnapshot
-from rotator.service.scheduling import DriftSchedule
+from rotator.service.scheduling import DriftSchedule, RetryPauses
 from rotator.service.tick import DriftResult, TickContext, TickSummary, run_tick
 from rotator.wiring.root import Root
 
@@ -53,9 +53,6 @@ INCIDENT_JOB_ID = "rotator-incident-follow-up"
 PARTY_NAMES = {"aws": "AWS", "gitlab": "GitLab", "slack": "Slack", "database": "the database"}
 # Credentials rotated at once within one tick; each still follows the full protocol under its lease.
 TICK_CONCURRENCY = 4
-# Drift checks: every credential's targets are compared with IAM about this often, a few per tick.
-DRIFT_CHECK_EVERY = timedelta(hours=6)
-DRIFT_CHECKS_PER_TICK = 25
 
 
 class ListenError(RotatorError):
@@ -117,7 +114,8 @@ class Service:
     """One replica. ``start`` → (``tick_once`` | ``serve``) → ``stop``; ``run_service`` does it all."""
 
     def __init__(self, settings: Settings, *, on_event: OnEvent | None = None,
-                 drift_every: timedelta = DRIFT_CHECK_EVERY, drift_budget: int = DRIFT_CHECKS_PER_TICK) -> None:
+                 drift_every: timedelta | None = None, drift_budget: int | None = None) -> None:
+        """``drift_every`` and ``drift_budget`` override [service] drift_check_every / drift_checks_per_tick."""
         self.settings = settings
         self.health = PartyHealth()
         self.root = Root(settings, create_new_database=False, on_notification_failed=self._notification_failed,
@@ -294,7 +292,9 @@ class Service:
         return TickContext(
             specs=self._specs, queries=root.database.service_queries, ports_for=root.rotation.ports,
             clock=root.clock, holder=self.holder, lease_ttl=settings.service.lease_ttl,
-            concurrency=TICK_CONCURRENCY, drift=self._drift, stop_requested=lambda: self._stop_requested,
+            concurrency=TICK_CONCURRENCY, drift=self._drift,
+            pauses=RetryPauses(held=settings.service.retry_held_after, failed=settings.service.retry_failed_after,
+                               broken=settings.service.retry_broken_after), stop_requested=lambda: self._stop_requested,
             on_result=self._record_result, on_step=self._record_step, on_drift=self._record_drift,
         )
 
@@ -383,8 +383,10 @@ class Service:
         return self.settings.service.tick.total_seconds()
 
     def _new_drift_schedule(self, settings: Settings) -> DriftSchedule:
-        return DriftSchedule((c.name for c in settings.credentials), every=self._drift_every,
-                             budget=self._drift_budget, start=datetime.now(UTC))
+        every = self._drift_every if self._drift_every is not None else settings.service.drift_check_every
+        budget = self._drift_budget if self._drift_budget is not None else settings.service.drift_checks_per_tick
+        return DriftSchedule((c.name for c in settings.credentials), every=every, budget=budget,
+                             start=datetime.now(UTC))
 
     def _emit(self, kind: str, **data: Any) -> None:
         if self._on_event is not None:

@@ -21,11 +21,22 @@ from apscheduler.triggers.cron import CronTrigger
 from rotator.domain import CredentialState, Phase, Policy
 from rotator.service.ports import DueCandidate
 
-# A credential a human must look at is tried again only after this pause: every try may tell its
-# owners on Slack again, and what held it (drift, a key still in use) rarely clears within minutes.
-HELD_RETRY_AFTER = timedelta(hours=1)
-# A failed credential (AWS or GitLab unreachable, access denied) is tried again after this pause.
-FAILED_RETRY_AFTER = timedelta(minutes=15)
+
+@dataclass(frozen=True)
+class RetryPauses:
+    """How long a credential that did not end ok waits before the next try ([service] retry_*_after)."""
+
+    # A human must look: every try may tell the owners on Slack again, and what held it (drift, a key still
+    # in use) rarely clears within minutes.
+    held: timedelta = timedelta(hours=1)
+    # AWS or GitLab unreachable, access denied.
+    failed: timedelta = timedelta(minutes=15)
+    # A target holds half a pair and its pipelines fail: tried again soon.
+    broken: timedelta = timedelta(minutes=1)
+
+    def after(self, state: CredentialState) -> timedelta | None:
+        return {CredentialState.HELD: self.held, CredentialState.FAILED: self.failed,
+                CredentialState.BROKEN: self.broken}.get(state)
 
 
 class Work(StrEnum):
@@ -46,7 +57,8 @@ class DueWork:
     reason: str
 
 
-def select_due(candidates: Iterable[DueCandidate], policies: Mapping[str, Policy], now: datetime) -> list[DueWork]:
+def select_due(candidates: Iterable[DueCandidate], policies: Mapping[str, Policy], now: datetime,
+               pauses: RetryPauses = RetryPauses()) -> list[DueWork]:
     """The work due at ``now``, in WORK_ORDER, then by credential name. Candidates whose credential is not
     configured (no policy) are skipped."""
     due: list[DueWork] = []
@@ -54,17 +66,16 @@ def select_due(candidates: Iterable[DueCandidate], policies: Mapping[str, Policy
         policy = policies.get(candidate.name)
         if policy is None:
             continue
-        work = _work_for(candidate, policy, now)
+        work = _work_for(candidate, policy, now, pauses)
         if work is not None:
             due.append(work)
     rank = {work: index for index, work in enumerate(WORK_ORDER)}
     return sorted(due, key=lambda item: (rank[item.work], item.credential))
 
 
-def _work_for(candidate: DueCandidate, policy: Policy, now: datetime) -> DueWork | None:
+def _work_for(candidate: DueCandidate, policy: Policy, now: datetime, pauses: RetryPauses) -> DueWork | None:
     name = candidate.name
-    retry_after = {CredentialState.HELD: HELD_RETRY_AFTER, CredentialState.FAILED: FAILED_RETRY_AFTER}.get(
-        candidate.state)
+    retry_after = pauses.after(candidate.state)
     if candidate.state is CredentialState.FAILED and candidate.retry_at is not None:
         if candidate.retry_at > now:
             return None  # an outside party was unreachable: its own backoff (unreachable_backoff) decides
@@ -198,6 +209,8 @@ class DriftSchedule:
 
     def take_due(self, now: datetime) -> list[str]:
         """Up to ``budget`` credentials whose check is due, each rescheduled one period later."""
+        if self.budget <= 0:
+            return []
         taken: list[tuple[datetime, str]] = []
         while self._queue and len(taken) < self.budget and self._queue[0][0] <= now:
             taken.append(heapq.heappop(self._queue))

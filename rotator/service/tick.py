@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -22,7 +22,7 @@ from rotator.rotation.reporting import Reporter
 from rotator.rotation.results import Outcome, RotationPorts, RotationResult
 from rotator.rotation.targets import assess_targets
 from rotator.service.ports import ServiceQueries
-from rotator.service.scheduling import DriftSchedule, DueWork, select_due
+from rotator.service.scheduling import DriftSchedule, DueWork, RetryPauses, select_due
 
 log = structlog.get_logger("rotator.service.tick")
 
@@ -81,6 +81,7 @@ class TickContext:
     holder: str
     lease_ttl: timedelta
     concurrency: int = 4
+    pauses: RetryPauses = field(default_factory=RetryPauses)
     drift: DriftSchedule | None = None
     stop_requested: Callable[[], bool] = lambda: False  # checked before every outside step
     on_result: Callable[[RotationResult], None] | None = None
@@ -92,7 +93,8 @@ def run_tick(ctx: TickContext) -> TickSummary:
     started = ctx.clock.now()
     began = time.monotonic()
     by_name: Mapping[str, CredentialSpec] = {spec.name: spec for spec in ctx.specs}
-    due = select_due(ctx.queries.due_candidates(started), {n: s.policy for n, s in by_name.items()}, started)
+    due = select_due(ctx.queries.due_candidates(started), {n: s.policy for n, s in by_name.items()}, started,
+                     ctx.pauses)
     results = _run_due(ctx, [by_name[work.credential] for work in due])
     worked = {work.credential for work in due}
     drift: list[DriftResult] = []
@@ -159,9 +161,11 @@ def _drift_check(ctx: TickContext, spec: CredentialSpec) -> DriftResult:
         return _drift_done(ctx, DriftResult(spec.name, "failed", str(exc)))
     store = ports.store
     try:
-        with holding(store, lease_name(spec.name), ctx.holder, ctx.lease_ttl, ctx.clock) as lease:
+        with holding(store, lease_name(spec.name), ctx.holder, ctx.lease_ttl) as lease:
             if lease is None:
                 return _drift_done(ctx, DriftResult(spec.name, "skipped", "another process holds the credential"))
+            store = lease.fenced_store()  # a check that outlived its lease writes nothing
+            ports = replace(ports, store=store)
             status = store.get_status(spec.name)
             if status is None or status.state is not CredentialState.OK or store.open_journal(spec.name) is not None:
                 return _drift_done(ctx, DriftResult(spec.name, "skipped", "not at rest"))

@@ -39,7 +39,8 @@ class Checks:
 
     def probes(self) -> Iterator[ProbeResult]:
         """Each probe's result as soon as it is known: the database, the state key, STS in every account,
-        GitLab's user and each target scope's variable list, Slack's auth.test. When GitLab does not answer
+        GitLab's user, what GitLab does for the token (version, scopes, admin mode) and each target scope's
+        variable list, Slack's auth.test. When GitLab does not answer
         GET /user, its variable lists are not tried (each would wait out the same retry budget)."""
         root = self._root
         settings = root.settings
@@ -50,6 +51,11 @@ class Checks:
         yield from self.least_privilege_probes()
         user = _probe("gitlab GET /user", self._gitlab_user)
         yield user
+        if user.unreachable:
+            yield ProbeResult("gitlab capabilities", False, "not tried: GitLab did not answer GET /user (above)",
+                              unreachable=True)
+        else:
+            yield _probe("gitlab capabilities", self._gitlab_capabilities)
         seen: set[tuple[str, str | None]] = set()
         for spec in settings.credential_specs():
             for target in spec.targets:
@@ -97,6 +103,22 @@ class Checks:
         user = current_user(self._root.gitlab.client)
         admin = " (administrator)" if user.get("is_admin") else ""
         return f"token of {user.get('username')}{admin} at {self._root.settings.require_gitlab().url}"
+
+    def _gitlab_capabilities(self) -> str:
+        """The probe rotation and discovery decide from: version, token scopes, admin mode, and what the version
+        supports (filter[environment_scope] on group variable updates from 16.9, masked_and_hidden from 17.4)."""
+        found = self._root.gitlab.variables.capabilities()
+        scopes = ", ".join(found.token_scopes) if found.token_scopes is not None else (
+            "unknown (not a personal access token)")
+        group_filter = ("yes" if found.group_filter else
+                        "NO (before 16.9: a group target whose key exists in several scopes is refused)")
+        hidden = ("yes" if found.masked_and_hidden else
+                  "NO (before 17.4: creating a hidden secret is refused unless accept_masked_only = true)")
+        from rotator.inventory.reach import ADMIN_MODE_FIX
+
+        admin = found.admin_state() + (f" (next step: {ADMIN_MODE_FIX})" if found.admin_mode_missing else "")
+        return (f"GitLab {found.version}; token scopes: {scopes}; {admin}; "
+                f"filter[environment_scope] on group updates: {group_filter}; masked_and_hidden: {hidden}")
 
     def _variables(self, kind: ScopeKind, path: str | None) -> str:
         return f"{len(self._root.gitlab.variables.list(kind, path))} variable(s) readable"

@@ -1,4 +1,5 @@
-"""GitLab: one paced python-gitlab client, and the ports built on it (CI variables, the inventory walk)."""
+"""GitLab: one paced python-gitlab client, one capability probe (kept a day), and the ports built on them
+(CI variables, the inventory walk)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rotator.wiring.lazy import Lazy
 
 if TYPE_CHECKING:
     from rotator.adapters.gitlab import GitLabVariables
+    from rotator.adapters.gitlab_capabilities import CapabilityProbe
     from rotator.adapters.gitlab_inventory import GitLabInventory
     from rotator.adapters.gitlab_refs import GitLabProtectedRefs
     from rotator.config.sections import GitLabSettings
@@ -25,6 +27,7 @@ class GitLabParty:
         self._token = token
         self._pacer = pacer
         self._client: Lazy[Any] = Lazy(self._connect)
+        self._probe: Lazy[CapabilityProbe] = Lazy(self._build_probe)
         self._variables: Lazy[GitLabVariables] = Lazy(self._build_variables)
         self._inventory: Lazy[GitLabInventory] = Lazy(self._build_inventory)
 
@@ -54,12 +57,17 @@ class GitLabParty:
         return connect(section.url, self._token(), timeout=section.timeout.total_seconds(),
                        ssl_verify=section.ca_file or True, pacer=self._pacer())
 
+    def _build_probe(self) -> CapabilityProbe:
+        from rotator.adapters.gitlab_capabilities import CapabilityProbe
+
+        return CapabilityProbe(self.client)
+
     def _build_variables(self) -> GitLabVariables:
         from rotator.adapters.gitlab import GitLabVariables
 
-        return GitLabVariables(self.client)
+        return GitLabVariables(self.client, pacer=self._pacer(), capabilities=self._probe.get().capabilities)
 
     def _build_inventory(self) -> GitLabInventory:
         from rotator.adapters.gitlab_inventory import GitLabInventory
 
-        return GitLabInventory(self.client)
+        return GitLabInventory(self.client, capabilities=self._probe.get().capabilities)

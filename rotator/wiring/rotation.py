@@ -29,9 +29,11 @@ class RotationWiring:
         from rotator.rotation.results import RotationPorts
 
         root = self._root
+        slack = root.settings.slack
         return RotationPorts(
             iam=root.aws.iam(spec.account), sts=root.aws.sts_for(spec.account), variables=root.gitlab.variables,
             store=root.store, sealer=root.sealer, clock=root.clock, notifier=root.notifier, actor=root.actor,
+            security_channel=slack.security_channel if slack else None,
         )
 
     def schedule_retry(self, result: RotationResult) -> datetime | None:
@@ -47,13 +49,14 @@ class RotationWiring:
         delay = partial(unreachable_backoff, first=service.retry_unreachable_after, cap=service.retry_unreachable_max)
         return self._root.database.service_queries.note_unreachable(result.credential, self._root.clock.now(), delay)
 
-    def plan(self, specs: Sequence[CredentialSpec], *, force: bool) -> list[Plan]:
+    def plan(self, specs: Sequence[CredentialSpec], *, force: bool, emergency: bool = False) -> list[Plan]:
         """`rotate --dry-run`: reads only."""
         from rotator.rotation.plan import plan_rotation
 
         root = self._root
         return [plan_rotation(spec, iam=root.aws.iam(spec.account), variables=root.gitlab.variables,
-                              store=root.store, clock=root.clock, force=force) for spec in specs]
+                              store=root.store, clock=root.clock, force=force, emergency=emergency)
+                for spec in specs]
 
     def sync_credentials(self) -> None:
         """Make the store know every configured credential and its targets."""
@@ -81,16 +84,17 @@ class RotationWiring:
                                    on_result=on_result, should_start=should_start, interrupt=interrupt)
 
     def fleet(self, specs: Sequence[CredentialSpec], *, holder: str, concurrency: int, force: bool, scope: str,
-              on_step: StepCallback | None = None, on_result: ResultCallback | None = None,
-              should_start: StartCheck | None = None, interrupt: StopCheck | None = None) -> FleetReport:
-        """The emergency run: batched owner digests, one security summary, Slack paced."""
+              emergency: bool = False, on_step: StepCallback | None = None,
+              on_result: ResultCallback | None = None, should_start: StartCheck | None = None,
+              interrupt: StopCheck | None = None) -> FleetReport:
+        """The fleet run (`--all`, `--emergency`): batched owner digests, one security summary, Slack paced."""
         from rotator.rotation.fleet import FleetOptions, PacedNotifier, rotate_fleet
 
         root = self._root
         settings = root.settings
         notifier = root.notifier
         options = FleetOptions(holder=holder, lease_ttl=settings.service.lease_ttl, concurrency=concurrency,
-                               force=force, scope=scope, actor=root.actor,
+                               force=force or emergency, emergency=emergency, scope=scope, actor=root.actor,
                                security_channel=settings.slack.security_channel if settings.slack else None)
         paced = PacedNotifier(notifier, root.pacers.get("slack")) if notifier is not None else None
         return rotate_fleet(specs, self.ports, options, clock=root.clock, store=root.store, notifier=paced,

@@ -41,6 +41,11 @@ def test_every_probe_passes_and_nothing_is_written(sandbox: Sandbox, tmp_path: P
     assert any("sts:GetCallerIdentity" in line for line in lines)
     assert any("GET /user" in line for line in lines) and any("slack auth.test" in line for line in lines)
     assert sum("gitlab variables of" in line for line in lines) == len(seed.targets)
+    probe = next(line for line in lines if "gitlab capabilities" in line)
+    version = sandbox.gitlab.state.version  # type: ignore[attr-defined]
+    for shown in (f"GitLab {version}", "token scopes:", "is an administrator",
+                  "filter[environment_scope] on group updates:", "masked_and_hidden:"):
+        assert shown in probe, probe
     # moto's caller is no IAM user or role ARN: nothing to simulate, and the line says so.
     assert any("permissions of rotator's principal: not simulated" in line for line in lines)
     assert writes_in(sandbox) == {"aws": [], "gitlab": [], "slack": []}

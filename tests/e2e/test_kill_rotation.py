@@ -105,6 +105,7 @@ def _accounted_keys(sandbox: Sandbox, seed: CredentialSeed, db_url: str) -> set[
     return {k for k in held if k}
 
 
+@pytest.mark.timeout(900)  # 50 trials of a killed run and its recovery: minutes, not the default 300 s
 def test_sigkill_at_random_moments_never_breaks_the_invariants(sandbox: Sandbox, tmp_path: Path) -> None:
     trials = int(os.environ.get("ROTATOR_KILL_TRIALS", "50"))
     rng = random.Random(int(os.environ.get("ROTATOR_KILL_SEED", "20261201")))

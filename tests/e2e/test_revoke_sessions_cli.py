@@ -28,7 +28,6 @@ from botocore.exceptions import ClientError
 
 from rotator.adapters.db.store import SqlStore, make_engine, upgrade_to_head
 from rotator.domain import KeyOwner, KeyStatus, Phase
-from rotator.sandbox.aws import AwsSandbox
 from rotator.sandbox.runner import Sandbox, start_sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml, pair_works, seed_credentials
 
@@ -37,10 +36,6 @@ SECURITY = "#security-incidents"
 HOME = "123456789012"  # moto's default account: the ambient credentials'
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{HOME}:root"}}]})
-
-pytestmark = pytest.mark.skipif(not hasattr(AwsSandbox, "sessions"),
-                                reason="needs sbx-aws (the AWS front that evaluates aws:TokenIssueTime denies)")
-
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:

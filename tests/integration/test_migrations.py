@@ -83,7 +83,7 @@ def test_downgrade_to_base_then_upgrade_again(empty_db_url: str) -> None:
 def test_incidents_recorded_before_the_follow_up_existed_are_closed_by_the_upgrade(empty_db_url: str) -> None:
     """Older incidents were never followed up: after the upgrade no service starts re-auditing them."""
     upgrade_to_head(empty_db_url)
-    downgrade_to(empty_db_url, "0002")
+    downgrade_to(empty_db_url, "0004")  # the revision before the incident follow-up
     engine = make_engine(empty_db_url)
     try:
         with engine.begin() as connection:

@@ -128,12 +128,17 @@ def test_credentials_in_three_accounts_rotate_through_their_roles(
         owner = boto3.client("sts", endpoint_url=sandbox.aws.url, region_name="us-east-1",
                              aws_access_key_id=key.value, aws_secret_access_key=secret.value).get_caller_identity()
         assert owner["Account"] == account.account_id
-    # One AssumeRole per account (sessions are cached), with the ExternalId where configured.
-    assumed = [e for e in sandbox.aws.events() if e["eventName"] == "AssumeRole"
+    # One AssumeRole per account (sessions are cached), with the ExternalId where configured. Counted in the
+    # calling account's trail: AWS delivers a copy of each cross-account AssumeRole to the role's account too.
+    assumed = [e for e in sandbox.aws.events(account_id="123456789012") if e["eventName"] == "AssumeRole"
                and e["requestParameters"].get("roleSessionName") == "rotator"  # not the test's own "seed"
                and any(a.account_id in str(e["requestParameters"].get("roleArn")) for a in accounts[:3])]
     by_role = {str(e["requestParameters"].get("roleArn")): e["requestParameters"] for e in assumed}
     assert len(assumed) == 3 and len(by_role) == 3
+    shared = {e["sharedEventID"] for e in assumed}
+    for account in accounts[:3]:
+        copies = [e for e in sandbox.aws.events(account_id=account.account_id) if e.get("sharedEventID") in shared]
+        assert [e["userIdentity"]["type"] for e in copies] == ["AWSAccount"], account.name
     a1 = by_role[f"arn:aws:iam::{accounts[0].account_id}:role/rotator"]
     assert a1.get("externalId") == EXTERNAL_ID
     assert "externalId" not in by_role[f"arn:aws:iam::{accounts[2].account_id}:role/rotator"]

@@ -123,7 +123,14 @@ def test_containment_deactivates_and_denies_older_sessions(aws: AwsSandbox, tmp_
 
     again = contain(key_id, wiring.containment_ports(), disable_console=True)
     statuses = {s.name: s.status for s in again.steps}
-    assert statuses["deny sessions"] is StepStatus.ALREADY and statuses["console login"] is StepStatus.DONE
+    # No incident was recorded (no store): the re-run takes T0 anew, and the one deny's T0 only moves later.
+    assert statuses["deny sessions"] in (StepStatus.ALREADY, StepStatus.DONE) and again.t0 >= result.t0
+    assert statuses["console login"] is StepStatus.DONE
+    policies = boto3.client("iam").list_user_policies(UserName=name)["PolicyNames"]
+    assert policies == [SESSION_DENY_POLICY]
+    again_doc = boto3.client("iam").get_user_policy(UserName=name, PolicyName=SESSION_DENY_POLICY)
+    assert again_doc["PolicyDocument"]["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"] == \
+        again.t0.strftime("%Y-%m-%dT%H:%M:%SZ")
     with pytest.raises(boto3.client("iam").exceptions.NoSuchEntityException):
         boto3.client("iam").get_login_profile(UserName=name)
 

@@ -5,7 +5,10 @@ variables, eventual consistency, throttling)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from cryptography.fernet import Fernet
@@ -21,9 +24,11 @@ from rotator.wiring.root import Root
 from tests.sandbox_support import (
     every_target_works,
     max_keys_ever,
+    refuse_key_id_after_its_preflight,
     running_sandbox,
     seed_one,
     target_pair,
+    unique,
     user_keys,
 )
 
@@ -46,14 +51,66 @@ def _clean(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def rotate(sandbox: Sandbox, seed: CredentialSeed, tmp_path: Path, **policy: str) -> RotationResult:
-    settings = parse_settings(config_toml(sandbox.urls(), [seed], database_url=f"sqlite:///{tmp_path}/r.db",
-                                          policy={"rotate_every": "30d", "grace": "0s", "delete_after": "0s",
-                                                  "verify_timeout": "8s", **policy}))
+    [result] = rotate_all(sandbox, [seed], tmp_path, **policy)
+    return result
+
+
+def rotate_all(sandbox: Sandbox, seeds: list[CredentialSeed], tmp_path: Path, *, gitlab_rps: float | None = None,
+               concurrency: int = 1, **policy: str) -> list[RotationResult]:
+    text = config_toml(sandbox.urls(), seeds, database_url=f"sqlite:///{tmp_path}/r.db",
+                       policy={"rotate_every": "30d", "grace": "0s", "delete_after": "0s", "verify_timeout": "8s",
+                               **policy})
+    if gitlab_rps is not None:
+        text = text.replace('token_env = "ROTATOR_GITLAB_TOKEN"',
+                            f'token_env = "ROTATOR_GITLAB_TOKEN"\nrequests_per_second = {gitlab_rps}')
+    settings = parse_settings(text)
     wiring = Root(settings, actor="test")
     wiring.rotation.sync_credentials()
-    [result] = rotate_many(settings.credential_specs(), wiring.rotation.ports, holder=new_holder("test"),
-                           lease_ttl=settings.service.lease_ttl, force=True)
-    return result
+    return rotate_many(settings.credential_specs(), wiring.rotation.ports, holder=new_holder("test"),
+                       lease_ttl=settings.service.lease_ttl, force=True, concurrency=concurrency)
+
+
+def test_a_key_id_refused_after_a_readable_secret_was_written_gets_the_old_secret_back(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    name = unique("restore")
+    seed = seed_one(sandbox, name=name, targets=(TargetSeed("project", f"{name}/api"),
+                                                 TargetSeed("group", f"{name}-group", "production",
+                                                            hidden_secret=False)))
+    refused = seed.targets[1]
+    armed = refuse_key_id_after_its_preflight(sandbox, refused)
+    result = rotate(sandbox, seed, tmp_path)
+    armed.join(timeout=5)
+    assert result.outcome is Outcome.HELD, result.message
+    assert "put back" in result.message and f"holds {seed.key_id} again" in result.message
+    assert target_pair(sandbox, refused) == (seed.key_id, seed.secret)  # its old pair, whole
+    assert every_target_works(sandbox, seed) == []
+    assert user_keys(sandbox, seed.iam_user)[seed.key_id] == "Active"
+
+
+def test_at_one_request_per_second_the_two_puts_of_a_pair_still_arrive_back_to_back(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    seeds = [seed_one(sandbox, targets=(TargetSeed("project", f"{unique('pair')}/api"),)) for _ in range(2)]
+    gitlab: Any = sandbox.gitlab
+    gitlab.log.clear()
+    # [gitlab] requests_per_second = 1, two credentials competing for it: every other request waits ~1 s.
+    results = rotate_all(sandbox, seeds, tmp_path, gitlab_rps=1.0, concurrency=2, grace="1h")
+    assert [r.outcome for r in results] == [Outcome.WAITING] * 2, [r.message for r in results]
+    entries = sorted(gitlab.log.entries(), key=lambda e: e.at)
+    windows = []
+    for seed in seeds:
+        path = quote(seed.targets[0].path or "", safe="")
+        secret = next(i for i, e in enumerate(entries)
+                      if e.key == f"PUT /api/v4/projects/{path}/variables/AWS_SECRET_ACCESS_KEY")
+        following = entries[secret + 1]  # the very next request GitLab saw, from any thread
+        assert following.key == f"PUT /api/v4/projects/{path}/variables/AWS_ACCESS_KEY_ID"
+        assert entries[secret].status == following.status == 200
+        windows.append(following.at - entries[secret].at)
+    gaps = [b.at - a.at for a, b in pairwise(entries)]
+    paced = sorted(gaps)[len(gaps) // 2]
+    assert paced >= 0.8, gaps  # the pacer held GitLab to 1 request/s ...
+    assert max(windows) < 0.25, windows  # ... and the pairs' two PUTs still went back to back
+    for seed in seeds:
+        assert every_target_works(sandbox, seed) == []
 
 
 def test_full_rotation_through_real_clients(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from botocore.config import Config
 from slack_sdk import WebClient
 
 ROTATOR = Path(sys.executable).with_name("rotator")
-EXPECTED_KEYS = {"aws_endpoint_url", "gitlab_url", "gitlab_token", "slack_api_url", "slack_token"}
+EXPECTED_KEYS = {"aws_endpoint_url", "gitlab_url", "gitlab_token", "slack_api_url", "slack_token",
+                 "aws_health_event_url", "aws_quarantine_url"}
 
 
 def first_line(process: subprocess.Popen[str], timeout: float) -> str:
@@ -58,6 +60,24 @@ def test_sandbox_json_serves_all_three_until_sigterm() -> None:
         sts = boto3.client("sts", aws_access_key_id=key["AccessKeyId"],
                            aws_secret_access_key=key["SecretAccessKey"], **aws)
         assert sts.get_caller_identity()["Arn"].endswith(f":user/{user}")
+
+        # SQS behind the same front, and the Health event injection the JSON line points to.
+        sqs = boto3.client("sqs", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+                           **aws)
+        queue = sqs.create_queue(QueueName=f"health-{user}")["QueueUrl"]
+        injection = urllib.request.Request(urls["aws_health_event_url"], method="POST", data=json.dumps(
+            {"queue_url": queue, "access_key_ids": [key["AccessKeyId"]]}).encode())
+        with urllib.request.urlopen(injection) as response:
+            assert response.status == 201
+        [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=2)["Messages"]
+        event = json.loads(message["Body"])
+        assert event["detail"]["affectedEntities"] == [{"entityValue": key["AccessKeyId"]}]
+        quarantine = urllib.request.Request(urls["aws_quarantine_url"], method="POST",
+                                            data=json.dumps({"user_name": user, "version": "V3"}).encode())
+        with urllib.request.urlopen(quarantine) as response:
+            assert response.status == 201
+        attached = iam.list_attached_user_policies(UserName=user)["AttachedPolicies"]
+        assert [p["PolicyName"] for p in attached] == ["AWSCompromisedKeyQuarantineV3"]
 
         gl = gitlab.Gitlab(urls["gitlab_url"], private_token=urls["gitlab_token"])
         gl.auth()
@@ -126,3 +146,32 @@ def test_help_explains_with_an_example() -> None:
     assert "--json" in shown
     assert "--port-base" in shown
     assert "rotator sandbox --json" in shown
+    assert "--cloudtrail-delay" in shown and "AWS_RISK_CREDENTIALS_EXPOSED" in shown
+    assert "aws_health_event_url" in shown and "AWSCompromisedKeyQuarantineV2" in shown
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rotator.sandbox.gitlab") is None,
+                    reason="rotator.sandbox.gitlab (the GitLab emulator) is not in this checkout yet")
+def test_cloudtrail_delay_option_holds_records_back() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen([str(ROTATOR), "sandbox", "--json", "--cloudtrail-delay", "3600"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        urls = json.loads(first_line(process, timeout=30))
+        aws = {"endpoint_url": urls["aws_endpoint_url"], "region_name": "us-east-1",
+               "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        boto3.client("iam", **aws).create_user(UserName="held-back")
+        events = boto3.client("cloudtrail", **aws).lookup_events(
+            LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "CreateUser"}])["Events"]
+        assert events == []
+        deliver = urllib.request.Request(urls["aws_endpoint_url"] + "/_sandbox/cloudtrail/deliver", method="POST",
+                                         data=b"{}")
+        with urllib.request.urlopen(deliver) as response:
+            assert json.loads(response.read())["delivered"] >= 1
+        events = boto3.client("cloudtrail", **aws).lookup_events(
+            LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "CreateUser"}])["Events"]
+        assert [e["EventName"] for e in events] == ["CreateUser"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    assert process.returncode == 0

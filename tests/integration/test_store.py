@@ -29,7 +29,8 @@ from rotator.domain import (
     ScopeKind,
     TargetSpec,
 )
-from rotator.errors import SchemaNotCurrent, StoreError
+from rotator.errors import LeaseLost, SchemaNotCurrent, StoreError
+from rotator.ports import LeaseFence
 from rotator.service.ports import QueuedNotification
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -355,40 +356,104 @@ def test_naive_datetimes_are_refused(store: SqlStore) -> None:
 # --- leases ------------------------------------------------------------------------------------------------
 
 
-def test_lease_lifecycle(store: SqlStore) -> None:
+SHORT = timedelta(milliseconds=300)  # leases expire by the database's clock: tests wait them out for real
+
+
+def _near(moment: datetime, expected: datetime) -> bool:
+    return abs((moment - expected).total_seconds()) < 5
+
+
+def test_lease_lifecycle_is_judged_by_the_database_clock(store: SqlStore) -> None:
     assert store.lease_holder("cred:payments") is None
-    assert store.try_acquire_lease("cred:payments", "a", TTL, T0)
-    assert store.lease_token("cred:payments") == 1
-    assert store.lease_holder("cred:payments") == ("a", T0 + TTL)
+    assert store.try_acquire_lease("cred:payments", "a", TTL) == 1
+    holder, expires_at = store.lease_holder("cred:payments") or ("", T0)
+    assert holder == "a" and _near(expires_at, datetime.now(UTC) + TTL), "the database's now + ttl"
 
-    assert not store.try_acquire_lease("cred:payments", "b", TTL, T0 + timedelta(seconds=30)), "held by a"
-    assert store.try_acquire_lease("cred:payments", "a", TTL, T0 + timedelta(seconds=30)), "ours already"
-    assert store.lease_token("cred:payments") == 1, "re-acquiring a live lease of ours is no new tenure"
+    assert store.try_acquire_lease("cred:payments", "b", TTL) is None, "held by a"
+    assert store.try_acquire_lease("cred:payments", "a", TTL) == 1, "re-acquiring a live lease of ours: same tenure"
+    a = LeaseFence("cred:payments", "a", 1, SHORT)
+    assert not store.renew_lease(replace(a, holder="b")), "wrong holder"
+    assert not store.renew_lease(replace(a, token=7)), "wrong tenure"
+    assert store.renew_lease(a)
+    holder, expires_at = store.lease_holder("cred:payments") or ("", T0)
+    assert _near(expires_at, datetime.now(UTC)), "renewed for SHORT from the database's now"
+    assert store.lease_is_current(a) and not store.lease_is_current(replace(a, token=2))
 
-    assert not store.renew_lease("cred:payments", "b", TTL, T0 + timedelta(seconds=40)), "wrong holder"
-    assert store.renew_lease("cred:payments", "a", TTL, T0 + timedelta(seconds=40))
-    assert store.lease_holder("cred:payments") == ("a", T0 + timedelta(seconds=100))
-
-    expired = T0 + timedelta(seconds=101)
-    assert store.try_acquire_lease("cred:payments", "b", TTL, expired), "expired: b takes over"
-    assert store.lease_token("cred:payments") == 2
-    assert not store.renew_lease("cred:payments", "a", TTL, expired), "a lost it"
+    time.sleep(SHORT.total_seconds() + 0.2)
+    assert not store.lease_is_current(a), "expired by the database's clock, even with nobody else holding it"
+    assert store.try_acquire_lease("cred:payments", "b", SHORT) == 2, "expired: b takes over, a new tenure"
+    assert not store.renew_lease(a), "a lost it"
+    assert store.lease_is_current(LeaseFence("cred:payments", "b", 2, SHORT))
 
     store.release_lease("cred:payments", "a")
-    assert store.lease_holder("cred:payments") == ("b", expired + TTL), "only the holder can release"
+    assert (store.lease_holder("cred:payments") or ("",))[0] == "b", "only the holder can release"
     store.release_lease("cred:payments", "b")
     assert store.lease_holder("cred:payments") is None
-    assert store.try_acquire_lease("cred:payments", "a", TTL, expired)
-    assert store.lease_token("cred:payments") == 3
+    assert store.try_acquire_lease("cred:payments", "a", TTL) == 3
 
 
 def test_expire_lease_lets_an_incident_preempt_the_holder(store: SqlStore) -> None:
-    assert store.try_acquire_lease("cred:payments", "rotation", TTL, T0)
+    rotation = LeaseFence("cred:payments", "rotation", 1, TTL)
+    assert store.try_acquire_lease("cred:payments", "rotation", TTL) == 1
     store.expire_lease("cred:payments")
-    assert not store.renew_lease("cred:payments", "rotation", TTL, T0 + timedelta(seconds=1))
-    assert store.try_acquire_lease("cred:payments", "incident", TTL, T0 + timedelta(seconds=1))
-    assert store.lease_holder("cred:payments") == ("incident", T0 + timedelta(seconds=61))
-    assert store.lease_token("cred:payments") == 2
+    assert not store.renew_lease(rotation)
+    assert store.try_acquire_lease("cred:payments", "incident", TTL) == 2
+    assert (store.lease_holder("cred:payments") or ("",))[0] == "incident"
+
+
+def _journal(rotation_id: str, phase: Phase = Phase.CREATED) -> Journal:
+    return Journal(rotation_id, "payments", "default", "ci-payments", "AIDA1", ("AKIAOLD",), "AKIAOLD", phase, T0, T0)
+
+
+def test_a_fenced_store_writes_only_while_its_tenure_is_current(store: SqlStore) -> None:
+    store.sync_credentials([spec("payments")], T0)
+    token = store.try_acquire_lease("credential:payments", "replica-a", SHORT)
+    assert token == 1
+    fenced = store.fenced(LeaseFence("credential:payments", "replica-a", token, SHORT))
+    fenced.save_journal(_journal("r1"))
+    fenced.append_event(Event(at=T0, actor="a", action="create_key", outcome="ok", credential="payments"))
+    fenced.set_status("payments", CredentialState.ROTATING, T0)
+    assert store.open_journal("payments") is not None
+    # Each write extended the tenure: it is still ours after more than SHORT in all.
+    for _ in range(3):
+        time.sleep(SHORT.total_seconds() / 2)
+        fenced.append_event(Event(at=T0, actor="a", action="verify", outcome="ok", credential="payments"))
+
+    time.sleep(SHORT.total_seconds() + 0.2)  # replica a stalls past its lease; b takes over
+    assert store.try_acquire_lease("credential:payments", "replica-b", TTL) == 2
+    before = len(store.events("payments"))
+    for write in (lambda: fenced.save_journal(replace(_journal("r1"), phase=Phase.VERIFIED)),
+                  lambda: fenced.append_event(Event(at=T0, actor="a", action="publish", outcome="ok",
+                                                    credential="payments")),
+                  lambda: fenced.set_status("payments", CredentialState.OK, T0),
+                  lambda: fenced.remember_key(KeyOwner("AKIANEW", "payments", "default", "ci-payments"), T0,
+                                              status="Active")):
+        with pytest.raises(LeaseLost, match="no longer ours"):
+            write()
+    journal = store.open_journal("payments")
+    assert journal is not None and journal.phase is Phase.CREATED, "the stale replica changed nothing"
+    assert len(store.events("payments")) == before and store.key_owner("AKIANEW") is None
+    status = store.get_status("payments")
+    assert status is not None and status.state is CredentialState.ROTATING
+
+
+def test_an_incident_taking_the_lease_fences_the_rotation_out(store: SqlStore) -> None:
+    store.sync_credentials([spec("payments")], T0)
+    rotation = store.fenced(LeaseFence("credential:payments", "rotation", 1, TTL))
+    assert store.try_acquire_lease("credential:payments", "rotation", TTL) == 1
+    rotation.save_journal(_journal("r1"))
+    store.expire_lease("credential:payments")
+    assert store.try_acquire_lease("credential:payments", "incident", TTL) == 2
+    store.save_journal(replace(_journal("r1"), phase=Phase.SUPERSEDED))  # the incident's own write
+    with pytest.raises(LeaseLost):
+        rotation.save_journal(replace(_journal("r1"), phase=Phase.VERIFIED))
+    assert [j.phase for j in store.journals("payments")] == [Phase.SUPERSEDED]
+
+
+def test_broken_targets_survive_a_round_trip(store: SqlStore) -> None:
+    store.save_journal(replace(_journal("r1"), broken_targets=frozenset({"project:a:*", "group:g:prod"})))
+    journal = store.open_journal("payments")
+    assert journal is not None and journal.broken_targets == {"project:a:*", "group:g:prod"}
 
 
 def test_racing_threads_on_a_new_lease_leave_exactly_one_winner(store: SqlStore) -> None:
@@ -399,7 +464,7 @@ def test_racing_threads_on_a_new_lease_leave_exactly_one_winner(store: SqlStore)
 
         def contend(holder: str, name: str = name, barrier: threading.Barrier = barrier) -> bool:
             barrier.wait()
-            return store.try_acquire_lease(name, holder, TTL, datetime.now(UTC))
+            return store.try_acquire_lease(name, holder, TTL) is not None
 
         with ThreadPoolExecutor(contenders) as pool:
             wins = list(pool.map(contend, [f"t{i}" for i in range(contenders)]))
@@ -418,7 +483,7 @@ def _hammer(url: str, holder: str, wins_needed: int, shared: Any) -> None:
     try:
         while wins < wins_needed and attempts < 20_000:
             attempts += 1
-            if not store.try_acquire_lease("hammered", holder, TTL, datetime.now(UTC)):
+            if store.try_acquire_lease("hammered", holder, TTL) is None:
                 time.sleep(0.001)  # a real contender backs off; spinning only starves the holder's release
                 continue
             with shared.lock:

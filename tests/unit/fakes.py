@@ -1,7 +1,8 @@
 """Small in-memory fakes of rotator's ports, for unit tests of the use cases.
 
 They behave like the real parties where the protocol depends on it: IAM's two-key limit raises
-LimitExceeded, STS accepts a key only after a propagation delay, GitLab hides hidden values.
+LimitExceeded, STS accepts a key only after a propagation delay, GitLab hides hidden values, and an older
+GitLab version (FakeCiVariables.gitlab) ignores the group filter or drops masked_and_hidden as GitLab does.
 Each fake counts the calls a test may want to assert on, and can be told to fail.
 """
 
@@ -19,6 +20,7 @@ from rotator.domain import (
     CredentialState,
     CredentialStatus,
     Event,
+    GitLabCapabilities,
     IamUser,
     Incident,
     Journal,
@@ -28,20 +30,28 @@ from rotator.domain import (
     NewAccessKey,
     ScopeKind,
     Secret,
+    VariableWrite,
     VarRef,
 )
 from rotator.errors import (
     AwsLimitExceeded,
     AwsNotFound,
     GitLabAmbiguousScope,
+    GitLabError,
     GitLabForbidden,
+    GitLabNotFound,
+    GitLabPairSplit,
     GitLabUnavailable,
+    LeaseLost,
     SlackError,
     SlackUnavailable,
 )
+from rotator.ports import LeaseFence
 from rotator.service.ports import QueuedNotification
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+MODERN_GITLAB = GitLabCapabilities(version="17.6.1-ee", username="rotator-bot", is_admin=True, admin_access=True,
+                                   token_scopes=("api", "admin_mode"))
 
 
 class Crash(BaseException):
@@ -207,11 +217,27 @@ class FakeCiVariables:
     def __init__(self) -> None:
         self.vars: dict[tuple[ScopeKind, str | None, str, str], CiVariable] = {}
         self.writes: list[str] = []
+        self.deleted: list[VarRef] = []
         self.forbidden: set[tuple[ScopeKind, str | None]] = set()
         self.forbidden_writes: set[tuple[ScopeKind, str | None]] = set()
         self.ambiguous: set[tuple[ScopeKind, str | None, str]] = set()
         self.crash_after_write: int | None = None
+        # One variable refused (403), after letting this many writes to it through (0: refused every time).
+        self.refuse_variable: dict[tuple[ScopeKind, str | None, str], int] = {}
+        self.pairs: list[tuple[str, str]] = []  # (first, second) of every write_pair
         self.unreachable = False  # GitLab does not answer (connection refused after the retry budget)
+        # What capabilities() answers; its version also decides how the fake behaves, as GitLab's would:
+        # before 16.9 a group PUT takes the first variable with the key in any scope, and before 17.4
+        # masked_and_hidden is dropped (the variable is created masked but visible).
+        self.gitlab = MODERN_GITLAB
+        self.probes = 0
+        self.before_write: Callable[[VarRef], None] | None = None  # a concurrent writer, between read and write
+
+    def capabilities(self) -> GitLabCapabilities:
+        self.probes += 1
+        if self.unreachable:
+            raise GitLabUnavailable("GET /version: cannot reach GitLab at gitlab.example.com: connection refused")
+        return self.gitlab
 
     def seed(self, kind: ScopeKind, path: str | None, key: str, value: str, *, scope: str = "*",
              hidden: bool = False, masked: bool = True, protected: bool = True) -> None:
@@ -234,10 +260,18 @@ class FakeCiVariables:
     def _shown(self, var: CiVariable) -> CiVariable:
         return replace(var, value=None) if var.hidden else var
 
+    def _find(self, ref: VarRef, *, put: bool = False) -> tuple[ScopeKind, str | None, str, str] | None:
+        """GitLab's lookup: the exact scope, except for a group PUT (``put``) before 16.9, or one whose filter
+        matches nothing: that takes the first variable with the key in any scope."""
+        exact = (ref.kind, ref.path, ref.key, ref.environment_scope)
+        if ref.kind is ScopeKind.GROUP and put and (not self.gitlab.group_filter or exact not in self.vars):
+            return next((k for k in self.vars if k[:3] == exact[:3]), None)
+        return exact if exact in self.vars else None
+
     def get(self, ref: VarRef) -> CiVariable | None:
         self._check(ref)
-        var = self.vars.get((ref.kind, ref.path, ref.key, ref.environment_scope))
-        return None if var is None else self._shown(var)
+        found = self._find(ref)
+        return None if found is None else self._shown(self.vars[found])
 
     def list(self, kind: ScopeKind, path: str | None) -> list[CiVariable]:
         return [self._shown(v) for (k, p, _, _), v in self.vars.items() if k is kind and p == path]
@@ -250,11 +284,43 @@ class FakeCiVariables:
                 self.crash_after_write = None
                 raise Crash(f"after writing {ref.key}")
 
-    def update_value(self, ref: VarRef, value: str | Secret) -> CiVariable:
-        self._check(ref)
+    def _check_write(self, ref: VarRef) -> None:
         if (ref.kind, ref.path) in self.forbidden_writes:
             raise GitLabForbidden(f"{ref.label}: GitLab answered 403: 403 Forbidden", target=ref.label, status=403)
-        key = (ref.kind, ref.path, ref.key, ref.environment_scope)
+        allowed = self.refuse_variable.get((ref.kind, ref.path, ref.key))
+        if allowed is not None:
+            if allowed <= 0:
+                raise GitLabForbidden(f"{ref.label}: GitLab answered 403: 403 Forbidden", target=ref.label,
+                                      status=403)
+            self.refuse_variable[(ref.kind, ref.path, ref.key)] = allowed - 1
+
+    def write_pair(self, first: VariableWrite, second: VariableWrite, *,
+                   accept_first: Callable[[CiVariable], None] | None = None) -> tuple[CiVariable, CiVariable]:
+        self.pairs.append((first.ref.key, second.ref.key))
+        written = self._write(first)
+        if accept_first is not None:
+            accept_first(written)
+        try:
+            return written, self._write(second)
+        except GitLabError as exc:
+            raise GitLabPairSplit(f"{second.ref.label}: not written ({exc.message})", written=first.ref.label,
+                                  failure=exc) from None
+
+    def _write(self, write: VariableWrite) -> CiVariable:
+        if write.create:
+            return self.create(write.ref, write.value, masked=write.masked, hidden=write.hidden,
+                               protected=write.protected)
+        return self.update_value(write.ref, write.value)
+
+    def update_value(self, ref: VarRef, value: str | Secret) -> CiVariable:
+        self._check(ref)
+        self._check_write(ref)
+        if self.before_write is not None:
+            self.before_write(ref)
+        key = self._find(ref, put=True)
+        if key is None:
+            raise GitLabNotFound(f"{ref.label}: GitLab answered 404: 404 Variable Not Found", target=ref.label,
+                                 status=404)
         raw = value.reveal() if isinstance(value, Secret) else value
         self.vars[key] = replace(self.vars[key], value=raw)
         self._written(ref)
@@ -263,11 +329,25 @@ class FakeCiVariables:
     def create(self, ref: VarRef, value: str | Secret, *, masked: bool, hidden: bool,
                protected: bool) -> CiVariable:
         self._check(ref)
+        self._check_write(ref)
+        if self.before_write is not None:
+            self.before_write(ref)
         raw = value.reveal() if isinstance(value, Secret) else value
-        var = CiVariable(ref.key, raw, ref.environment_scope, masked=masked, hidden=hidden, protected=protected)
+        hidden = hidden and self.gitlab.masked_and_hidden
+        var = CiVariable(ref.key, raw, ref.environment_scope, masked=masked or hidden, hidden=hidden,
+                         protected=protected)
         self.vars[(ref.kind, ref.path, ref.key, ref.environment_scope)] = var
         self._written(ref)
         return self._shown(var)
+
+    def delete(self, ref: VarRef) -> bool:
+        self._check(ref)
+        found = self._find(ref)
+        if found is None:
+            return False
+        del self.vars[found]
+        self.deleted.append(ref)
+        return True
 
 
 @dataclass
@@ -298,14 +378,38 @@ class FakeNotifier:
 
 
 @dataclass
+class _Lease:
+    holder: str | None
+    expires_at: datetime
+    token: int
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
 class FakeStore:
+    """Leases are judged by ``db_now`` (the database's clock), never by a time the caller passes."""
+
     statuses: dict[str, CredentialStatus] = field(default_factory=dict)
     journal_rows: dict[str, Journal] = field(default_factory=dict)
     event_rows: list[Event] = field(default_factory=list)
     keys: dict[str, KeyOwner] = field(default_factory=dict)
     incident_rows: dict[str, Incident] = field(default_factory=dict)
-    leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    leases: dict[str, _Lease] = field(default_factory=dict)
     outbox_rows: list[QueuedNotification] = field(default_factory=list)
+    db_now: Callable[[], datetime] = _wall_clock
+    fence: LeaseFence | None = None
+    fenced_out: int = 0  # writes refused because their tenure was over
+
+    def fenced(self, fence: LeaseFence) -> FakeStore:
+        return replace(self, fence=fence)  # the same dicts: a view of the same store
+
+    def _write(self) -> None:
+        if self.fence is not None and not self.renew_lease(self.fence):
+            self.fenced_out += 1
+            raise LeaseLost(f"lease {self.fence.name} is no longer ours (token {self.fence.token})")
 
     def sync_credentials(self, specs: Sequence[CredentialSpec], now: datetime) -> None:
         for spec in specs:
@@ -320,6 +424,7 @@ class FakeStore:
     def set_status(self, name: str, state: CredentialState, now: datetime, *, current_key_id: str | None = None,
                    key_created_at: datetime | None = None, last_rotated_at: datetime | None = None,
                    next_due_at: datetime | None = None, last_error: str | None = None) -> None:
+        self._write()
         old = self.statuses.get(name) or CredentialStatus(name, state)
         self.statuses[name] = CredentialStatus(
             name, state, current_key_id or old.current_key_id, key_created_at or old.key_created_at,
@@ -330,6 +435,7 @@ class FakeStore:
                      if j.credential == credential and not j.phase.finished), None)
 
     def save_journal(self, journal: Journal) -> None:
+        self._write()
         self.journal_rows[journal.rotation_id] = journal
 
     def journals(self, credential: str) -> list[Journal]:
@@ -340,12 +446,14 @@ class FakeStore:
         return [j for j in self.journal_rows.values() if key_id in (j.old_key_id, j.new_key_id)]
 
     def remember_key(self, owner: KeyOwner, now: datetime, *, status: str, created_at: datetime | None = None) -> None:
+        self._write()
         self.keys[owner.key_id] = owner
 
     def key_owner(self, key_id: str) -> KeyOwner | None:
         return self.keys.get(key_id)
 
     def append_event(self, event: Event) -> None:
+        self._write()
         self.event_rows.append(event)
 
     def events(self, credential: str | None = None, limit: int = 100) -> list[Event]:
@@ -361,26 +469,43 @@ class FakeStore:
     def list_incidents(self, limit: int = 1000) -> list[Incident]:
         return sorted(self.incident_rows.values(), key=lambda i: i.t0, reverse=True)[:limit]
 
-    def try_acquire_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
+    def try_acquire_lease(self, name: str, holder: str, ttl: timedelta) -> int | None:
+        now = self.db_now()
         current = self.leases.get(name)
-        if current is None or current[0] == holder or current[1] < now:
-            self.leases[name] = (holder, now + ttl)
-            return True
-        return False
+        if current is None:
+            self.leases[name] = _Lease(holder, now + ttl, 1)
+            return 1
+        if current.holder == holder and current.expires_at >= now:
+            current.expires_at = now + ttl
+            return current.token
+        if current.holder is None or current.holder == holder or current.expires_at < now:
+            self.leases[name] = _Lease(holder, now + ttl, current.token + 1)
+            return current.token + 1
+        return None
 
-    def renew_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
-        current = self.leases.get(name)
-        if current is None or current[0] != holder:
+    def renew_lease(self, fence: LeaseFence) -> bool:
+        current = self.leases.get(fence.name)
+        now = self.db_now()
+        if current is None or current.expires_at < now:
             return False
-        self.leases[name] = (holder, now + ttl)
+        if (current.holder, current.token) != (fence.holder, fence.token):
+            return False
+        current.expires_at = now + fence.ttl
         return True
 
+    def lease_is_current(self, fence: LeaseFence) -> bool:
+        current = self.leases.get(fence.name)
+        return (current is not None and current.expires_at >= self.db_now()
+                and (current.holder, current.token) == (fence.holder, fence.token))
+
     def release_lease(self, name: str, holder: str) -> None:
-        if self.leases.get(name, ("",))[0] == holder:
-            del self.leases[name]
+        current = self.leases.get(name)
+        if current is not None and current.holder == holder:
+            current.holder = None
 
     def lease_holder(self, name: str) -> tuple[str, datetime] | None:
-        return self.leases.get(name)
+        current = self.leases.get(name)
+        return None if current is None or current.holder is None else (current.holder, current.expires_at)
 
     def queue_notification(self, message: QueuedNotification) -> None:
         next_id = max((m.id or 0 for m in self.outbox_rows), default=0) + 1
@@ -401,4 +526,4 @@ class FakeStore:
 
     def expire_lease(self, name: str) -> None:
         if name in self.leases:
-            self.leases[name] = (self.leases[name][0], datetime.min.replace(tzinfo=UTC))
+            self.leases[name].expires_at = datetime.min.replace(tzinfo=UTC)

@@ -29,7 +29,7 @@ def test_holder_names_say_host_and_pid() -> None:
 def test_a_live_holder_makes_the_credential_busy() -> None:
     w = rotation_world()
     live = f"bob host={socket.gethostname()} pid={os.getppid()} run=abc"
-    w.store.try_acquire_lease("credential:payments", live, timedelta(minutes=5), w.clock.now())
+    w.store.try_acquire_lease("credential:payments", live, timedelta(minutes=5))
     result = rotate_one(w.ports(), w.spec, holder=new_holder("test"), lease_ttl=timedelta(minutes=2))
     assert result.outcome is Outcome.BUSY and "bob" in result.message
     assert w.iam.calls.count("CreateAccessKey") == 0
@@ -38,7 +38,7 @@ def test_a_live_holder_makes_the_credential_busy() -> None:
 def test_a_dead_local_holder_is_taken_over_at_once() -> None:
     w = rotation_world()
     dead = f"carol host={socket.gethostname()} pid={_dead_pid()} run=abc"
-    w.store.try_acquire_lease("credential:payments", dead, timedelta(minutes=5), w.clock.now())
+    w.store.try_acquire_lease("credential:payments", dead, timedelta(minutes=5))
     result = rotate_one(w.ports(), w.spec, holder=new_holder("test"), lease_ttl=timedelta(minutes=2))
     assert result.outcome is Outcome.ROTATED
     assert w.store.lease_holder("credential:payments") is None  # released at the end

@@ -199,7 +199,7 @@ def test_rule(text: str, expected: str) -> None:
     ("", 'group = "g"\naccess_key_id_var = "K"\nsecret_access_key_var = "K"',
      "credentials[0].targets[0].secret_access_key_var: must differ from access_key_id_var"),
     ("", 'group = "g"\nproject_id = 3', "credentials[0].targets[0].project_id: unknown key (known keys: "
-                                        "access_key_id_var, create_missing, environment_scope, group, instance, "),
+                                        "accept_masked_only, access_key_id_var, create_missing, environment_scope, "),
 ])
 def test_credential_rule(body: str, target: str | None, expected: str) -> None:
     text = credential(body, target) if target is not None else credential(body)
@@ -281,7 +281,10 @@ def test_defaults() -> None:
         "database_url": "sqlite:///rotator.db", "state_key_env": "ROTATOR_STATE_KEY", "state_key_file": None,
         "state_kms_key_id": None, "listen": "127.0.0.1:9466", "tick": timedelta(seconds=30),
         "lease_ttl": timedelta(minutes=2), "stop_timeout": timedelta(seconds=30), "actor": None, "log_level": "info",
-        "retry_unreachable_after": timedelta(minutes=1), "retry_unreachable_max": timedelta(minutes=15)}
+        "retry_unreachable_after": timedelta(minutes=1), "retry_unreachable_max": timedelta(minutes=15),
+        "retry_held_after": timedelta(hours=1), "retry_failed_after": timedelta(minutes=15),
+        "retry_broken_after": timedelta(minutes=1), "drift_check_every": timedelta(hours=6),
+        "drift_checks_per_tick": 25}
     assert settings.policy.to_policy() == Policy()
     assert settings.aws.iam_requests_per_second == 10.0
     assert settings.aws.cloudtrail_requests_per_second == 2.0

@@ -4,7 +4,7 @@ unconfigured account is unknown), hidden values never guessed, tracked vs untrac
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import pytest
@@ -14,6 +14,7 @@ from rotator.domain import (
     AccessKey,
     CiVariable,
     CredentialSpec,
+    GitLabCapabilities,
     KeyLastUsed,
     KeyStatus,
     Policy,
@@ -23,21 +24,38 @@ from rotator.domain import (
 from rotator.errors import AwsAccessDenied, AwsNotFound, GitLabForbidden
 from rotator.inventory.discover import DiscoveryPorts, DiscoveryReport, discover
 from rotator.inventory.locate import KeyLocator
-from rotator.inventory.report import as_json, emit_config, text_sections
+from rotator.inventory.report import as_json, emit_config, summary_line, text_sections
 from rotator.inventory.rules import Location, Scope, ancestors, credential_name_for, find_shadowing, partner_name
-from tests.unit.fakes import T0, FakeClock
+from tests.unit.fakes import MODERN_GITLAB, T0, FakeClock
 
 PROD, STAGING, STRANGER = "111111111111", "222222222222", "999999999999"
 
 
 @dataclass
 class FakeInventory:
+    """The groups and projects of a GitLab, as one token lists them: every one with working admin access,
+    otherwise the ``readable`` ones (where the token's user is Owner / Maintainer; None: all but the instance)."""
+
     variables_by_scope: dict[tuple[ScopeKind, str | None], list[CiVariable]] = field(default_factory=dict)
     forbidden: set[str] = field(default_factory=set)
     calls: list[str] = field(default_factory=list)
+    gitlab: GitLabCapabilities = MODERN_GITLAB
+    readable: set[tuple[ScopeKind, str | None]] | None = None
+    instance_limit: int | None = None
+    walks: list[bool] = field(default_factory=list)
 
-    def scopes(self) -> Iterator[tuple[ScopeKind, str | None]]:
-        yield from self.variables_by_scope
+    def capabilities(self) -> GitLabCapabilities:
+        return self.gitlab
+
+    def scopes(self, *, everything: bool) -> Iterator[tuple[ScopeKind, str | None]]:
+        self.walks.append(everything)
+        for scope in self.variables_by_scope:
+            if everything or (scope[0] is not ScopeKind.INSTANCE
+                              and (self.readable is None or scope in self.readable)):
+                yield scope
+
+    def instance_variable_limit(self) -> int | None:
+        return self.instance_limit
 
     def variables(self, kind: ScopeKind, path: str | None) -> list[CiVariable]:
         self.calls.append(f"GET {kind.value} {path}")
@@ -255,3 +273,88 @@ def test_generated_credential_names_are_valid_and_unique() -> None:
     assert credential_name_for("CI.Deploy+Bot@corp", []) == "ci.deploy-bot-corp"
     assert credential_name_for("ci-app", ["ci-app", "ci-app-2"]) == "ci-app-3"
     assert credential_name_for("___", []) == "credential"
+
+
+# --- how far the walk reaches: admin mode, memberships, old GitLab, the instance-variable limit -------------
+
+ADMIN_WITHOUT_ADMIN_MODE = replace(MODERN_GITLAB, admin_access=False, token_scopes=("api",))
+MEMBER = GitLabCapabilities("17.6.1-ee", "ci-bot", token_scopes=("read_api",))
+
+
+def test_an_admin_token_without_admin_mode_walks_memberships_and_says_why() -> None:
+    inventory, directory, iams = world()
+    inventory.gitlab = ADMIN_WITHOUT_ADMIN_MODE
+    inventory.readable = {(GROUP, "a"), (PROJECT, "a/b/app")}
+    report = run(inventory, directory, iams)
+    assert inventory.walks == [False]
+    assert {f.location.scope.path for f in report.findings} == {"a", "a/b/app"}
+    assert not report.complete and report.limited is not None
+    assert "admin mode is enabled and the token lacks the admin_mode scope" in report.limited
+    assert "admin_mode scope" in report.limited.split("next step:")[1]
+    assert report.limited in report.problems
+    assert "INCOMPLETE (the walk was limited to memberships" in summary_line(report)
+    document = as_json(report)
+    assert document["walk"]["everything"] is False and document["walk"]["limited"] == report.limited
+    assert document["gitlab"]["admin_access"] is False and document["complete"] is False
+    assert all(not u.certain for u in report.unreferenced)  # a key no walked variable holds may be elsewhere
+
+
+def test_an_admin_token_with_admin_access_walks_everything_and_the_instance() -> None:
+    inventory, directory, iams = world()
+    inventory.variables_by_scope[(ScopeKind.INSTANCE, None)] = []
+    report = run(inventory, directory, iams)
+    assert inventory.walks == [True] and report.scope_counts["instance"] == 1 and report.limited is None
+    assert "every group and project, and the instance variables" in summary_line(report)
+
+
+def test_a_member_token_reading_all_it_can_read_has_complete_coverage() -> None:
+    # Nested groups a ⊃ a/b: the user owns a/b only; GitLab would also list the ancestor a for a member, whose
+    # variables it cannot read. The walk asks for what it can read, so nothing unreadable is listed.
+    inventory = FakeInventory({
+        (GROUP, "a"): [var("AWS_ACCESS_KEY_ID", K2.key_id)],
+        (GROUP, "a/b"): [var("AWS_ACCESS_KEY_ID", K1.key_id), var("AWS_SECRET_ACCESS_KEY", "s", hidden=True)],
+        (PROJECT, "a/b/app"): [var("AWS_ACCESS_KEY_ID", K1.key_id), var("AWS_SECRET_ACCESS_KEY", "s", hidden=True)],
+    }, gitlab=MEMBER, readable={(GROUP, "a/b"), (PROJECT, "a/b/app")})
+    _, directory, iams = world()
+    report = run(inventory, directory, iams)
+    assert inventory.walks == [False] and inventory.calls == ["GET group a/b", "GET project a/b/app"]
+    assert report.complete and not report.unreadable and not report.problems
+    assert "the groups where ci-bot is Owner and the projects where ci-bot is Maintainer" in summary_line(report)
+    assert summary_line(report).endswith("coverage complete")
+
+
+@pytest.mark.parametrize(("version", "flagged"), [("16.8.1-ee", True), ("16.9.0-ee", False)])
+def test_a_group_key_in_several_scopes_is_flagged_before_16_9(version: str, flagged: bool) -> None:
+    inventory, directory, iams = world()
+    inventory.gitlab = replace(MODERN_GITLAB, version=version)
+    inventory.variables_by_scope[(GROUP, "a")].append(var("AWS_ACCESS_KEY_ID", K3.key_id, scope="production"))
+    report = run(inventory, directory, iams)
+    problems = [p for p in report.problems if "ignores filter[environment_scope]" in p]
+    assert bool(problems) is flagged
+    if flagged:
+        assert "group a defines AWS_ACCESS_KEY_ID for several environment scopes (*, production)" in problems[0]
+        assert f"GitLab {version}" in problems[0] and "upgrade GitLab" in problems[0]
+
+
+@pytest.mark.parametrize(("count", "limit", "create_missing", "matters"), [
+    (24, None, False, True),   # GitLab's default 25 assumed: no room for a pair
+    (20, None, False, False),
+    (20, 21, False, True),
+    (20, 100, False, False),
+    (22, 25, True, False),     # room for 3; the instance target would create 2
+    (24, 27, True, False),
+])
+def test_the_instance_variable_limit_is_reported_when_it_matters(count: int, limit: int | None,
+                                                                 create_missing: bool, matters: bool) -> None:
+    inventory, directory, iams = world()
+    inventory.variables_by_scope[(ScopeKind.INSTANCE, None)] = [var(f"V{n}", "x" * 8) for n in range(count)]
+    inventory.instance_limit = limit
+    specs = (*SPECS, CredentialSpec("shared", "ci-shared", account="prod", targets=(
+        TargetSpec(ScopeKind.INSTANCE, None, create_missing=create_missing),)))
+    report = run(inventory, directory, iams, specs)
+    room = report.instance_room
+    assert room is not None and room.count == count and room.limit == (limit or 25)
+    assert room.limit_known is (limit is not None) and room.needed == (2 if create_missing else 0)
+    assert room.matters is matters
+    assert any("plan limit ci_instance_level_variables" in p for p in report.problems) is matters
+    assert as_json(report)["instance_variables"]["matters"] is matters

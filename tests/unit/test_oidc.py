@@ -237,7 +237,7 @@ def test_retire_refuses_during_a_rotation_or_when_the_lease_is_held() -> None:
     with pytest.raises(RotatorError, match="unfinished rotation"):
         run_retire(ports)
     ports, variables, _, store = retire_world()
-    assert store.try_acquire_lease("credential:payments-deploy", "other", timedelta(minutes=2), T0)
+    assert store.try_acquire_lease("credential:payments-deploy", "other", timedelta(minutes=2))
     with pytest.raises(LeaseBusy):
         run_retire(ports)
     assert variables.order == []

@@ -113,3 +113,42 @@ def test_concurrent_callers_get_distinct_slots() -> None:
 def test_a_rate_must_be_positive_and_finite(rate: float) -> None:
     with pytest.raises(ValueError, match="rate"):
         AdaptiveTokenBucket(rate)
+
+
+def test_a_reservation_waits_once_up_front_then_its_requests_never_wait() -> None:
+    clock = Clock()
+    pacer = bucket(1, clock, burst=1)
+    pacer.acquire()  # the bucket is busy: the next slot is a second away
+    start = clock.now
+    with pacer.reserved(2) as waited:
+        assert waited == pytest.approx(2.0)  # both slots, the second one second after the first
+        after_wait = clock.now
+        pacer.throttled(retry_after=30)  # another caller's 429 arrives between the two requests
+        assert [pacer.acquire(), pacer.acquire()] == [0.0, 0.0]
+        assert clock.now == after_wait  # nothing slept between them, the Retry-After included
+    assert clock.now - start == pytest.approx(2.0)
+    assert pacer.acquire() >= 28  # outside the reservation the Retry-After holds again
+    assert pacer.stats().acquired == 4
+
+
+def test_unused_reserved_slots_are_dropped_and_borrowed_ones_never_wait() -> None:
+    clock = Clock()
+    pacer = bucket(1, clock, burst=1)
+    with pacer.reserved(2):
+        pacer.acquire()
+    start = clock.now
+    assert pacer.acquire() > 0  # the unused slot did not carry over: this one waits its turn
+    with pacer.reserved(1, wait=False) as waited:
+        assert waited == 0 and pacer.acquire() == 0 and clock.now == pytest.approx(start + 1.0)
+    assert pacer.acquire() == pytest.approx(2.0)  # the borrowed slot is paid by whoever comes next
+
+
+def test_a_reservation_is_per_thread() -> None:
+    clock = Clock()
+    pacer = AdaptiveTokenBucket(10, burst=1, clock=clock, sleep=lambda _: None)
+    other: list[float] = []
+    with pacer.reserved(2):
+        thread = threading.Thread(target=lambda: other.append(pacer.acquire()))
+        thread.start()
+        thread.join()
+    assert other[0] > 0  # another thread does not spend this thread's reserved slots

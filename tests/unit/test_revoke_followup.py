@@ -57,13 +57,15 @@ def test_in_flight_rotation_is_superseded_and_its_lease_taken() -> None:
     journal = Journal("rot-1", "payments", "default", "ci-payments", "AIDA1", (world.key_id,), world.key_id,
                       Phase.VERIFIED, T0, T0, new_key_id="AKIA9999999999999999", sealed_secret=b"sealed")
     world.store.save_journal(journal)
-    world.store.leases[lease_name("payments")] = ("service/1", T0 + timedelta(hours=1))
+    assert world.store.try_acquire_lease(lease_name("payments"), "service/1", timedelta(hours=1)) == 1
     outcome = world.revoke()
     after = world.store.journal_rows["rot-1"]
     assert after.phase is Phase.SUPERSEDED and after.sealed_secret is None
     assert "incident" in (after.error or "")
     assert step(outcome, "preempt") is StepStatus.DONE
-    assert lease_name("payments") not in world.store.leases  # taken from the service, released when done
+    # taken from the service (a new tenure: the service's token is fenced out), released when done
+    assert world.store.lease_holder(lease_name("payments")) is None
+    assert world.store.leases[lease_name("payments")].token == 2
     assert any(e.action == "supersede" for e in world.store.event_rows)
 
 

@@ -38,8 +38,10 @@ def test_one_call_with_zero_grace_ends_with_only_the_new_key() -> None:
     assert journal.phase is Phase.DONE and journal.sealed_secret is None
     assert w.store.get_status("payments").state is CredentialState.OK
     assert any("rotated" in p.title for p in w.notifier.posted)
-    # the secret variable is written before the key-id variable, for every target
-    assert w.variables.writes == ["AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"] * 2
+    # for every target: the key-id variable proven writable (its own value put back), then the secret, then the
+    # key id, the last two as one back-to-back pair
+    assert w.variables.writes == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"] * 2
+    assert w.variables.pairs == [("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")] * 2
 
 
 def test_grace_and_delete_after_are_waited_out_across_runs() -> None:
@@ -98,11 +100,11 @@ def test_crash_after_journal_before_publish_rolls_forward_with_the_same_key() ->
 def test_crash_between_secret_and_key_id_completes_the_pair() -> None:
     w = rotation_world()
     old = old_key(w)
-    w.variables.crash_after_write = 1
+    w.variables.crash_after_write = 2  # the preflight (key id, its own value), then the secret
     with pytest.raises(Crash):
         w.run()
-    key_id, _secret = w.held_pairs()[0]
-    assert key_id == old  # only the secret was written
+    key_id, secret = w.held_pairs()[0]
+    assert key_id == old and secret != w.secret  # only the secret was written
     result = w.run()
     assert result.outcome is Outcome.ROTATED and w.every_target_works()
     assert w.iam.calls.count("CreateAccessKey") == 1

@@ -9,9 +9,8 @@ import pytest
 from rotator.domain import CredentialState, Phase, Policy
 from rotator.service.ports import DueCandidate
 from rotator.service.scheduling import (
-    FAILED_RETRY_AFTER,
-    HELD_RETRY_AFTER,
     DriftSchedule,
+    RetryPauses,
     Work,
     in_window,
     jitter_offset,
@@ -29,9 +28,10 @@ def candidate(name: str, **fields: object) -> DueCandidate:
     return DueCandidate(name=name, **values)  # type: ignore[arg-type]
 
 
-def due(*candidates: DueCandidate, policy: Policy = POLICY, now: datetime = NOW) -> list[tuple[str, Work]]:
+def due(*candidates: DueCandidate, policy: Policy = POLICY, now: datetime = NOW,
+        pauses: RetryPauses | None = None) -> list[tuple[str, Work]]:
     policies = {c.name: policy for c in candidates}
-    return [(w.credential, w.work) for w in select_due(candidates, policies, now)]
+    return [(w.credential, w.work) for w in select_due(candidates, policies, now, pauses or RetryPauses())]
 
 
 def test_a_credential_past_its_due_time_is_rotated() -> None:
@@ -66,17 +66,34 @@ def test_retire_waits_for_the_grace_period_and_delete_for_delete_after() -> None
     assert due(candidate("d", phase=Phase.RETIRED, deactivated_at=NOW - timedelta(days=7))) == [("d", Work.DELETE)]
 
 
-@pytest.mark.parametrize(("state", "pause"), [(CredentialState.HELD, HELD_RETRY_AFTER),
-                                               (CredentialState.FAILED, FAILED_RETRY_AFTER)])
-def test_held_and_failed_credentials_are_retried_only_after_a_pause(state: CredentialState,
-                                                                     pause: timedelta) -> None:
+@pytest.mark.parametrize(("state", "pause"), [(CredentialState.HELD, RetryPauses().held),
+                                               (CredentialState.FAILED, RetryPauses().failed),
+                                               (CredentialState.BROKEN, RetryPauses().broken)])
+def test_held_failed_and_broken_credentials_are_retried_only_after_a_pause(state: CredentialState,
+                                                                            pause: timedelta) -> None:
     recent = candidate("x", state=state, updated_at=NOW - pause + timedelta(seconds=1))
     assert due(recent) == []
     assert due(candidate("x", state=state, updated_at=NOW - pause)) == [("x", Work.ROTATE)]
     # The pause applies to an interrupted rotation too: a held retire is not retried every tick.
-    held_retire = candidate("y", state=state, updated_at=NOW - timedelta(minutes=1), phase=Phase.PUBLISHED,
+    held_retire = candidate("y", state=state, updated_at=NOW - pause + timedelta(seconds=1), phase=Phase.PUBLISHED,
                             published_at=NOW - timedelta(days=1), held=True)
     assert due(held_retire) == []
+
+
+def test_the_pauses_are_settings_and_a_broken_target_is_retried_within_a_minute() -> None:
+    assert RetryPauses().broken == timedelta(minutes=1)
+    pauses = RetryPauses(held=timedelta(minutes=5), failed=timedelta(minutes=2), broken=timedelta(seconds=30))
+    broken = candidate("b", state=CredentialState.BROKEN, updated_at=NOW - timedelta(seconds=30),
+                       phase=Phase.VERIFIED)
+    assert due(broken, pauses=pauses) == [("b", Work.RECOVER)]  # resumed: the publish is tried again
+    assert due(candidate("h", state=CredentialState.HELD, updated_at=NOW - timedelta(minutes=4)), pauses=pauses) == []
+    assert due(candidate("h", state=CredentialState.HELD, updated_at=NOW - timedelta(minutes=5)), pauses=pauses) == [
+        ("h", Work.ROTATE)]
+
+
+def test_a_drift_budget_of_zero_turns_drift_checks_off() -> None:
+    schedule = DriftSchedule(["a", "b"], every=timedelta(hours=1), budget=0, start=NOW - timedelta(days=1))
+    assert schedule.take_due(NOW) == []
 
 
 def test_credentials_without_a_policy_are_not_configured_and_skipped() -> None:

@@ -264,7 +264,8 @@ def config_for(specs: Sequence[CredentialSpec], account_ids: dict[str, str | Non
             lines += ['[[credentials.targets]]', where, f'environment_scope = "{target.environment_scope}"',
                       f'access_key_id_var = "{target.access_key_id_var}"',
                       f'secret_access_key_var = "{target.secret_access_key_var}"',
-                      f'create_missing = {str(target.create_missing).lower()}']
+                      f'create_missing = {str(target.create_missing).lower()}',
+                      f'accept_masked_only = {str(target.accept_masked_only).lower()}']
     return "\n".join(lines) + "\n"
 
 
@@ -285,7 +286,8 @@ def _world(specs_for: Any, *, users: Sequence[str], hidden_secret: bool = False,
                            scope=target.environment_scope, hidden=hidden_secret)
     clock.advance(age)
     first = iam.keys[specs[0].iam_user][0]
-    return World(clock, iam, FakeSts(iam, clock, delay=sts_delay), variables, FakeIncidentStore(), FakeNotifier(),
+    store = FakeIncidentStore(db_now=clock.now)  # leases judged by the "database's" clock
+    return World(clock, iam, FakeSts(iam, clock, delay=sts_delay), variables, store, FakeNotifier(),
                  FakeDirectory({ACCOUNT: iam}),
                  FakeCloudTrail(["us-east-1", "eu-west-1", "ap-southeast-2"], clock=clock), specs, first.key_id,
                  first.secret)

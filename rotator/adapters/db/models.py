@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     column,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -176,6 +177,7 @@ class JournalRow(Base):
     held_at: Mapped[datetime | None]
     old_last_used_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    broken_targets: Mapped[list[str]] = mapped_column(server_default=text("'[]'"))
 
 
 class EventRow(Base):
@@ -277,6 +279,7 @@ def journal_values(journal: Journal) -> dict[str, Any]:
         "started_at": journal.started_at, "updated_at": journal.updated_at, "published_at": journal.published_at,
         "deactivated_at": journal.deactivated_at, "hold_reason": journal.hold_reason, "error": journal.error,
         "held_at": journal.held_at, "old_last_used_at": journal.old_last_used_at,
+        "broken_targets": sorted(journal.broken_targets),
     }
 
 
@@ -288,6 +291,7 @@ def journal_from_row(row: JournalRow) -> Journal:
         sealed_secret=row.sealed_secret, targets_done=frozenset(row.targets_done), published_at=row.published_at,
         deactivated_at=row.deactivated_at, hold_reason=row.hold_reason, error=row.error,
         held_at=row.held_at, old_last_used_at=row.old_last_used_at,
+        broken_targets=frozenset(row.broken_targets or ()),
     )
 
 

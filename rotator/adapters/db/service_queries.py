@@ -65,13 +65,19 @@ class SqlServiceQueries:
                     select(credential.name, credential.key_created_at, credential.state)
                     .where(credential.configured.is_(True))).all()
                 incidents = connection.execute(select(func.count()).select_from(IncidentRow)).scalar_one()
+                # Only credentials in the broken state have unfinished rotations with broken targets: few rows.
+                broken = connection.execute(
+                    select(JournalRow.broken_targets)
+                    .join(credential, credential.name == JournalRow.credential)
+                    .where(credential.configured.is_(True), credential.state == CredentialState.BROKEN.value,
+                           JournalRow.phase.in_(UNFINISHED_PHASES))).scalars().all()
         except SQLAlchemyError as exc:
             raise store_error(self._engine.url, "reading the fleet for /metrics", exc) from exc
         states: dict[CredentialState, int] = dict.fromkeys(CredentialState, 0)
         for row in ages:
             states[CredentialState(row.state)] += 1
         return FleetSnapshot(key_created_at={row.name: row.key_created_at for row in ages}, states=states,
-                             incidents=int(incidents))
+                             incidents=int(incidents), broken_targets=sum(len(targets or ()) for targets in broken))
 
     def ping(self) -> None:
         try:

@@ -3,16 +3,25 @@
 One SqlStore may be shared by the threads of a pool: every method takes its own pooled connection and
 commits before returning. Several processes may share one database: writes are single atomic statements
 or short transactions that take the write lock first (SQLite) or rely on row locks (PostgreSQL).
+
+Leases are judged by the database's clock inside the statement that takes, renews or checks them
+(SQLite ``strftime('now')``, PostgreSQL ``statement_timestamp()``), never by the caller's: replicas on hosts
+whose clocks differ still agree. A fenced view (``fenced``) starts every write transaction by extending its
+tenure, which succeeds only while that tenure is the current one; on PostgreSQL the row lock that UPDATE
+takes is held until the write commits, so a takeover cannot slip in between the check and the write.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, Table, and_, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -53,8 +62,9 @@ from rotator.domain import (
     KeyOwner,
     next_rotation_due,
 )
-from rotator.errors import StoreError
+from rotator.errors import LeaseLost, StoreError
 from rotator.logs import redact_url
+from rotator.ports import LeaseFence
 from rotator.service.ports import QueuedNotification
 
 __all__ = [
@@ -71,6 +81,9 @@ __all__ = [
 
 # What expire_lease writes: earlier than any `now`, so the lease counts as expired for everyone.
 _LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
+# SQLite's own clock, in the text form SQLAlchemy stores DateTime columns in ("YYYY-MM-DD HH:MM:SS.ffffff",
+# UTC): %f is "SS.SSS", so three zeros make the microseconds. Equal formats compare correctly as text.
+_SQLITE_NOW_FORMAT = "%Y-%m-%d %H:%M:%f000"
 
 
 def _utc_now() -> datetime:
@@ -86,9 +99,21 @@ class SqlStore:
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = _utc_now) -> None:
         # ``clock`` only stamps bookkeeping columns (incidents.created_at/updated_at) that the port's
-        # methods do not pass a time for.
+        # methods do not pass a time for. Leases use the database's clock.
         self._engine = engine
         self._clock = clock
+        self._fence: LeaseFence | None = None
+        # SQLite lets one writer in at a time; a thread that finds the file locked waits in SQLite's busy
+        # handler, which sleeps in growing steps (up to 100 ms) and so wakes late: with a pool of workers,
+        # writes convoy behind those sleeps. The threads of this process queue on a lock instead, and are
+        # woken the moment the writer before them commits (other processes still meet busy_timeout).
+        self._write_lock: threading.Lock | None = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    def fenced(self, fence: LeaseFence) -> SqlStore:
+        """The same store (same engine and pool) whose every write first proves ``fence`` is current."""
+        view = copy.copy(self)
+        view._fence = fence
+        return view
 
     @classmethod
     def from_url(cls, url: str, *, require_current_schema: bool = True) -> SqlStore:
@@ -112,14 +137,39 @@ class SqlStore:
     @contextmanager
     def _session(self, doing: str, *, write: bool = False) -> Iterator[Session]:
         """One transaction, committed on success; SQLAlchemy errors become StoreError."""
+        serialize = self._write_lock if write and self._write_lock is not None else contextlib.nullcontext()
         try:
-            with self._engine.connect() as connection:
+            with serialize, self._engine.connect() as connection:
                 if write:
                     connection.execution_options(**WRITE_INTENT)
                 with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                    if write and self._fence is not None and not self._extend(session, self._fence):
+                        raise LeaseLost(f"lease {self._fence.name} is no longer ours (token {self._fence.token}): "
+                                        f"{doing} was not done",
+                                        hint="nothing to do: the current holder continues from the journal")
                     yield session
         except SQLAlchemyError as exc:
             raise store_error(self._engine.url, doing, exc) from exc
+
+    # The database's clock, as SQL: leases are judged by it alone.
+    def _db_now(self) -> ColumnElement[Any]:
+        if self._engine.dialect.name == "sqlite":
+            return func.strftime(_SQLITE_NOW_FORMAT, literal("now"))
+        return func.statement_timestamp()
+
+    def _db_in(self, ttl: timedelta) -> ColumnElement[Any]:
+        if self._engine.dialect.name == "sqlite":
+            return func.strftime(_SQLITE_NOW_FORMAT, literal("now"), literal(f"+{ttl.total_seconds():.6f} seconds"))
+        return func.statement_timestamp() + literal(ttl)
+
+    def _extend(self, session: Session, fence: LeaseFence) -> bool:
+        """Extend the tenure ``fence`` names, by the database's clock; False when it is not current."""
+        extended = session.connection().execute(
+            update(LeaseRow)
+            .where(LeaseRow.name == fence.name, LeaseRow.holder == fence.holder, LeaseRow.token == fence.token,
+                   LeaseRow.expires_at >= self._db_now())
+            .values(expires_at=self._db_in(fence.ttl))).rowcount
+        return bool(extended == 1)
 
     def _insert(self, session: Session, model: type[Any]) -> Any:
         """The dialect's INSERT, which knows ON CONFLICT (SQLite >= 3.24 and PostgreSQL both do)."""
@@ -380,20 +430,22 @@ class SqlStore:
 
     # leases ---------------------------------------------------------------------------------------------
 
-    def try_acquire_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
-        """Take the lease when it is free, expired or already ours, in one atomic statement.
+    def try_acquire_lease(self, name: str, holder: str, ttl: timedelta) -> int | None:
+        """Take the lease when it is free, expired or already ours, in one atomic statement; its fencing token.
 
-        INSERT ... ON CONFLICT DO UPDATE ... WHERE: the row's lock (PostgreSQL) or the database write lock
-        (SQLite) makes the check and the takeover one step, and a missing row is created by the same
-        statement, so two contenders can never both win. ``token`` grows with every new tenure (a
-        different holder, or ours after it expired); renewing a live lease of ours keeps it.
+        INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING: the row's lock (PostgreSQL) or the database
+        write lock (SQLite) makes the check and the takeover one step, and a missing row is created by the
+        same statement, so two contenders can never both win. Expiry is judged by the database's clock in
+        that statement. ``token`` grows with every new tenure (a different holder, or ours after it
+        expired); re-taking a live lease of ours keeps it.
         """
         lease = _table(LeaseRow).c
+        now = self._db_now()
         with self._session(f"acquiring lease {name}", write=True) as session:
             insert = self._insert(session, LeaseRow).values(
-                name=name, holder=holder, acquired_at=now, expires_at=now + ttl, token=1)
+                name=name, holder=holder, acquired_at=now, expires_at=self._db_in(ttl), token=1)
             still_ours = and_(lease.holder == holder, lease.expires_at >= now)
-            taken = session.connection().execute(insert.on_conflict_do_update(
+            token = session.connection().execute(insert.on_conflict_do_update(
                 index_elements=["name"],
                 set_={
                     "holder": insert.excluded.holder,
@@ -402,17 +454,21 @@ class SqlStore:
                     "token": case((still_ours, lease.token), else_=lease.token + 1),
                 },
                 where=or_(lease.holder.is_(None), lease.holder == holder, lease.expires_at < now),
-            ), execution_options={"preserve_rowcount": True}).rowcount  # SQLAlchemy keeps it for UPDATE only
-        return taken == 1
+            ).returning(lease.token)).scalar()
+        return None if token is None else int(token)
 
-    def renew_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
-        """Extend our lease; False when it is not ours any more or has expired (take it again instead)."""
-        with self._session(f"renewing lease {name}", write=True) as session:
-            renewed = session.connection().execute(
-                update(LeaseRow)
-                .where(LeaseRow.name == name, LeaseRow.holder == holder, LeaseRow.expires_at >= now)
-                .values(expires_at=now + ttl)).rowcount
-        return renewed == 1
+    def renew_lease(self, fence: LeaseFence) -> bool:
+        """Extend our tenure; False when it is not current any more (expired, taken over, preempted)."""
+        with self._session(f"renewing lease {fence.name}", write=True) as session:
+            return self._extend(session, fence)
+
+    def lease_is_current(self, fence: LeaseFence) -> bool:
+        with self._session(f"checking lease {fence.name}") as session:
+            current = session.connection().execute(
+                select(LeaseRow.token)
+                .where(LeaseRow.name == fence.name, LeaseRow.holder == fence.holder, LeaseRow.token == fence.token,
+                       LeaseRow.expires_at >= self._db_now())).first()
+        return current is not None
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up if it is ours; the row stays so the fencing token keeps counting."""

@@ -2,6 +2,17 @@
 
 Events live per (account, region), sorted by (time, arrival) and indexed by every lookup attribute, so a
 lookup is two binary searches in one list even with tens of thousands of staged events.
+
+What LookupEvents can see follows CloudTrail's Event history ("Viewing events with CloudTrail Event
+history"; LookupEvents API reference: "Looks up management events or CloudTrail Insights events"):
+
+- management events only: data events (S3 object-level calls, SQS messages...) are kept (``events()``
+  shows them) but never returned by a lookup ("The CloudTrail Event history doesn't record data events",
+  Amazon S3 and Amazon SQS CloudTrail pages);
+- only once delivered: CloudTrail is eventually consistent ("Managing data consistency in CloudTrail") and a
+  record reaches Event history some minutes after its call, not at once. Each event carries the moment it
+  becomes visible: the call's time + the store's delivery delay when recorded, or an explicit moment for
+  staged events (a late AssumeRole record); the default delay is 0 so tests stay fast.
 """
 
 from __future__ import annotations
@@ -10,12 +21,13 @@ import bisect
 import datetime as dt
 import itertools
 import json
+import math
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rotator.sandbox.aws.events import EVENT_VERSION, iso_time, resources_of
@@ -35,6 +47,8 @@ class StoredEvent:
     summary: dict[str, Any]  # the LookupEvents ``Events[]`` entry, without CloudTrailEvent
     record_json: str
     attributes: tuple[tuple[str, str], ...] = field(repr=False)
+    visible_at: float = 0.0  # epoch seconds from which LookupEvents returns it
+    management: bool = True
 
     @property
     def order(self) -> tuple[float, int]:
@@ -57,8 +71,12 @@ def _order(event: StoredEvent) -> tuple[float, int]:
 class _RegionTrail:
     events: list[StoredEvent] = field(default_factory=list)
     index: dict[tuple[str, str], list[StoredEvent]] = field(default_factory=dict)
+    data_events: list[StoredEvent] = field(default_factory=list)
 
     def add(self, event: StoredEvent, *, keep_sorted: bool) -> None:
+        if not event.management:
+            self.data_events.append(event)  # never looked up, so never indexed
+            return
         targets = [self.events] + [self.index.setdefault(pair, []) for pair in event.attributes]
         for target in targets:
             if not keep_sorted or not target or target[-1].order <= event.order:
@@ -70,6 +88,13 @@ class _RegionTrail:
         self.events.sort(key=_order)
         for target in self.index.values():
             target.sort(key=_order)
+
+    def all_events(self) -> list[StoredEvent]:
+        return self.events + self.data_events
+
+    def deliver_now(self, now: float) -> None:
+        for target in [self.events, self.data_events, *self.index.values()]:
+            target[:] = [replace(e, visible_at=now) if e.visible_at > now else e for e in target]
 
 
 def username_of(identity: dict[str, Any]) -> str | None:
@@ -104,24 +129,54 @@ class CloudTrailStore:
         self._lock = threading.Lock()
         self._trails: dict[tuple[str, str], _RegionTrail] = {}
         self._seq = itertools.count()
+        self._delivery_delay = 0.0
+
+    # --- delivery -------------------------------------------------------------------------------
+
+    @property
+    def delivery_delay(self) -> float:
+        """Seconds between a call and its record becoming visible to LookupEvents (AWS: about 5 minutes)."""
+        with self._lock:
+            return self._delivery_delay
+
+    @delivery_delay.setter
+    def delivery_delay(self, seconds: float) -> None:
+        if not seconds >= 0 or math.isinf(seconds):
+            raise ValueError("the CloudTrail delivery delay must be a finite number of seconds >= 0")
+        with self._lock:
+            self._delivery_delay = float(seconds)
+
+    def deliver_pending(self) -> int:
+        """Make every record not yet delivered visible now; returns how many there were."""
+        now = time.time()
+        with self._lock:
+            pending = sum(1 for trail in self._trails.values() for e in trail.all_events() if e.visible_at > now)
+            for trail in self._trails.values():
+                trail.deliver_now(now)
+        return pending
 
     # --- writing --------------------------------------------------------------------------------
 
     def record(self, record: dict[str, Any]) -> StoredEvent:
-        """Store one complete CloudTrail record (as the front builds them)."""
-        event = self._stored(record)
+        """Store one complete CloudTrail record (as the front builds them), visible after the delivery delay."""
+        event = replace(self._stored(record), visible_at=time.time() + self.delivery_delay)
         with self._lock:
             self._trails.setdefault((event.account_id, event.region), _RegionTrail()).add(event, keep_sorted=True)
         return event
 
-    def stage(self, records: Iterable[dict[str, Any]]) -> int:
+    def stage(self, records: Iterable[dict[str, Any]], *, deliver_at: float | None = None) -> int:
         """Add events as if CloudTrail had recorded them (e.g. an attacker's calls in several regions).
 
         Each record needs ``eventName`` and ``eventSource``; ``eventTime`` (ISO 8601 or epoch seconds),
         ``awsRegion`` (default us-east-1), ``userIdentity`` (``accessKeyId``, ``userName``, ``accountId``...)
-        and ``eventID`` are filled in when missing. Raises ValueError naming the first bad record.
+        and ``eventID`` are filled in when missing. A record whose ``managementEvent`` is false is a data
+        event (never looked up). ``deliver_at`` (epoch seconds) holds them back from LookupEvents until then,
+        whatever their ``eventTime``; by default they are visible at once. Raises ValueError naming the first
+        bad record.
         """
-        prepared = [self._stored(_complete(record, position)) for position, record in enumerate(records)]
+        visible_at = time.time() if deliver_at is None else float(deliver_at)
+        prepared = [replace(self._stored(_complete(record, position)), visible_at=visible_at)
+                    for position, record in enumerate(records)]
         with self._lock:
             touched: set[tuple[str, str]] = set()
             for event in prepared:
@@ -159,22 +214,28 @@ class CloudTrailStore:
             attributes += [("ResourceType", resource["ResourceType"]), ("ResourceName", resource["ResourceName"])]
         return StoredEvent(at=at, seq=next(self._seq), account_id=account, region=str(record["awsRegion"]),
                            summary=summary, record_json=json.dumps(record, default=str),
-                           attributes=tuple(dict.fromkeys(attributes)))
+                           attributes=tuple(dict.fromkeys(attributes)),
+                           management=record.get("managementEvent", True) is not False)
 
     # --- reading --------------------------------------------------------------------------------
 
-    def events(self, *, account_id: str | None = None, region: str | None = None) -> list[dict[str, Any]]:
-        """Every stored record, oldest first (for tests and the demo)."""
+    def events(self, *, account_id: str | None = None, region: str | None = None,
+               delivered_only: bool = False) -> list[dict[str, Any]]:
+        """Every stored record, data events and undelivered ones included unless ``delivered_only``, oldest
+        first (for tests and the demo: what happened, not what LookupEvents shows)."""
+        now = time.time()
         with self._lock:
             chosen = [event for (account, where), trail in self._trails.items()
                       if (account_id is None or account == account_id) and (region is None or where == region)
-                      for event in trail.events]
+                      for event in trail.all_events() if not delivered_only or event.visible_at <= now]
         chosen.sort(key=_order)
         return [event.record for event in chosen]
 
     def lookup(self, account_id: str, region: str, *, attribute: tuple[str, str] | None, start: float,
                end: float | None, limit: int, before: tuple[float, int] | None) -> tuple[list[StoredEvent], bool]:
-        """Up to ``limit`` events, newest first, strictly older than ``before``; and whether more remain."""
+        """Up to ``limit`` delivered events, newest first, strictly older than ``before``; and whether more
+        delivered events remain."""
+        now = time.time()
         with self._lock:
             trail = self._trails.get((account_id, region))
             if trail is None:
@@ -185,10 +246,14 @@ class CloudTrailStore:
                                                                             key=_order)
             if before is not None:
                 high = min(high, bisect.bisect_left(candidates, before, key=_order))
-            first = max(low, high - limit)
-            page = candidates[first:high]
-        page.reverse()
-        return page, first > low
+            page: list[StoredEvent] = []
+            position = high - 1
+            while position >= low and len(page) < limit:
+                if candidates[position].visible_at <= now:
+                    page.append(candidates[position])
+                position -= 1
+            more = any(candidates[i].visible_at <= now for i in range(position, low - 1, -1))
+        return page, more
 
 
 def _complete(record: dict[str, Any], position: int) -> dict[str, Any]:

@@ -1,35 +1,77 @@
-"""Build the CloudTrail record of one API call, with every secret taken out.
+"""Build the CloudTrail records of one API call, with every secret taken out.
 
 ``responseElements`` come from botocore's own response parser applied to moto's answer, so they have the
 shape boto3 users know (converted to CloudTrail's lowerCamelCase). Like CloudTrail, read-only calls carry
 no ``responseElements``, except the STS calls that mint keys, whose minted key id an audit must follow.
+
+Field by field this follows the CloudTrail user guide, "CloudTrail record contents" (``sharedEventID``,
+``recipientAccountId``, ``managementEvent``, ``eventCategory``, ``resources``) and the IAM user guide,
+"Logging IAM and AWS STS API calls with AWS CloudTrail" (the AssumeRole examples).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import UnknownServiceError
-from botocore.model import ServiceModel
 from botocore.parsers import ResponseParserError, create_parser
-from botocore.session import Session
 
-from rotator.sandbox.aws.keys import Identity
+from rotator.sandbox.aws.identities import Identity, MintedSession
+from rotator.sandbox.aws.operations import ServiceModels
 from rotator.sandbox.aws.protocol import ApiCall
 
 EVENT_VERSION = "1.08"
 HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
 
-# Field names whose values are credentials. nextToken is a pagination cursor, not a secret.
-_SECRET_NAME = re.compile(r"secret|password|token|privatekey", re.IGNORECASE)
+# Field names whose values are credentials. nextToken is a pagination cursor, not a secret. SQS message bodies
+# are hidden too (Amazon SQS developer guide, "Logging Amazon SQS API calls using AWS CloudTrail": the
+# SendMessage data event shows "messageBody": "HIDDEN_DUE_TO_SECURITY_REASONS").
+_SECRET_NAME = re.compile(r"secret|password|token|privatekey|^messagebody$", re.IGNORECASE)
 _NOT_SECRET = {"nextToken", "NextToken"}
 
-_RESPONSE_ALWAYS_RECORDED = {("sts", "GetSessionToken"), ("sts", "GetFederationToken"), ("sts", "AssumeRole")}
+_RESPONSE_ALWAYS_RECORDED = {("sts", "GetSessionToken"), ("sts", "GetFederationToken"), ("sts", "AssumeRole"),
+                             ("sts", "AssumeRoleWithWebIdentity")}
+
+# Data events: recorded by a trail only when asked for, never in Event history / LookupEvents.
+# - S3: the object-level actions, and ListObjects(V2) / ListObjectVersions / HeadBucket, which are logged as
+#   object-level actions (Amazon S3 user guide, "Amazon S3 CloudTrail events"; CloudTrail user guide, "Logging
+#   data events": "Amazon S3 object-level API activity (for example, GetObject, DeleteObject, and PutObject)").
+# - Lambda Invoke and DynamoDB item-level calls (CloudTrail user guide, "Logging data events").
+# - SQS message operations (Amazon SQS developer guide, "Logging Amazon SQS API calls using AWS CloudTrail":
+#   "operations performed on an Amazon SQS queue, such as SendMessage, are categorized as data events").
+DATA_EVENTS: dict[str, frozenset[str]] = {
+    "s3": frozenset({
+        "AbortMultipartUpload", "CompleteMultipartUpload", "DeleteObjects", "DeleteObject", "GetObject",
+        "GetObjectAcl", "GetObjectAttributes", "GetObjectTagging", "HeadObject", "CreateMultipartUpload",
+        "ListParts", "PostObject", "RestoreObject", "PutObject", "PutObjectAcl", "PutObjectTagging", "CopyObject",
+        "UploadPart", "UploadPartCopy", "ListObjects", "ListObjectsV2", "ListObjectVersions", "HeadBucket"}),
+    "lambda": frozenset({"Invoke"}),
+    "dynamodb": frozenset({"GetItem", "PutItem", "DeleteItem", "UpdateItem", "BatchGetItem", "BatchWriteItem",
+                           "Query", "Scan", "TransactGetItems", "TransactWriteItems"}),
+    "sqs": frozenset({"SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessage", "DeleteMessageBatch",
+                      "ChangeMessageVisibility", "ChangeMessageVisibilityBatch"}),
+}
+
+# S3 operations CloudTrail names differently from botocore (Amazon S3 user guide, "Amazon S3 CloudTrail
+# events", the bucket-level event names).
+_S3_EVENT_NAMES = {
+    "GetBucketLifecycleConfiguration": "GetBucketLifecycle", "PutBucketLifecycleConfiguration": "PutBucketLifecycle",
+    "GetBucketNotificationConfiguration": "GetBucketNotification",
+    "PutBucketNotificationConfiguration": "PutBucketNotification",
+    "GetPublicAccessBlock": "GetBucketPublicAccessBlock", "PutPublicAccessBlock": "PutBucketPublicAccessBlock",
+    "DeletePublicAccessBlock": "DeleteBucketPublicAccessBlock",
+}
+
+
+def is_data_event(call: ApiCall) -> bool:
+    return call.action in DATA_EVENTS.get(call.service, frozenset())
+
+
+def event_name(call: ApiCall) -> str:
+    return _S3_EVENT_NAMES.get(call.action, call.action) if call.service == "s3" else call.action
 
 
 def iso_now() -> str:
@@ -63,26 +105,6 @@ def lower_camel(value: Any) -> Any:
     return value
 
 
-class ServiceModels:
-    """botocore service models, loaded once per service (loading one takes tens of milliseconds)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._session: Session | None = None
-        self._models: dict[str, ServiceModel | None] = {}
-
-    def get(self, service: str) -> ServiceModel | None:
-        with self._lock:
-            if service not in self._models:
-                if self._session is None:
-                    self._session = Session()
-                try:
-                    self._models[service] = self._session.get_service_model(service)
-                except UnknownServiceError:  # such calls simply get no responseElements
-                    self._models[service] = None
-            return self._models[service]
-
-
 def response_elements(models: ServiceModels, call: ApiCall, status: int, headers: dict[str, str],
                       body: bytes) -> dict[str, Any] | None:
     """What CloudTrail would store as ``responseElements`` for a successful call, secrets hidden."""
@@ -100,6 +122,11 @@ def response_elements(models: ServiceModels, call: ApiCall, status: int, headers
     except (ResponseParserError, ValueError):
         return None  # moto answered something botocore cannot read; the client will say so, not the trail
     parsed.pop("ResponseMetadata", None)
+    credentials = parsed.get("Credentials")
+    if isinstance(credentials, dict):
+        # The minted secret is never in the record; the session token is ("<encoded session token blob>" in
+        # the IAM user guide's examples) but is hidden here like every other credential.
+        credentials.pop("SecretAccessKey", None)
     return redact(lower_camel(parsed)) or None
 
 
@@ -116,14 +143,35 @@ class CallContext:
     request_id: str
 
 
-def build_record(call: ApiCall, identity: Identity, access_key_id: str | None, context: CallContext, *,
-                 error: tuple[str, str] | None, response: dict[str, Any] | None) -> dict[str, Any]:
+def _resources(call: ApiCall, identity: Identity) -> list[dict[str, str]] | None:
+    if call.service == "sts" and call.action.startswith("AssumeRole") and call.params.get("RoleArn"):
+        role_arn = str(call.params["RoleArn"])
+        account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else identity.account_id
+        return [{"ARN": role_arn, "accountId": account, "type": "AWS::IAM::Role"}]
+    if call.service == "s3" and is_data_event(call) and call.params.get("bucketName"):
+        # S3 data events name the object and its bucket (CloudTrail user guide, "Logging data events",
+        # resources.type AWS::S3::Object).
+        bucket = str(call.params["bucketName"])
+        found = [{"type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"}]
+        if call.params.get("Key"):
+            found.insert(0, {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{call.params['Key']}"})
+        return found
+    return None
+
+
+def build_records(call: ApiCall, identity: Identity, access_key_id: str | None, context: CallContext, *,
+                  error: tuple[str, str] | None, response: dict[str, Any] | None,
+                  minted: MintedSession | None = None) -> list[dict[str, Any]]:
+    """The call's CloudTrail record, plus the copy AWS delivers to the role's account when the call assumed
+    a role in another account ("That operation is logged in the calling account and the account where the
+    AWS STS operation is performed", IAM user guide, "Logging sign-in events for temporary credentials")."""
+    data = is_data_event(call)
     record: dict[str, Any] = {
         "eventVersion": EVENT_VERSION,
         "userIdentity": identity.user_identity(access_key_id),
         "eventTime": iso_now(),
         "eventSource": f"{call.service}.amazonaws.com",
-        "eventName": call.action,
+        "eventName": event_name(call),
         "awsRegion": call.region,
         "sourceIPAddress": context.source_ip,
         "userAgent": context.user_agent,
@@ -133,13 +181,26 @@ def build_record(call: ApiCall, identity: Identity, access_key_id: str | None, c
         "eventID": str(uuid.uuid4()),
         "readOnly": call.read_only,
         "eventType": "AwsApiCall",
-        "managementEvent": True,
+        "managementEvent": not data,
         "recipientAccountId": identity.account_id,
-        "eventCategory": "Management",
+        "eventCategory": "Data" if data else "Management",
     }
+    resources = _resources(call, identity)
+    if resources:
+        record["resources"] = resources
     if error is not None:
         record["errorCode"], record["errorMessage"] = error
-    return record
+    if minted is None or minted.account_id == identity.account_id or error is not None:
+        return [record]
+    # The role account's copy: the caller appears as "AWSAccount" with its principal id and account, without
+    # its access key; both copies share a sharedEventID ("Example cross-account AWS STS API events").
+    shared = str(uuid.uuid4())
+    record["sharedEventID"] = shared
+    copy = {k: v for k, v in record.items() if k != "resources"}
+    copy.update({"userIdentity": {"type": "AWSAccount", "principalId": identity.principal_id,
+                                  "accountId": identity.account_id},
+                 "eventID": str(uuid.uuid4()), "recipientAccountId": minted.account_id})
+    return [record, copy]
 
 
 def resources_of(record: dict[str, Any]) -> list[dict[str, str]]:

@@ -2,12 +2,16 @@
 
 For each request, in order: injected faults (latency, then an error; moto is never called for a faulted
 request), authentication as AWS does it (Inactive, deleted and not-yet-propagated keys refused; the SigV4
-signature checked for keys IAM knows), ``cloudtrail:LookupEvents`` served from our own trail, everything
-else forwarded to moto. Every call, refused or not, becomes a CloudTrail event and a request-log entry.
+signature and the session token checked for keys IAM knows), authorization for what the sandbox models (the
+limits of session credentials, :mod:`rotator.sandbox.aws.sts_sessions`; explicit Deny statements of the
+governing principal's identity policies, :mod:`rotator.sandbox.aws.authorize`), ``cloudtrail:LookupEvents``
+served from our own trail, the STS answers moto gets wrong, everything else forwarded to moto. Every call,
+refused or not, becomes CloudTrail records (two for a cross-account AssumeRole) and a request-log entry.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import re
@@ -20,13 +24,18 @@ from typing import Any
 from moto.iam.models import mark_account_as_visited
 from werkzeug.http import HTTP_STATUS_CODES
 
+from rotator.sandbox.aws import managed_policies
+from rotator.sandbox.aws.authorize import explicit_denial
 from rotator.sandbox.aws.cloudtrail import CloudTrailStore
-from rotator.sandbox.aws.events import CallContext, ServiceModels, build_record, response_elements
-from rotator.sandbox.aws.keys import KeyLookup, KeyRegistry, default_account, root_identity
+from rotator.sandbox.aws.events import CallContext, build_records, response_elements
+from rotator.sandbox.aws.identities import MintedSession, root_identity
+from rotator.sandbox.aws.keys import KeyLookup, KeyRegistry, default_account
 from rotator.sandbox.aws.lookup import RateLimiter, lookup_events
+from rotator.sandbox.aws.operations import ServiceModels
 from rotator.sandbox.aws.protocol import (
     ApiCall,
     AwsErrorResponse,
+    RawRequest,
     bad_signature_error,
     default_fault_code,
     describe_call,
@@ -34,8 +43,8 @@ from rotator.sandbox.aws.protocol import (
     invalid_key_error,
     render_error,
 )
-from rotator.sandbox.aws.sessions import caller_identity_of_session, record_minted_session
 from rotator.sandbox.aws.sigv4 import SignedBy, parse_authorization, signature_matches
+from rotator.sandbox.aws.sts_sessions import mint, own_answer, session_restriction, web_identity_caller
 from rotator.sandbox.server import FaultPlan, LoggedRequest, RequestLog, WsgiApp, sleep_for_latency
 
 StartResponse = Callable[..., Any]
@@ -47,6 +56,7 @@ class _Incoming:
     method: str
     url: str
     path: str
+    raw_path: str  # still percent-encoded, as REST operations are matched on it
     headers: dict[str, str]
     body: bytes
     signed: SignedBy | None
@@ -59,6 +69,7 @@ class _Outcome:
     body: bytes
     error: tuple[str, str] | None = None
     response: dict[str, Any] | None = None
+    minted: MintedSession | None = None
 
 
 class AwsFront:
@@ -83,11 +94,11 @@ class AwsFront:
 
         incoming = _read(environ)
         signed = incoming.signed
-        call = describe_call(
-            service=signed.service if signed else None, region=signed.region if signed else None,
-            method=incoming.method, query_string=str(environ.get("QUERY_STRING", "")),
+        call = describe_call(self._models, RawRequest(
+            method=incoming.method, path=incoming.raw_path, query_string=str(environ.get("QUERY_STRING", "")),
             content_type=str(environ.get("CONTENT_TYPE", "")), target=environ.get("HTTP_X_AMZ_TARGET"),
-            body=incoming.body)
+            headers=incoming.headers, body=incoming.body),
+            service=signed.service if signed else None, region=signed.region if signed else None)
         account_hint = incoming.headers.get("x-moto-account-id")
         key = (self._keys.lookup(signed.access_key_id, account_hint) if signed
                else KeyLookup("unknown", root_identity(account_hint or default_account())))
@@ -97,8 +108,11 @@ class AwsFront:
         outcome = self._answer(environ, incoming, call, key)
         access_key_id = signed.access_key_id if signed else None
         identity = key.identity
-        self._trail.record(build_record(call, identity, access_key_id, context, error=outcome.error,
-                                        response=outcome.response))
+        if signed is None and call.service == "sts" and call.action == "AssumeRoleWithWebIdentity":
+            identity = web_identity_caller(call)
+        for record in build_records(call, identity, access_key_id, context, error=outcome.error,
+                                    response=outcome.response, minted=outcome.minted):
+            self._trail.record(record)
         self._log.record(LoggedRequest(
             at=time.time(), method=incoming.method, path=incoming.path, key=call.key, status=outcome.status,
             detail={"region": call.region, "access_key_id": access_key_id,
@@ -119,28 +133,42 @@ class AwsFront:
             return _from_error(render_error(call.protocol, fault.status, code,
                                             fault.message or "Injected by the sandbox", extra))
 
-        refusal = self._authenticate(incoming, call, key)
+        refusal = (self._authenticate(incoming, call, key) or session_restriction(call, key)
+                   or explicit_denial(call, key, dt.datetime.now(dt.UTC)))
         if refusal is not None:
             return _from_error(refusal)
 
         if call.service == "cloudtrail" and call.action == "LookupEvents":
             return self._lookup(call, key, incoming)
 
-        if call.service == "iam" and call.action in ("DeleteAccessKey", "DeleteUser"):
-            self._keys.note_before_delete(key.identity.account_id, call.params.get("AccessKeyId"),
-                                          call.params.get("UserName") if call.action == "DeleteUser" else None)
+        answered = own_answer(call, key, self._keys)
+        if answered is not None:
+            self._mark_used(call, key, incoming)
+            return _Outcome(200, [("Content-Type", "text/xml"), ("x-amzn-RequestId", str(uuid.uuid4()))], answered)
 
-        own_answer = caller_identity_of_session(call, self._keys.minted_identity(incoming.signed.access_key_id)
-                                                if incoming.signed else None)
-        if own_answer is not None:
-            return _Outcome(200, [("Content-Type", "text/xml")], own_answer)
+        if call.service == "iam":
+            self._before_iam(call, key)
 
         status, headers, body = self._forward(environ, incoming.body)
-        error = error_of(call.protocol, status, body)
+        error = error_of(call.protocol, status, body, dict(headers))
+        minted = None
         if error is None:
-            body = self._after_success(call, key, body)
+            body, minted = self._after_success(call, key, incoming, body)
         response = response_elements(self._models, call, status, dict(headers), body) if error is None else None
-        return _Outcome(status, headers, body, error, response)
+        return _Outcome(status, headers, body, error, response, minted)
+
+    def _before_iam(self, call: ApiCall, key: KeyLookup) -> None:
+        if call.action in ("DeleteAccessKey", "DeleteUser"):
+            self._keys.note_before_delete(key.identity.account_id, call.params.get("AccessKeyId"),
+                                          call.params.get("UserName") if call.action == "DeleteUser" else None)
+        policy_arn = str(call.params.get("PolicyArn", ""))
+        if policy_arn.startswith(managed_policies.AWS_MANAGED_PREFIX):
+            managed_policies.ensure(key.identity.account_id, policy_arn)
+
+    def _mark_used(self, call: ApiCall, key: KeyLookup, incoming: _Incoming) -> None:
+        if incoming.signed is not None:
+            mark_account_as_visited(account_id=key.identity.account_id, access_key=incoming.signed.access_key_id,
+                                    service=call.service, region=call.region)
 
     def _authenticate(self, incoming: _Incoming, call: ApiCall, key: KeyLookup) -> AwsErrorResponse | None:
         signed = incoming.signed
@@ -148,7 +176,7 @@ class AwsFront:
             return None  # unsigned calls and keys IAM never issued are left to moto, which accepts them
         if key.state != "active":
             return invalid_key_error(call.protocol)
-        if key.session_token is not None and incoming.headers.get("x-amz-security-token") != key.session_token:
+        if key.session is not None and incoming.headers.get("x-amz-security-token") != key.session.session_token:
             return invalid_key_error(call.protocol)
         if key.secret is not None and not signature_matches(
                 signed, key.secret, method=incoming.method, url=incoming.url, headers=incoming.headers,
@@ -159,23 +187,23 @@ class AwsFront:
     def _lookup(self, call: ApiCall, key: KeyLookup, incoming: _Incoming) -> _Outcome:
         account = key.identity.account_id
         answer = lookup_events(self._trail, self._limiter, account, call.region, call.params)
-        if incoming.signed is not None and answer.status < 300:
-            mark_account_as_visited(account_id=account, access_key=incoming.signed.access_key_id,
-                                    service="cloudtrail", region=call.region)
+        if answer.status < 300:
+            self._mark_used(call, key, incoming)
         body = json.dumps(answer.body, default=str).encode()
         headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", str(uuid.uuid4()))]
         if answer.error is not None:
             headers.append(("x-amzn-ErrorType", answer.error[0]))
         return _Outcome(answer.status, headers, body, answer.error)
 
-    def _after_success(self, call: ApiCall, key: KeyLookup, body: bytes) -> bytes:
+    def _after_success(self, call: ApiCall, key: KeyLookup, incoming: _Incoming,
+                       body: bytes) -> tuple[bytes, MintedSession | None]:
         if call.service == "iam" and call.action == "CreateAccessKey":
             created = _ACCESS_KEY_ID.search(body)
             if created:
                 self._keys.note_created(created.group(1).decode())
         if call.service == "sts":
-            return record_minted_session(call, key.identity, self._keys, body)
-        return body
+            return mint(call, key, incoming.signed.access_key_id if incoming.signed else None, self._keys, body)
+        return body, None
 
     def _forward(self, environ: dict[str, Any], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         environ["wsgi.input"] = io.BytesIO(body)
@@ -222,5 +250,5 @@ def _read(environ: dict[str, Any]) -> _Incoming:
     query = str(environ.get("QUERY_STRING", ""))
     url = f"http://{headers.get('host', 'localhost')}{raw_path}" + (f"?{query}" if query else "")
     return _Incoming(method=str(environ.get("REQUEST_METHOD", "GET")), url=url,
-                     path=str(environ.get("PATH_INFO", "/")), headers=headers, body=body,
+                     path=str(environ.get("PATH_INFO", "/")), raw_path=raw_path, headers=headers, body=body,
                      signed=parse_authorization(headers.get("authorization")))

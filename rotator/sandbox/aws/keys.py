@@ -2,8 +2,9 @@
 
 moto keeps the keys (IAM users' keys and the temporary ``ASIA`` keys STS mints) but never refuses one.
 The registry adds what AWS does: an Inactive key, a key that IAM once issued and has since deleted, and a
-key too new to have propagated are all refused. It also remembers which identity minted each session key,
-so CloudTrail can attribute calls signed with that key to the person behind it.
+key too new to have propagated are all refused. It also remembers every session key minted through the
+front (:class:`MintedSession`), so CloudTrail attributes its calls to the principal behind it and the
+front can evaluate that principal's policies.
 """
 
 from __future__ import annotations
@@ -12,49 +13,16 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam.models import AccessKey, IAMBackend, iam_backends
 from moto.utilities.utils import get_partition
 
+from rotator.sandbox.aws.identities import Identity, MintedSession, root_identity, user_identity_of
+
 KeyState = Literal["unknown", "active", "inactive", "deleted", "propagating"]
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The CloudTrail ``userIdentity`` of whoever signs with a key (without the key id itself)."""
-
-    type: str
-    principal_id: str
-    arn: str
-    account_id: str
-    user_name: str | None = None
-    session_context: dict[str, Any] | None = field(default=None, hash=False, compare=False)
-
-    def user_identity(self, access_key_id: str | None) -> dict[str, Any]:
-        record: dict[str, Any] = {"type": self.type, "principalId": self.principal_id, "arn": self.arn,
-                                  "accountId": self.account_id}
-        if access_key_id:
-            record["accessKeyId"] = access_key_id
-        if self.user_name:
-            record["userName"] = self.user_name
-        if self.session_context:
-            record["sessionContext"] = self.session_context
-        return record
-
-
-def root_identity(account_id: str) -> Identity:
-    """The identity of a key IAM never issued: moto (and so the sandbox) treats it as the account itself."""
-    return Identity(type="Root", principal_id=account_id, arn=f"arn:aws:iam::{account_id}:root",
-                    account_id=account_id)
-
-
-def user_identity_of(account_id: str, user_name: str, user_id: str | None = None, path: str = "/") -> Identity:
-    return Identity(type="IAMUser", principal_id=user_id or user_name,
-                    arn=f"arn:aws:iam::{account_id}:user{path}{user_name}", account_id=account_id,
-                    user_name=user_name)
 
 
 @dataclass(frozen=True)
@@ -62,7 +30,7 @@ class KeyLookup:
     state: KeyState
     identity: Identity
     secret: str | None = None
-    session_token: str | None = None
+    session: MintedSession | None = None
 
 
 def default_account() -> str:
@@ -86,8 +54,7 @@ class KeyRegistry:
         self._lock = threading.Lock()
         self._issued: dict[str, Identity] = {}
         self._usable_from: dict[str, float] = {}
-        self._minted: dict[str, Identity] = {}
-        self._session_tokens: dict[str, str] = {}
+        self._minted: dict[str, MintedSession] = {}
         self._propagation_delay = 0.0
 
     # --- configuration --------------------------------------------------------------------------
@@ -132,15 +99,30 @@ class KeyRegistry:
             for found in candidates:
                 self._issued[found[2].access_key_id] = _identity_from_moto(*found)
 
-    def note_minted(self, access_key_id: str, identity: Identity, session_token: str | None) -> None:
+    def note_minted(self, session: MintedSession) -> None:
         with self._lock:
-            self._minted[access_key_id] = identity
-            if session_token:
-                self._session_tokens[access_key_id] = session_token
+            self._minted[session.access_key_id] = session
 
-    def minted_identity(self, access_key_id: str) -> Identity | None:
+    def session(self, access_key_id: str) -> MintedSession | None:
         with self._lock:
             return self._minted.get(access_key_id)
+
+    def sessions(self) -> list[MintedSession]:
+        """Every session minted through the front, oldest first."""
+        with self._lock:
+            return sorted(self._minted.values(), key=lambda s: s.issued_at)
+
+    def owner_account(self, access_key_id: str) -> str | None:
+        """The account that owns a key: a minted session's account, else the IAM user's (also after deletion)."""
+        with self._lock:
+            minted = self._minted.get(access_key_id)
+            issued = self._issued.get(access_key_id)
+        if minted is not None:
+            return minted.account_id
+        found = _find_in_moto(access_key_id)
+        if found is not None:
+            return found[0]
+        return issued.account_id if issued is not None else None
 
     def create_session_key(self, account_id: str, region: str) -> tuple[str, str]:
         """A fresh temporary (ASIA) key pair held by moto, so later calls signed with it can be verified."""
@@ -155,12 +137,11 @@ class KeyRegistry:
             minted = self._minted.get(access_key_id)
             issued = self._issued.get(access_key_id)
             usable_from = self._usable_from.get(access_key_id)
-            token = self._session_tokens.get(access_key_id)
         if found is None:
             if issued is not None:
                 return KeyLookup("deleted", issued)
             return KeyLookup("unknown", root_identity(account_hint or default_account()))
-        identity = minted or _identity_from_moto(*found)
+        identity = minted.identity if minted is not None else _identity_from_moto(*found)
         if issued is None:
             with self._lock:
                 self._issued.setdefault(access_key_id, identity)
@@ -169,7 +150,7 @@ class KeyRegistry:
             return KeyLookup("inactive", identity, key.secret_access_key)
         if usable_from is not None and time.monotonic() < usable_from:
             return KeyLookup("propagating", identity, key.secret_access_key)
-        return KeyLookup("active", identity, key.secret_access_key, token)
+        return KeyLookup("active", identity, key.secret_access_key, minted)
 
     def status(self, access_key_id: str) -> str:
         """``Active`` / ``Inactive`` as IAM reports it, ``deleted`` if IAM issued it once, else ``unknown``."""

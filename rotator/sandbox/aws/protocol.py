@@ -1,10 +1,13 @@
 """What an AWS request asks for (service, action, parameters) and how that service spells an error.
 
-Three wire protocols matter here, and botocore parses each one's errors differently:
+The wire protocol comes from botocore's service model (``metadata.protocol``), and botocore parses each
+one's errors differently:
 
-- ``query`` (iam, sts): form body ``Action=...``; errors are ``<ErrorResponse><Error><Code>``.
+- ``query`` (iam, sts, sns): form body ``Action=...``; errors are ``<ErrorResponse><Error><Code>``.
 - ``ec2``: the same form body; errors are ``<Response><Errors><Error><Code>``.
-- ``json`` (cloudtrail, kms): ``X-Amz-Target: Prefix.Action`` and a JSON body; errors are ``{"__type": ...}``.
+- ``json`` (cloudtrail, kms, sqs): ``X-Amz-Target: Prefix.Action`` and a JSON body; errors are ``{"__type": ...}``.
+- ``rest-xml`` (s3) and ``rest-json`` (lambda): the operation is the method + URI (see
+  :mod:`rotator.sandbox.aws.operations`); errors are ``<Error><Code>`` and JSON with ``x-amzn-ErrorType``.
 """
 
 from __future__ import annotations
@@ -12,25 +15,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-# Signing name -> wire protocol, for the services this sandbox is used with. Anything else is guessed
-# from the request itself (a target header means JSON, an Action parameter means query).
-KNOWN_PROTOCOLS: dict[str, str] = {
-    "iam": "query",
-    "sts": "query",
-    "ec2": "ec2",
-    "cloudtrail": "json",
-    "kms": "json",
-    "logs": "json",
-    "secretsmanager": "json",
-    "ssm": "json",
-    "sns": "query",
-    "sqs": "json",
-}
+from rotator.sandbox.aws.operations import ServiceModels
 
 # Actions that may be called unsigned; everything else without a signature is attributed to "unknown".
 _UNSIGNED_ACTIONS = {"AssumeRoleWithWebIdentity": "sts", "AssumeRoleWithSAML": "sts"}
@@ -47,6 +38,8 @@ class ApiCall:
     region: str
     protocol: str
     params: dict[str, Any] = field(default_factory=dict)
+    # JSON services that kept their query-protocol error codes (botocore ``metadata.awsQueryCompatible``, SQS).
+    query_compatible: bool = False
 
     @property
     def key(self) -> str:
@@ -63,29 +56,56 @@ class ApiCall:
         return self.action.startswith(_READ_ONLY_PREFIXES)
 
 
-def describe_call(
-    *, service: str | None, region: str | None, method: str, query_string: str, content_type: str,
-    target: str | None, body: bytes,
-) -> ApiCall:
-    """Work out service, action and parameters from the raw request."""
-    form: dict[str, str] = dict(parse_qsl(query_string, keep_blank_values=True))
-    if content_type.startswith("application/x-www-form-urlencoded") and body:
-        form.update(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
-    json_body: dict[str, Any] = {}
-    if target:
-        try:
-            loaded = json.loads(body or b"{}")
-        except ValueError:
-            loaded = {}
-        json_body = loaded if isinstance(loaded, dict) else {}
+@dataclass(frozen=True)
+class RawRequest:
+    """The parts of an HTTP request that name the call."""
 
-    action = form.get("Action") or (target.rsplit(".", 1)[-1] if target else "") or method.upper()
+    method: str
+    path: str
+    query_string: str
+    content_type: str
+    target: str | None
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def describe_call(models: ServiceModels, request: RawRequest, *, service: str | None,
+                  region: str | None) -> ApiCall:
+    """Work out service, action and parameters from the raw request."""
+    query: dict[str, str] = dict(parse_qsl(request.query_string, keep_blank_values=True))
+    target = request.target
+    form: dict[str, str] = dict(query)
+    if request.content_type.startswith("application/x-www-form-urlencoded") and request.body:
+        form.update(parse_qsl(request.body.decode("utf-8", errors="replace"), keep_blank_values=True))
+    action = form.get("Action") or (target.rsplit(".", 1)[-1] if target else "")
     if service is None:
         service = _UNSIGNED_ACTIONS.get(action, "unknown")
-    protocol = KNOWN_PROTOCOLS.get(service) or ("json" if target else "query")
-    form_params = {k: v for k, v in form.items() if k not in {"Action", "Version"}}
-    params = json_body if protocol == "json" else form_params
-    return ApiCall(service=service, action=action, region=region or "us-east-1", protocol=protocol, params=params)
+    protocol = models.protocol(service) or ("json" if target else "query")
+    model = models.get(service)
+    query_compatible = model is not None and "awsQueryCompatible" in model.metadata
+    region = region or "us-east-1"
+
+    if protocol in ("rest-xml", "rest-json"):
+        operation = models.rest_operation(service, request.method, request.path, query, request.headers)
+        if operation is None:
+            return ApiCall(service, request.method.upper(), region, protocol, dict(query), query_compatible)
+        labels: dict[str, Any] = dict(operation.labels)
+        if service == "s3":
+            # CloudTrail names S3's URI labels bucketName and key (IAM user guide, "Example AWS service AWS
+            # STS API event in CloudTrail log file": "requestParameters": {"bucketName": ...}).
+            labels = {("bucketName" if name == "Bucket" else name): value for name, value in labels.items()}
+        return ApiCall(service, operation.name, region, protocol, {**query, **labels}, query_compatible)
+
+    if protocol == "json":
+        try:
+            loaded = json.loads(request.body or b"{}")
+        except ValueError:
+            loaded = {}
+        params: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+    else:
+        params = {k: v for k, v in form.items() if k not in {"Action", "Version"}}
+    return ApiCall(service=service, action=action or request.method.upper(), region=region, protocol=protocol,
+                   params=params, query_compatible=query_compatible)
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -95,6 +115,12 @@ SIGNATURE_MESSAGE = ("The request signature we calculated does not match the sig
                      "Check your AWS Secret Access Key and signing method. Consult the service documentation "
                      "for details.")
 EC2_AUTH_MESSAGE = "AWS was not able to validate the provided access credentials"
+# Amazon S3 API reference, "Error responses": InvalidAccessKeyId, SignatureDoesNotMatch, AccessDenied (all 403).
+S3_INVALID_KEY_MESSAGE = "The AWS Access Key Id you provided does not exist in our records."
+S3_ACCESS_DENIED_MESSAGE = "Access Denied"
+EC2_UNAUTHORIZED_MESSAGE = "You are not authorized to perform this operation."
+
+_JSON_LIKE = ("json", "rest-json")
 
 
 @dataclass(frozen=True)
@@ -111,7 +137,7 @@ def render_error(protocol: str, status: int, code: str, message: str,
     """An error in the shape botocore's parser for ``protocol`` expects, so boto3 raises ClientError(code)."""
     request_id = str(uuid.uuid4())
     headers = [("x-amzn-RequestId", request_id), *(extra_headers or [])]
-    if protocol == "json":
+    if protocol in _JSON_LIKE:
         body = json.dumps({"__type": code, "message": message}).encode()
         headers += [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code)]
     elif protocol == "ec2":
@@ -119,6 +145,11 @@ def render_error(protocol: str, status: int, code: str, message: str,
                 f"<Message>{escape(message)}</Message></Error></Errors>"
                 f"<RequestID>{request_id}</RequestID></Response>").encode()
         headers.append(("Content-Type", "text/xml"))
+    elif protocol == "rest-xml":
+        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{escape(code)}</Code>"
+                f"<Message>{escape(message)}</Message><RequestId>{request_id}</RequestId>"
+                f"<HostId>{uuid.uuid4().hex}</HostId></Error>").encode()
+        headers.append(("Content-Type", "application/xml"))
     else:
         kind = "Receiver" if status >= 500 else "Sender"
         body = (f"<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{kind}</Type>"
@@ -132,23 +163,50 @@ def invalid_key_error(protocol: str) -> AwsErrorResponse:
     """How AWS answers a key id it does not accept (unknown, Inactive, deleted, or not yet propagated)."""
     if protocol == "json":
         return render_error(protocol, 400, "UnrecognizedClientException", INVALID_TOKEN_MESSAGE)
+    if protocol == "rest-json":
+        return render_error(protocol, 403, "UnrecognizedClientException", INVALID_TOKEN_MESSAGE)
     if protocol == "ec2":
         # EC2 never says InvalidClientTokenId: it answers 401 AuthFailure for any credential it rejects.
         return render_error(protocol, 401, "AuthFailure", EC2_AUTH_MESSAGE)
+    if protocol == "rest-xml":
+        return render_error(protocol, 403, "InvalidAccessKeyId", S3_INVALID_KEY_MESSAGE)
     return render_error(protocol, 403, "InvalidClientTokenId", INVALID_TOKEN_MESSAGE)
 
 
 def bad_signature_error(protocol: str) -> AwsErrorResponse:
-    if protocol == "json":
-        return render_error(protocol, 400, "InvalidSignatureException", SIGNATURE_MESSAGE)
+    if protocol in _JSON_LIKE:
+        return render_error(protocol, 400 if protocol == "json" else 403, "InvalidSignatureException",
+                            SIGNATURE_MESSAGE)
     if protocol == "ec2":
         return render_error(protocol, 401, "AuthFailure", EC2_AUTH_MESSAGE)
     return render_error(protocol, 403, "SignatureDoesNotMatch", SIGNATURE_MESSAGE)
 
 
+def access_denied_error(call: ApiCall, message: str) -> AwsErrorResponse:
+    """An authorization refusal in the shape of the call's protocol.
+
+    Query services (IAM, STS) answer 403 ``AccessDenied``; EC2 403 ``UnauthorizedOperation``; S3 403
+    ``AccessDenied`` "Access Denied"; JSON services 400 ``AccessDeniedException`` (the JSON services' "Common
+    Errors" pages), REST-JSON services 403. A JSON service that kept its query error codes (SQS,
+    ``awsQueryCompatible``) also sends them in ``x-amzn-query-error``, from which botocore takes the code.
+    """
+    if call.protocol == "ec2":
+        return render_error("ec2", 403, "UnauthorizedOperation", f"{EC2_UNAUTHORIZED_MESSAGE} {message}")
+    if call.protocol == "rest-xml":
+        return render_error("rest-xml", 403, "AccessDenied", S3_ACCESS_DENIED_MESSAGE)
+    if call.protocol == "json" and call.query_compatible:
+        return render_error("json", 403, "AccessDeniedException", message,
+                            [("x-amzn-query-error", "AccessDenied;Sender")])
+    if call.protocol == "json":
+        return render_error("json", 400, "AccessDeniedException", message)
+    if call.protocol == "rest-json":
+        return render_error("rest-json", 403, "AccessDeniedException", message)
+    return render_error(call.protocol, 403, "AccessDenied", message)
+
+
 def default_fault_code(protocol: str, status: int) -> str:
     """The code AWS would send with an injected status when the fault names none."""
-    json_like = protocol == "json"
+    json_like = protocol in _JSON_LIKE
     if status in (400, 429) and protocol == "ec2":
         return "RequestLimitExceeded"
     if status in (400, 429):
@@ -166,20 +224,23 @@ _XML_CODE = re.compile(rb"<Code>([^<]*)</Code>")
 _XML_MESSAGE = re.compile(rb"<Message>([^<]*)</Message>")
 
 
-def error_of(protocol: str, status: int, body: bytes) -> tuple[str, str] | None:
+def error_of(protocol: str, status: int, body: bytes,
+             headers: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """(code, message) of an error response from moto, or None for a success."""
     if status < 300:
         return None
-    if protocol == "json":
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    if protocol in _JSON_LIKE:
         try:
             loaded = json.loads(body or b"{}")
         except ValueError:
             loaded = {}
+        named = lowered.get("x-amzn-query-error", "").split(";", 1)[0] or lowered.get("x-amzn-errortype", "")
         if isinstance(loaded, dict):
-            code = str(loaded.get("__type", "")).rsplit("#", 1)[-1]
+            code = named.split(":", 1)[0] or str(loaded.get("__type", "")).rsplit("#", 1)[-1]
             message = str(loaded.get("message") or loaded.get("Message") or "")
             return code or f"HTTP{status}", message
-        return f"HTTP{status}", ""
+        return named or f"HTTP{status}", ""
     code_match = _XML_CODE.search(body)
     message_match = _XML_MESSAGE.search(body)
     code = code_match.group(1).decode(errors="replace") if code_match else f"HTTP{status}"

@@ -7,7 +7,7 @@
 - ``keys_seen.minted_by``: for a session key an audit found minted by a user's access key, that key, so
   `revoke --key ASIA…` can name what to contain upstream.
 
-Revision ID: 0003_issue15
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-04
 """
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_issue15"
+revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

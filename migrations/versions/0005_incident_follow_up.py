@@ -5,8 +5,8 @@ re-audits it at follow_up_at. ``sessions`` holds one entry per principal (user o
 or could not be, cut. Incidents recorded before this revision were never followed up this way: they are
 closed as of their last update, so no service starts re-auditing old incidents after the upgrade.
 
-Revision ID: 0003_issue10
-Revises: 0003_issue15 (chained after main's 0003 when main was merged in)
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-08
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_issue10"
-down_revision: str | Sequence[str] | None = "0003_issue15"
+revision: str = "0005"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,85 @@
+"""`rotate --emergency` against the fake world: no grace, no LastUsedDate gate, old keys Inactive as soon as every
+target holds the new pair (kept, never deleted by the run), and a summary naming every key still Active."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rotator.domain import KeyStatus, Phase
+from rotator.rotation.engine import Rotator
+from rotator.rotation.fleet import summary_lines, summary_title
+from rotator.rotation.results import Outcome
+from tests.unit.worlds import SECURITY, fleet_world, rotation_world
+
+
+def test_emergency_ignores_grace_and_keeps_the_old_key_inactive_as_evidence() -> None:
+    w = rotation_world(grace=timedelta(hours=1), delete_after=timedelta(0))
+    result = Rotator(w.ports(), w.spec, emergency=True).run()
+    assert result.retired_key_id == w.key_id and "verified with ListAccessKeys" in result.message
+    assert w.iam.key(w.key_id).status is KeyStatus.INACTIVE  # not deleted, even with delete_after = 0s
+    assert w.every_target_works() and w.iam.calls.count("DeleteAccessKey") == 0
+    journal = w.store.journals("payments")[-1]
+    assert journal.phase is Phase.RETIRED  # a later normal run deletes it after delete_after
+    later = Rotator(w.ports(), w.spec).run()
+    assert later.outcome is Outcome.ROTATED and w.key_id not in w.iam.key_ids("ci-payments")
+
+
+def test_emergency_forces_a_key_that_is_not_due() -> None:
+    w = rotation_world()
+    first = Rotator(w.ports(), w.spec).run()
+    assert first.outcome is Outcome.ROTATED and Rotator(w.ports(), w.spec).run().outcome is Outcome.NOT_DUE
+    result = Rotator(w.ports(), w.spec, emergency=True).run()
+    assert result.retired_key_id == first.new_key_id and result.new_key_id != first.new_key_id
+    assert w.iam.key(first.new_key_id or "").status is KeyStatus.INACTIVE and w.every_target_works()
+
+
+def test_emergency_skips_the_last_used_gate_that_holds_a_normal_run() -> None:
+    w = rotation_world(grace=timedelta(hours=1))
+    assert w.run(grace=timedelta(hours=1)).outcome is Outcome.WAITING  # published; the old key in its grace
+    w.clock.advance(timedelta(hours=2))
+    w.iam.use_key(w.key_id)  # still used long after publish (an attacker, say)
+    held = w.run(grace=timedelta(hours=1))
+    assert held.outcome is Outcome.HELD and "still in use" in held.message
+    assert w.iam.key(w.key_id).status is KeyStatus.ACTIVE
+    closed = Rotator(w.ports(), w.spec, emergency=True).run()
+    assert closed.retired_key_id == w.key_id and w.iam.key(w.key_id).status is KeyStatus.INACTIVE
+
+
+def test_the_fleet_summary_names_every_key_still_active_and_the_commands_to_finish() -> None:
+    world = fleet_world()  # c's user has two Active keys: a human must choose, so c cannot be closed
+    root = world.root()
+    report = root.rotation.fleet(world.specs, holder="fleet", concurrency=1, force=False, emergency=True,
+                                 scope="every configured credential")
+    assert not report.ok
+    assert [e.credential for e in report.exposures] == ["c"]
+    exposure = report.exposures[0]
+    assert set(exposure.active_key_ids) == set(world.iam.key_ids("ci-c"))  # both, as IAM lists them
+    commands = exposure.finish_commands()
+    assert commands[0] == "rotator rotate c --emergency"
+    assert all(f"aws iam update-access-key --user-name ci-c --access-key-id {k} --status Inactive" in commands
+               for k in exposure.active_key_ids)
+    for name in ("a", "b"):
+        user = f"ci-{name}"
+        assert [k.status for k in world.iam.keys[user]].count(KeyStatus.ACTIVE) == 1
+    security = next(p for p in world.notifier.posted if p.channel == SECURITY)
+    assert "1 credential(s) STILL EXPOSED" in security.title and security.title == summary_title(report)
+    assert any(line.startswith("c: STILL ACTIVE") for line in security.lines)
+    assert any("aws iam update-access-key" in line for line in security.lines)
+    assert any(line.startswith("a: rotated to") and "Inactive" in line for line in security.lines)
+    assert summary_lines(report, _options())[0].endswith("kept as evidence until delete_after")
+
+
+def test_a_fleet_where_every_key_was_closed_says_so() -> None:
+    world = fleet_world()
+    root = world.root()
+    report = root.rotation.fleet(world.specs[:2], holder="fleet", concurrency=2, force=False, emergency=True,
+                                 scope="group grp")
+    assert report.ok and report.exposures == []
+    security = next(p for p in world.notifier.posted if p.channel == SECURITY)
+    assert security.title.endswith("every exposed key is Inactive") and security.severity == "ok"
+
+
+def _options():  # type: ignore[no-untyped-def]
+    from rotator.rotation.fleet import FleetOptions
+
+    return FleetOptions(holder="x", lease_ttl=timedelta(minutes=2), emergency=True)
