@@ -30,6 +30,7 @@ from rotator.domain import (
     NewAccessKey,
     Phase,
     decide_room,
+    is_due,
     next_rotation_due,
     provably_replaced,
 )
@@ -135,9 +136,11 @@ class Rotator:
         old = next((k for k in keys if k.key_id == old_key_id), None)
         status = self.ports.store.get_status(self.spec.name)
         last_rotated = status.last_rotated_at if status else None
-        due_at = next_rotation_due(old.created_at if old else None, last_rotated, self.spec.policy)
+        created = old.created_at if old else None
+        due_at = next_rotation_due(created, last_rotated, self.spec.policy)
         now = self.ports.clock.now()
-        if not self.force and due_at is not None and due_at > now:
+        if not self.force and not is_due(created, last_rotated, self.spec.policy, now):
+            assert due_at is not None  # not due means a due date is known
             self.ports.store.set_status(self.spec.name, CredentialState.OK, now, current_key_id=old_key_id,
                                         key_created_at=old.created_at if old else None, next_due_at=due_at)
             return self._result(Outcome.NOT_DUE, f"not due until {due_at.isoformat()}", key_id=old_key_id)

@@ -13,6 +13,7 @@ from rotator.domain import (
     Phase,
     decide_room,
     format_duration,
+    is_due,
     next_rotation_due,
     provably_replaced,
 )
@@ -51,9 +52,10 @@ def _plan(spec: CredentialSpec, iam: Iam, variables: CiVariables, store: Store, 
     old_id = assessment.key_in_use(keys)
     old = next((k for k in keys if k.key_id == old_id), None)
     status = store.get_status(spec.name)
-    due = next_rotation_due(old.created_at if old else None, status.last_rotated_at if status else None,
-                            spec.policy)
-    if not force and due is not None and due > clock.now():
+    created, last_rotated = old.created_at if old else None, status.last_rotated_at if status else None
+    due = next_rotation_due(created, last_rotated, spec.policy)
+    if not force and not is_due(created, last_rotated, spec.policy, clock.now()):
+        assert due is not None  # not due means a due date is known
         return Plan(spec.name, "nothing", (f"not due until {due.isoformat()} (key {old_id})",))
     described = ", ".join(f"{k.key_id} {k.status.value}" for k in keys) or "no keys"
     steps = [f"record intent: user {user.name} ({user.user_id}) has {described}; replacing {old_id or 'nothing'}"]

@@ -86,7 +86,9 @@ def test_replicas_whose_clocks_differ_by_an_hour_rotate_each_credential_exactly_
     gitlab: Any = sandbox.gitlab
     gitlab.log.clear()
     seeded = create_calls(sandbox)
-    runs = [subprocess.Popen([ROTATOR, "run", "--once", "--config", str(config)], env=env_for(sandbox, **offset),
+    # At info level: the tick lines say which credentials each replica found busy.
+    runs = [subprocess.Popen([ROTATOR, "run", "--once", "--config", str(config)],
+                             env=env_for(sandbox, ROTATOR_LOG_LEVEL="info", **offset),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for config, offset in ((a, {"ROTATOR_CLOCK_OFFSET": "7200"}), (b, {"ROTATOR_CLOCK_OFFSET": "10800"}))]
     outputs = [run.communicate(timeout=180)[0] for run in runs]

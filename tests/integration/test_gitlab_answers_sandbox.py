@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from rotator.config.settings import parse_settings
-from rotator.domain import CiVariable, GitLabCapabilities, Phase, ScopeKind, Secret, VarRef
+from rotator.domain import CiVariable, GitLabCapabilities, Phase, ScopeKind, Secret, VariableWrite, VarRef
 from rotator.ports import CiVariables
 from rotator.rotation.engine import Rotator
 from rotator.rotation.results import Outcome
@@ -67,6 +67,13 @@ class ColleagueDeletesFirst:
     def create(self, ref: VarRef, value: str | Secret, *, masked: bool, hidden: bool,
                protected: bool) -> CiVariable:
         return self._real.create(ref, value, masked=masked, hidden=hidden, protected=protected)
+
+    def write_pair(self, first: VariableWrite, second: VariableWrite, *,
+                   accept_first: Callable[[CiVariable], None] | None = None) -> tuple[CiVariable, CiVariable]:
+        if self._victim in (first.ref, second.ref):
+            self._delete()
+            self._victim = replace(self._victim, key="")  # once
+        return self._real.write_pair(first, second, accept_first=accept_first)
 
     def delete(self, ref: VarRef) -> bool:
         return self._real.delete(ref)
