@@ -224,7 +224,10 @@ class _Reaudit:
             markdown = (markdown if cut_at < 0 else markdown[:cut_at]).rstrip("\n") + "\n\n" + audit_section(
                 outcome.report)
             document["audit"] = report_json(outcome.report)
-        saved = replace(incident, steps=steps, report_markdown=markdown,
+        status = incident.status
+        if incident.closed_at is not None and not status.startswith("closed"):
+            status = "closed" + (", sessions NOT cut" if any(cut.open_gap for cut in cuts) else "")
+        saved = replace(incident, steps=steps, report_markdown=markdown, status=status,
                         report_json=json.dumps(document, sort_keys=True, default=str))
         try:
             self.store.save_incident(saved)

@@ -304,6 +304,8 @@ def test_a_session_delivered_late_is_cut_by_the_services_follow_up(sandbox: Sand
     assert closed.report_markdown is not None and f"sessions of role {late_name}" in closed.report_markdown
     status = case.run("status", "--json")
     assert incident_id not in status.stdout  # no longer listed as open
+    listed = json.loads(case.run("incidents", "--json").stdout)["incidents"]
+    assert [i["open"] for i in listed if i["incident_id"] == incident_id] == [False]
 
 
 def test_audit_incident_follows_up_by_hand(sandbox: Sandbox, tmp_path: Path) -> None:

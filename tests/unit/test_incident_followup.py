@@ -57,6 +57,7 @@ def test_a_session_delivered_late_is_cut_by_the_follow_up_which_then_closes_the_
     [second] = follow_up_due_incidents(root, "service/test")
     closed = world.store.incident_rows[incident.incident_id]
     assert second.closed and closed.closed_at is not None and closed.follow_up_at is None
+    assert closed.status == "closed"
     assert second.added == []  # nothing new; nothing cut twice
     assert world.iam.calls.count("PutRolePolicy") == 1
     assert any("closed" in line for line in world.notifier.posted[-1].lines)
