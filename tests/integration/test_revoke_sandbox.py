@@ -88,6 +88,21 @@ def test_key_index_answers_as_the_store_does(db_url: str) -> None:
         store.close()
 
 
+def test_key_index_reads_the_t0_of_a_keys_first_incident(db_url: str) -> None:
+    from rotator.adapters.db.key_index import earliest_incident_t0
+    from rotator.domain import Incident
+
+    store = SqlStore(make_engine(db_url))
+    try:
+        key_id = f"AKIA{uuid.uuid4().hex[:16].upper()}"
+        assert earliest_incident_t0(db_url, key_id) is None
+        for index, t0 in enumerate((T0 + timedelta(hours=2), T0)):
+            store.save_incident(Incident(f"i-{key_id}-{index}", key_id, "default", "ci", "alice", "", t0))
+        assert earliest_incident_t0(db_url, key_id) == T0
+    finally:
+        store.close()
+
+
 def test_key_index_never_creates_a_database(tmp_path: Path) -> None:
     missing = tmp_path / "nothing-here.db"
     assert tracked_key_owner(f"sqlite:///{missing}", "AKIAABCDEFGHIJKLMNOP") is None
