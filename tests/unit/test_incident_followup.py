@@ -136,3 +136,18 @@ def test_without_replace_the_previous_key_is_retired_not_stranded() -> None:
 
 
 
+
+
+def test_a_superseded_rotation_proves_its_old_key_replaced_only_once_it_was_published() -> None:
+    from rotator.domain import AccessKey, Journal, provably_replaced
+    from tests.unit.fakes import T0
+
+    keys = [AccessKey("AKIAOLD0000000000001", KeyStatus.INACTIVE, T0), AccessKey("AKIANEW0000000000002",
+                                                                                 KeyStatus.INACTIVE, T0)]
+    published = Journal("r-1", "payments", "default", "ci", "AIDA1", (), "AKIAOLD0000000000001", Phase.SUPERSEDED,
+                        T0, T0, new_key_id="AKIANEW0000000000002", published_at=T0)
+    unpublished = Journal("r-1", "payments", "default", "ci", "AIDA1", (), "AKIAOLD0000000000001", Phase.SUPERSEDED,
+                          T0, T0, new_key_id="AKIANEW0000000000002")
+    assert provably_replaced([published], "AIDA1", [None], keys, ()) == {"AKIAOLD0000000000001"}
+    assert provably_replaced([unpublished], "AIDA1", [None], keys, ()) == set()
+    assert provably_replaced([published], "AIDA1", [None], keys, ("AKIAOLD0000000000001",)) == set()  # evidence
