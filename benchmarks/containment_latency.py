@@ -1,9 +1,9 @@
-"""Containment latency: process start → UpdateAccessKey arriving at the AWS front.
+"""Containment latency: process start → UpdateAccessKey arriving at the AWS front, against the true floor.
 
-`rotator revoke --key ID` against a bare boto3 script making the same identify + update calls
-(sts:GetAccessKeyInfo, iam:GetAccessKeyLastUsed, iam:UpdateAccessKey) for an untracked key. Both run as
-fresh processes against the sandbox AWS front; each trial seeds a new user and key, and the two sides
-alternate so machine noise hits both alike. Goal: ratio <= 1.25x.
+`rotator revoke --key ID` of an untracked key, with one account configured, against the least any tool must do:
+a bare boto3 script that asks iam:GetAccessKeyLastUsed for the user and calls iam:UpdateAccessKey, on one IAM
+client. Both run as fresh processes against the sandbox AWS front; each trial seeds a new user and key, and the
+two sides alternate so machine noise hits both alike. Goal: ratio <= 1.15x, median of at least 9 trials.
 
     python -m benchmarks.containment_latency [--trials N]
 """
@@ -25,15 +25,13 @@ import boto3
 
 from rotator.sandbox.aws import AwsSandbox, start_aws
 
-GOAL = 1.25
+GOAL = 1.15
+# The floor: with one account, IAM alone names the key's user; nothing else is needed before the deactivation.
 BARE_SCRIPT = """\
 import sys
 import boto3
 key_id = sys.argv[1]
-session = boto3.session.Session()
-sts = session.client("sts")
-account = sts.get_access_key_info(AccessKeyId=key_id)["Account"]
-iam = session.client("iam")
+iam = boto3.session.Session().client("iam")
 user = iam.get_access_key_last_used(AccessKeyId=key_id)["UserName"]
 iam.update_access_key(UserName=user, AccessKeyId=key_id, Status="Inactive")
 """
@@ -69,7 +67,19 @@ def _one(aws: AwsSandbox, command: list[str], env: dict[str, str]) -> float:
     return _update_arrival(aws) - started
 
 
+def compile_rotator() -> None:
+    """Byte-compile rotator as an install does (pip writes .pyc files for every module it installs). With
+    PYTHONDONTWRITEBYTECODE set, a working tree's edited modules would otherwise be compiled from source again in
+    every trial, which measures the checkout, not rotator."""
+    import compileall
+
+    import rotator
+
+    compileall.compile_dir(str(Path(rotator.__file__).parent), quiet=1)
+
+
 def measure(trials: int, *, verbose: bool = False) -> tuple[float, float]:
+    compile_rotator()
     aws = start_aws()
     try:
         env = _environment(aws)

@@ -382,6 +382,13 @@ class KeyOwner:
 
 @dataclass(frozen=True)
 class Incident:
+    """One compromised key's incident: contained at ``contained_at``, sessions issued before ``t0`` denied.
+
+    It stays open (``closed_at`` None) until an audit has covered T0 plus CloudTrail's delivery delay;
+    ``follow_up_at`` is when the service re-audits it next. ``sessions`` holds one entry per principal whose
+    sessions were (or could not be) cut, as rotator.incident.sessions writes them.
+    """
+
     incident_id: str
     key_id: str
     account: str | None
@@ -395,6 +402,18 @@ class Incident:
     report_markdown: str | None = None
     report_json: str | None = None
     slack_thread: str | None = None
+    account_id: str | None = None
+    role_name: str | None = None
+    contained_at: datetime | None = None
+    follow_up_at: datetime | None = None
+    closed_at: datetime | None = None
+    covered_until: datetime | None = None
+    slack_channel: str | None = None
+    sessions: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
 
 
 # --- pure rules -----------------------------------------------------------------------------------
@@ -468,7 +487,11 @@ def provably_replaced(journals: Iterable[Journal], user_id: str, held_by_targets
     """
     replaced = {
         j.old_key_id for j in journals
-        if j.old_key_id and j.user_id == user_id and j.phase in (Phase.PUBLISHED, Phase.RETIRED, Phase.DONE)
+        if j.old_key_id and j.user_id == user_id and (
+            j.phase in (Phase.PUBLISHED, Phase.RETIRED, Phase.DONE)
+            # An incident superseded it after every target held the new key: its old key was replaced all
+            # the same (the journal says so), even though the rotation will never retire it itself.
+            or (j.phase is Phase.SUPERSEDED and j.published_at is not None))
     }
     keys = list(keys)
     held = set(held_by_targets)

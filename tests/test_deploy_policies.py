@@ -283,7 +283,8 @@ def sample_oidc_plan() -> OidcPlan:
 GENERATED: dict[str, Callable[[], str]] = {
     # The session deny of `rotator revoke`, on the user and on every role it assumed (the same document).
     "generated:session-deny": lambda: session_deny_document(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
-    # "generated:role-session-deny": the deny `revoke` puts on a role a key's sessions assumed, built by its code.
+    # The deny on a role whose sessions the key assumed is this same document (rotator.incident.sessions puts
+    # session_deny_document on users and roles alike), so "generated:session-deny" judges both.
     # plan-oidc: the role's trust policy, and each permissions policy it puts on the role (the user's, copied).
     "generated:oidc-trust-plan": lambda: sample_oidc_plan().resources.trust_policy,
     "generated:oidc-permissions-plan": lambda: dict(sample_oidc_plan().resources.permissions.inline_policies)[

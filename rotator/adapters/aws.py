@@ -1,6 +1,6 @@
-"""boto3 adapters for IAM and STS, and per-account sessions.
+"""botocore adapters for IAM and STS, and per-account sessions.
 
-Standard boto3 configuration throughout: ambient credentials, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>.
+Standard boto3/botocore configuration throughout: ambient credentials, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>.
 botocore's "standard" retry mode handles throttling and 5xx with backoff; what survives it becomes a
 typed error here. Throttling is never read as "key invalid".
 """
@@ -8,12 +8,11 @@ typed error here. Throttling is never read as "key invalid".
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore.session
 from botocore import UNSIGNED
 from botocore.auth import SigV4Auth
@@ -41,11 +40,12 @@ from rotator.errors import (
     AwsThrottled,
     AwsUnavailable,
 )
-from rotator.ratelimit import Pacer
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_sts import STSClient
+
+    from rotator.ratelimit import Pacer
 
 THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
@@ -195,26 +195,44 @@ class AssumedRoleProvider(CredentialProvider):
 
 
 class AwsSessions:
-    """One boto3 session per configured account, cached; role sessions refresh themselves before expiry."""
+    """One botocore session per configured account, cached; role sessions refresh themselves before expiry.
+
+    Clients come straight from botocore (``Session.create_client``, its public API): containment needs no
+    more, and importing boto3 (which pulls in s3transfer) would cost `revoke` tens of milliseconds before
+    UpdateAccessKey. A boto3 session over the same botocore session is built only when asked for.
+    """
 
     def __init__(self, region: str, roles: dict[str, tuple[str, str | None, str]] | None = None) -> None:
         """``roles`` maps an account name to (role_arn, external_id, session_name); "default" is ambient."""
         self.region = region
         self._roles = roles or {}
-        self._sessions: dict[str, boto3.Session] = {}
+        self._cores: dict[str, botocore.session.Session] = {}
+        self._wrapped: dict[str, Any] = {}
         self._lock = threading.Lock()
-        # A boto3 Session is not thread-safe: clients of one session are built one at a time (the service's
-        # tick and its event consumer build theirs from different threads).
-        self._building = threading.Lock()
+        # botocore sessions are not thread-safe (boto3 docs, "Multithreading or multiprocessing with resources"):
+        # clients are built one at a time, then shared (the service's tick, its event consumer, an incident's
+        # audit and role cuts build theirs from different threads).
+        self._client_lock = threading.Lock()
 
-    def session(self, account: str = "default") -> boto3.Session:
+    def core(self, account: str = "default") -> botocore.session.Session:
         with self._lock:
-            if account not in self._sessions:
-                self._sessions[account] = self._build(account)
-            return self._sessions[account]
+            if account not in self._cores:
+                self._cores[account] = self._build(account)
+            return self._cores[account]
 
-    def _build(self, account: str) -> boto3.Session:
-        base = boto3.Session(region_name=self.region)
+    def session(self, account: str = "default") -> Any:
+        """A boto3 session over the account's botocore session (same credentials, same cached models)."""
+        core = self.core(account)
+        with self._lock:
+            if account not in self._wrapped:
+                import boto3
+
+                self._wrapped[account] = boto3.Session(botocore_session=core, region_name=self.region)
+            return self._wrapped[account]
+
+    def _build(self, account: str) -> botocore.session.Session:
+        base = botocore.session.Session()
+        base.set_config_variable("region", self.region)
         if account == "default" or account not in self._roles:
             return base
         role_arn, external_id, session_name = self._roles[account]
@@ -224,17 +242,34 @@ class AwsSessions:
                                    hint="give the process credentials the standard boto3 way (instance role, IRSA, "
                                         "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE)")
         # The STS client reads AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_STS like every other client.
-        provider = AssumedRoleProvider(base.client("sts", config=RETRY_CONFIG), role_arn, external_id, session_name)
+        sts: Any = base.create_client("sts", region_name=self.region, config=RETRY_CONFIG)
+        provider = AssumedRoleProvider(sts, role_arn, external_id, session_name)
         core = botocore.session.Session()
+        core.set_config_variable("region", self.region)
         core.register_component("credential_provider", CredentialResolver([provider]))
-        return boto3.Session(botocore_session=core, region_name=self.region)
+        return core
+
+    @property
+    def client_lock(self) -> threading.Lock:
+        """Held while a client is built from one of these sessions (see ``client``)."""
+        return self._client_lock
+
+    def warm_up(self, services: Sequence[str], accounts: Sequence[str]) -> None:
+        """Build these clients now (and drop them), so botocore has loaded their service models and credentials
+        providers when they are needed. Only a head start: a failure here is left to the real call to report."""
+        for service in services:
+            for account in accounts:
+                try:
+                    self.client(service, account)
+                except (BotoCoreError, AwsError):
+                    return
 
     def client(self, service: str, account: str = "default", *, region: str | None = None,
                config: Config = RETRY_CONFIG) -> Any:
         """A client of ``account``'s session (its loaded service models are shared by every client of it)."""
-        session = self.session(account)
-        with self._building:
-            return session.client(service, region_name=region or self.region, config=config)  # type: ignore[call-overload]
+        core = self.core(account)
+        with self._client_lock:
+            return core.create_client(service, region_name=region or self.region, config=config)
 
 
 class BotoIam:
@@ -315,7 +350,7 @@ class BotoSts:
         are already loaded (a session of its own loads botocore's endpoint data again: megabytes)."""
         self._region = region
         self._pair = threading.local()
-        self._client = client if client is not None else boto3.Session(region_name=region).client(
+        self._client: Any = client if client is not None else botocore.session.get_session().create_client(
             "sts", region_name=region, config=VERIFY_CONFIG)
         self._client.meta.events.register_last("request-created.sts", self._sign)
 
@@ -331,7 +366,7 @@ class BotoSts:
         self._pair.credentials = Credentials(key.key_id, key.secret.reveal())
         try:
             with aws_call("sts:GetCallerIdentity", key.key_id):
-                return self._client.get_caller_identity()["Arn"]
+                return str(self._client.get_caller_identity()["Arn"])
         except AwsInvalidCredentials:
             return None  # not accepted yet: IAM is eventually consistent
         finally:

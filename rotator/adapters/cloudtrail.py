@@ -1,4 +1,4 @@
-"""rotator.incident.ports.CloudTrail over boto3: LookupEvents by AccessKeyId, paced per region.
+"""rotator.incident.ports.CloudTrail over boto3: LookupEvents by AccessKeyId or EventName, paced per region.
 
 AWS allows 2 LookupEvents requests per second per account and region. Each region gets a token bucket
 holding one token, so requests are spaced 1/rate apart however many keys are audited in that region at
@@ -77,14 +77,21 @@ class BotoCloudTrail:
             return self._clients[region], self._buckets[region]
 
     def lookup_by_key(self, region: str, key_id: str, start: datetime, end: datetime) -> Iterator[TrailPage]:
+        return self._lookup(region, "AccessKeyId", key_id, start, end)
+
+    def lookup_by_event(self, region: str, event_name: str, start: datetime, end: datetime) -> Iterator[TrailPage]:
+        return self._lookup(region, "EventName", event_name, start, end)
+
+    def _lookup(self, region: str, attribute: str, value: str, start: datetime,
+                end: datetime) -> Iterator[TrailPage]:
         client, bucket = self._region(region)
         params: dict[str, Any] = {
-            "LookupAttributes": [{"AttributeKey": "AccessKeyId", "AttributeValue": key_id}],
+            "LookupAttributes": [{"AttributeKey": attribute, "AttributeValue": value}],
             "StartTime": start, "EndTime": end, "MaxResults": PAGE_SIZE,
         }
         token: str | None = None
         while True:
-            answer, throttled = self._one_page(client, bucket, region, key_id,
+            answer, throttled = self._one_page(client, bucket, region, value,
                                                params if token is None else {**params, "NextToken": token})
             yield TrailPage(records=tuple(_records(answer.get("Events", []))), throttled=throttled)
             token = answer.get("NextToken")
@@ -141,16 +148,21 @@ def _records(events: Any) -> Iterator[Mapping[str, Any]]:
             yield record
 
 
-def cloudtrail_for_session(session: Any, home_region: str, *, rate: float,
-                           backoff: Backoff | None = None) -> BotoCloudTrail:
-    """A BotoCloudTrail whose clients come from one boto3 session (one account's credentials)."""
+def cloudtrail_for_session(session: Any, home_region: str, *, rate: float, backoff: Backoff | None = None,
+                           lock: threading.Lock | None = None) -> BotoCloudTrail:
+    """A BotoCloudTrail whose clients come from one boto3 session (one account's credentials). ``lock``: held
+    while a client is built, when other threads build clients from the same session (boto3 sessions are not
+    thread-safe)."""
+    guard = lock or threading.Lock()
 
     def client_for(region: str) -> Any:
-        return session.client("cloudtrail", region_name=region, config=LOOKUP_CONFIG)
+        with guard:
+            return session.client("cloudtrail", region_name=region, config=LOOKUP_CONFIG)
 
     def ec2_client() -> Any:
-        return session.client("ec2", region_name=home_region,
-                              config=Config(retries={"mode": "standard", "max_attempts": 5}))
+        with guard:
+            return session.client("ec2", region_name=home_region,
+                                  config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
     return BotoCloudTrail(client_for, ec2_client, rate=rate, backoff=backoff)
 

@@ -12,10 +12,13 @@ from rotator.cli.common import print_json
 from rotator.cli.revoke_output import write_reports
 from rotator.incident.audit.key_audit import KeyAudit
 from rotator.incident.audit.report import render_markdown, report_json
+from rotator.incident.reaudit import ReauditOutcome
+from rotator.incident.steps import iso_seconds
 
 
 def print_key_audit(outcome: KeyAudit, *, now: datetime, output_dir: str | None, as_json: bool) -> bool:
-    """True when the audit covered everything and its report was kept where asked."""
+    """True when no part of the audit failed (a pending follow-up is not a failure) and its report was kept
+    where asked."""
     report = outcome.report
     written: list[Path] = []
     if output_dir is not None:
@@ -40,4 +43,26 @@ def print_key_audit(outcome: KeyAudit, *, now: datetime, output_dir: str | None,
     for problem in outcome.problems:
         click.echo(f"rotator: {problem}", err=True)
     sys.stdout.flush()
-    return outcome.complete
+    return outcome.covered
+
+
+def print_reaudit(outcome: ReauditOutcome, *, as_json: bool) -> None:
+    """The follow-up of one incident: the same lines its Slack thread and report got."""
+    incident = outcome.incident
+    if as_json:
+        print_json({
+            "incident_id": incident.incident_id, "key_id": incident.key_id, "exit_code": int(outcome.exit_code),
+            "closed": outcome.closed, "busy": outcome.busy,
+            "follow_up_at": iso_seconds(incident.follow_up_at) if incident.follow_up_at else None,
+            "added": [cut.as_dict() for cut in outcome.added], "sessions": [cut.as_dict() for cut in outcome.cuts],
+            "not_cut": [cut.line() for cut in outcome.cuts if cut.open_gap],
+            "late": [{"key_id": s.key_id, "found_by": s.found_by} for s in outcome.late],
+            "lines": outcome.lines(), "problems": outcome.problems,
+            "audit": report_json(outcome.report) if outcome.report is not None else None})
+    else:
+        click.echo(f"incident {incident.incident_id} ({incident.key_id}): follow-up audit")
+        for line in outcome.lines():
+            click.echo(f"  {line}")
+    for problem in outcome.problems:
+        click.echo(f"rotator: {problem}", err=True)
+    sys.stdout.flush()

@@ -11,13 +11,10 @@ from rotator.cli.common import cli_logging, config_option, handle_errors, json_o
 if TYPE_CHECKING:
     from rotator.domain import Incident
 
-# An incident is closed once its follow-up is over; every other status (contained, contained with failed
-# follow-ups, …) still needs someone, so it is listed first.
-CLOSED_PREFIX = "closed"
-
-
 def is_open(incident: Incident) -> bool:
-    return not incident.status.lower().startswith(CLOSED_PREFIX)
+    """Open until its follow-up audit has covered T0 plus CloudTrail's delivery delay (rotator.incident.reaudit
+    sets closed_at); an open incident still needs someone, so it is listed first."""
+    return incident.is_open
 
 
 def _principal(incident: Incident) -> str:

@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from rotator.wiring.containment import ContainmentWiring
 
 EPILOG = """\b
-Exit codes: 0 contained and every step done; 3 contained but a follow-up step
-failed (notify, replace, audit coverage…); 1 NOT contained; 2 usage or config error;
+Exit codes: 0 contained, every session found cut, every step done; 3 contained
+but a session found is NOT cut (each is listed with the command that cuts it)
+or a follow-up step failed (notify, replace, audit coverage…); 1 NOT contained;
+2 usage or config error, or --role names another principal than CloudTrail;
 130/143 SIGINT/SIGTERM during the follow-up (a signal waits until the key is
 Inactive; run the same command again to finish).
 
@@ -29,6 +31,7 @@ Inactive; run the same command again to finish).
 Examples:
   rotator revoke --key AKIAIOSFODNN7EXAMPLE --reason "pasted in a public gist"
   rotator revoke --key AKIAIOSFODNN7EXAMPLE --replace --output ./incident
+  rotator revoke --key ASIAIOSFODNN7EXAMPLE             # role found in CloudTrail
   rotator revoke --key ASIAIOSFODNN7EXAMPLE --role ci-deployer
   rotator revoke --key AKIAIOSFODNN7EXAMPLE --dry-run
 """
@@ -42,7 +45,8 @@ Examples:
 @click.option("--no-audit", is_flag=True, help="Skip the CloudTrail audit (run `rotator audit --key ID` later).")
 @click.option("--dry-run", is_flag=True, help="Identify and show every step; change nothing anywhere.")
 @click.option("--role", metavar="NAME", default=None,
-              help="For a temporary (ASIA) key: the role whose sessions to cut.")
+              help="For a temporary (ASIA) key: the role it belongs to. Checked against CloudTrail (a mismatch "
+                   "is exit 2); needed only while CloudTrail has no record of the session yet.")
 @click.option("--disable-console", is_flag=True, help="Also delete the user's console password, if any.")
 @click.option("--output", "output_dir", metavar="DIR", default=None,
               type=click.Path(file_okay=False, dir_okay=True, writable=True),
@@ -54,13 +58,20 @@ def revoke(key_id: str, reason: str, replace_key: bool, no_audit: bool, dry_run:
            disable_console: bool, output_dir: str | None, config_path: str | None, as_json: bool) -> None:
     """Contain a compromised AWS access key, then tell people and find out what it did.
 
-    Order: identify the owner (the store if it tracks the key, else STS and IAM),
-    UpdateAccessKey Inactive and verify (the first write), deny every session issued
-    before T0, report a console password; then preempt any rotation of the credential,
-    record the incident, post the containment message to the security channel and the
-    owners (one thread), replace the key in GitLab (--replace), and audit CloudTrail in
-    every region. Safe to run again on the same key: it says what was already done.
-    Works with only [aws] in the config, or with no config file at all.
+    Order: identify the owner (the store if it tracks the key, else IAM and STS),
+    UpdateAccessKey Inactive and verify (the first write), deny the user's sessions
+    issued before T0 (a [revoke] consistency_margin after the deactivation) and read the
+    deny back, report a console password; then preempt any rotation of the credential,
+    record the incident, audit CloudTrail in every region and configured account, and
+    put the same deny on every role the key or its sessions assumed as soon as the audit
+    finds it (a role rotator may not or cannot change is listed with the exact command);
+    post to the security channel and the owners (one thread), replace the key in GitLab
+    (--replace). The incident stays open: `rotator run` re-audits it after CloudTrail's
+    delivery delay ([revoke] follow_up). Safe to run again on the same key: it says what
+    was already done. Works with only [aws] in the config, or with no config file at all.
+
+    A temporary (ASIA) key: its session is cut on the role (or user) CloudTrail names,
+    and the output names the credential that minted it, which can mint another.
     """
     from rotator.errors import UsageError
     from rotator.incident.containment import NotContained, check_key_id, contain
@@ -118,6 +129,8 @@ def _follow_up(containment: Containment, early: ContainmentWiring, *, config_pat
 
     if not as_json:
         announce(containment)
+    if audit and not containment.dry_run:
+        early.warm_up()
     options = FollowUpOptions(reason=reason, replace=replace, audit=audit, dry_run=containment.dry_run)
     try:
         settings = load_settings(config_path, partial=True)
@@ -125,7 +138,8 @@ def _follow_up(containment: Containment, early: ContainmentWiring, *, config_pat
         # The key is contained with [aws] alone; the rest of the file must be fixed for the follow-ups.
         outcome = IncidentOutcome(containment, [*containment.steps, Step(
             "config", StepStatus.FAILED, f"{exc}: preempt, record, notify, replace and audit were not run; fix "
-                                         "the file and run revoke again (containment is already done)")])
+                                         "the file and run revoke again (containment is already done)")],
+                                  cuts=list(containment.cuts))
         actor = default_actor()
     else:
         # stdout carries the result (--json); the step table says what happened, so only warnings are logged.

@@ -16,7 +16,7 @@ from rich.table import Table
 from rotator.cli.common import print_json
 from rotator.incident.containment import Containment, NotContained, StepStatus, iso_seconds
 from rotator.incident.followup import IncidentOutcome
-from rotator.incident.report import STATUS_MARK, headline, incident_json, render_incident_markdown
+from rotator.incident.report import STATUS_MARK, headline, incident_json, render_incident_markdown, session_lines
 
 STATUS_STYLE = {
     StepStatus.DONE: "green", StepStatus.ALREADY: "green", StepStatus.NOTHING: "dim",
@@ -48,8 +48,7 @@ def print_not_contained(key_id: str, error: NotContained, *, as_json: bool) -> N
 
 
 def _document(outcome: IncidentOutcome, actor: str, reason: str) -> dict[str, Any]:
-    return incident_json(outcome.containment, outcome.steps, actor=actor, reason=reason,
-                         incident_id=outcome.incident_id, audit=outcome.audit, exit_code=outcome.exit_code)
+    return incident_json(outcome.view(actor, reason))
 
 
 def print_outcome(outcome: IncidentOutcome, *, actor: str, reason: str, as_json: bool,
@@ -60,7 +59,7 @@ def print_outcome(outcome: IncidentOutcome, *, actor: str, reason: str, as_json:
         print_json(document)
         return
     console = Console(file=sys.stdout, highlight=False, width=max(Console().width, 120))
-    console.print(f"[bold]{escape(headline(outcome.containment))}[/]"
+    console.print(f"[bold]{escape(headline(outcome.containment, outcome.cuts))}[/]"
                   + (f"  (incident {outcome.incident_id})" if outcome.incident_id else ""))
     table = Table(title_justify="left", show_lines=False)
     for column in ("step", "outcome", "detail"):
@@ -69,14 +68,24 @@ def print_outcome(outcome: IncidentOutcome, *, actor: str, reason: str, as_json:
         table.add_row(escape(step.name), f"[{STATUS_STYLE[step.status]}]{STATUS_MARK[step.status]}[/]",
                       escape(step.detail))
     console.print(table)
+    console.print("[bold]sessions:[/]")
+    for line in session_lines(outcome.containment, outcome.cuts):
+        # soft_wrap: each line stays one line, as in the report and the Slack thread.
+        console.print(escape(f"  {line}"), soft_wrap=True)
     if outcome.audit is not None:
         console.print(f"[bold]audit:[/] {escape(outcome.audit.verdict)}")
         for finding in outcome.audit.summary.findings[:8]:
             console.print(escape(f"  [{finding.severity}] {finding.title} ({', '.join(finding.regions)})"))
+    if outcome.follow_up_at is not None:
+        console.print(escape(f"follow-up: `rotator run` re-audits incident {outcome.incident_id} at "
+                             f"{iso_seconds(outcome.follow_up_at)} (or now: rotator audit --incident "
+                             f"{outcome.incident_id})"))
     for path in written:
         console.print(escape(f"report: {path}"))
     if outcome.exit_code:
-        Console(stderr=True).print("[red]contained, but a follow-up step failed: see the table above (exit 3)[/]")
+        gaps = len(outcome.open_gaps)
+        why = f"sessions of {gaps} principal(s) are NOT cut (listed above)" if gaps else "a follow-up step failed"
+        Console(stderr=True).print(f"[red]contained, but {why}: exit 3[/]")
 
 
 def write_reports(directory: str, stem: str, markdown: str, document: dict[str, Any]) -> list[Path]:
@@ -91,6 +100,5 @@ def write_reports(directory: str, stem: str, markdown: str, document: dict[str, 
 def write_incident_reports(directory: str, outcome: IncidentOutcome, *, actor: str, reason: str,
                            now: datetime) -> list[Path]:
     stem = f"revoke-{outcome.containment.key_id}-{now.strftime('%Y%m%dT%H%M%SZ')}"
-    markdown = render_incident_markdown(outcome.containment, outcome.steps, actor=actor, reason=reason,
-                                        incident_id=outcome.incident_id, audit=outcome.audit)
+    markdown = render_incident_markdown(outcome.view(actor, reason))
     return write_reports(directory, stem, markdown, _document(outcome, actor, reason))

@@ -14,7 +14,7 @@ from rotator.cli.common import cli_logging, config_option, handle_errors, json_o
 from rotator.errors import ExitCode
 
 if TYPE_CHECKING:
-    from rotator.domain import AccessKey, CredentialSpec, CredentialStatus, Journal
+    from rotator.domain import AccessKey, CredentialSpec, CredentialStatus, Incident, Journal
     from rotator.wiring.root import Root
 
 IAM_LOOKUPS_AT_ONCE = 8
@@ -37,7 +37,8 @@ def _iso(value: datetime | None) -> str | None:
 @handle_errors
 def status(config_path: str | None, as_json: bool) -> None:
     """Show every configured credential: key id and age, state, next rotation, retry time, last error;
-    then the latest exposures AWS reported and the incidents they opened ([events]).
+    then the latest exposures AWS reported and the incidents they opened ([events]), and every open incident
+    (re-audited by `rotator run` after CloudTrail's delivery delay).
 
     \b
     States: ok; rotating (<phase>) while a rotation is in flight, waiting out its grace
@@ -79,12 +80,33 @@ def status(config_path: str | None, as_json: bool) -> None:
     from rotator.cli.exposure_output import exposure_rows, print_exposures
 
     exposures = exposure_rows(root)
+    incidents = [_open_incident(incident) for incident in store.open_incidents()]
     if as_json:
-        print_json({"credentials": rows, "ok": all(row["ok"] for row in rows), "exposures": exposures})
+        print_json({"credentials": rows, "ok": all(row["ok"] for row in rows), "exposures": exposures,
+                    "open_incidents": incidents})
     else:
         _print_table(rows, str(settings.source))
         print_exposures(exposures)
+        _print_incidents(incidents)
     sys.exit(ExitCode.OK if all(row["ok"] for row in rows) else ExitCode.FAILED)
+
+
+def _open_incident(incident: Incident) -> dict[str, Any]:
+    """An incident still waiting for its follow-up audit (CloudTrail delivers minutes late)."""
+    return {"incident_id": incident.incident_id, "key_id": incident.key_id, "t0": _iso(incident.t0),
+            "follow_up_at": _iso(incident.follow_up_at),
+            "sessions_not_cut": sum(1 for s in incident.sessions if s.get("sessions") and not s.get("cut"))}
+
+
+def _print_incidents(incidents: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    for incident in incidents:
+        Console(width=max(Console().width, 160)).print(escape(
+            f"open incident {incident['incident_id']} ({incident['key_id']}): follow-up at "
+            f"{incident['follow_up_at'] or 'now'}" + (f", sessions of {incident['sessions_not_cut']} principal(s) "
+                                                       "NOT cut" if incident["sessions_not_cut"] else "")))
 
 
 def _keys_from_iam(root: Root, specs: list[CredentialSpec]) -> dict[str, list[AccessKey] | str]:

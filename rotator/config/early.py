@@ -2,9 +2,10 @@
 
 `revoke` contains a key before it pays for pydantic, SQLAlchemy, python-gitlab or slack_sdk: together they
 cost more than the whole containment budget (benchmarks/containment_latency.py). So the first pass reads
-only [aws] region and accounts and [service] database_url with the standard library's TOML parser, and
-checks just those. The whole file is validated by rotator.config.settings right after containment; a problem
-elsewhere in it then fails the follow-up steps (exit 3) instead of blocking containment.
+only [aws] region, accounts and audit_regions, [service] database_url, and [revoke] deny_sessions and
+consistency_margin, with the standard library's TOML parser, and checks just those. The whole file is
+validated by rotator.config.settings right after containment; a problem elsewhere in it then fails the
+follow-up steps (exit 3) instead of blocking containment.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,10 @@ from rotator.config.patterns import (
     account_id_of_role,
     config_path,
 )
+from rotator.domain import parse_duration
 from rotator.errors import ConfigError
+
+DEFAULT_CONSISTENCY_MARGIN = timedelta(minutes=3)  # as rotator.config.sections.RevokeSettings
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,9 @@ class ContainmentSettings:
     accounts: tuple[AccountRole, ...] = ()
     database_url: str = DEFAULT_DATABASE_URL
     base_dir: str = "."
+    deny_sessions: bool = True
+    consistency_margin: timedelta = DEFAULT_CONSISTENCY_MARGIN
+    audit_regions: tuple[str, ...] = ()  # where a temporary key's minting record is searched
 
     def account_ids(self) -> dict[str, str | None]:
         """Configured account name → AWS account id; "default" (the ambient credentials) maps to None."""
@@ -76,7 +84,8 @@ class ContainmentSettings:
 
 
 def load_containment_settings(cli_path: str | None, environ: Mapping[str, str] = os.environ) -> ContainmentSettings:
-    """[aws] region and accounts, [service] database_url. A missing file means every default."""
+    """[aws] region and accounts, [service] database_url, [revoke] deny_sessions and consistency_margin. A
+    missing file means every default."""
     path = config_path(cli_path, environ)
     source = str(path)
     try:
@@ -98,8 +107,28 @@ def load_containment_settings(cli_path: str | None, environ: Mapping[str, str] =
     if not isinstance(database_url, str) or "://" not in database_url:
         raise ConfigError(source, "service.database_url", "is not a database URL",
                           hint="write sqlite:///path/to/rotator.db or postgresql+psycopg://user@host/dbname")
+    deny, margin = _revoke(_table(data, "revoke", source), source)
+    audit_regions = aws.get("audit_regions", [])
+    if not isinstance(audit_regions, list) or not all(isinstance(r, str) and REGION.fullmatch(r)
+                                                      for r in audit_regions):
+        raise ConfigError(source, "aws.audit_regions", "must be a list of AWS region names like 'us-east-1'")
     return ContainmentSettings(source=source, region=region, accounts=_accounts(aws, source),
-                               database_url=database_url, base_dir=str(path.parent))
+                               database_url=database_url, base_dir=str(path.parent), deny_sessions=deny,
+                               consistency_margin=margin, audit_regions=tuple(audit_regions))
+
+
+def _revoke(revoke: Mapping[str, Any], source: str) -> tuple[bool, timedelta]:
+    deny = revoke.get("deny_sessions", True)
+    if not isinstance(deny, bool):
+        raise ConfigError(source, "revoke.deny_sessions", "must be true or false")
+    margin = revoke.get("consistency_margin")
+    if margin is None:
+        return deny, DEFAULT_CONSISTENCY_MARGIN
+    try:
+        return deny, parse_duration(margin) if isinstance(margin, str) else parse_duration("")
+    except ValueError:
+        raise ConfigError(source, "revoke.consistency_margin", f"{margin!r} is not a duration; write a whole "
+                          "number and a unit in quotes: '90s', '3m'") from None
 
 
 def _table(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:

@@ -67,6 +67,8 @@ check_account_name = check_name
 check_iam_user = _pattern_rule(r"[\w+=,.@-]{1,64}", "a valid IAM user name")
 check_session_name = _pattern_rule(r"[\w+=,.@-]{2,64}", "a valid role session name (2-64 of letters, digits, +=,.@_-)")
 check_role_arn = _pattern_rule(ROLE_ARN.pattern, "a role ARN like 'arn:aws:iam::111122223333:role/rotator'")
+# IAM's path pattern (IAM API reference, Role data type: "(\u002F)|(\u002F[\u0021-\u007F]+\u002F)").
+check_role_path = _pattern_rule(r"/|/[\x21-\x7e]+/", "an IAM path like '/ci/' (starts and ends with /)")
 # A customer managed policy ARN pattern in IAM's ArnLike syntax (account id or *), or "" to turn the check off.
 check_boundary_pattern = _pattern_rule(r"|arn:(?:aws[\w*?-]*|\*):iam::(?:\d{12}|\*):policy/[\w+=,.@/*?-]+",
                                        "an IAM policy ARN pattern like 'arn:aws:iam::*:policy/ci-boundary/*' (or \"\")")

@@ -39,6 +39,7 @@ from rotator.config.rules import (
     check_nonblank,
     check_region,
     check_role_arn,
+    check_role_path,
     check_session_name,
     check_slack_destination,
     check_variable_name,
@@ -184,6 +185,39 @@ class PolicySettings(_Section):
 
     def to_policy(self) -> Policy:
         return Policy(**{name: getattr(self, name) for name in PolicySettings.model_fields})
+
+
+RolePath = Annotated[str, AfterValidator(check_role_path)]
+
+
+class RevokeSettings(_Section):
+    """How `revoke` and its follow-ups cut the sessions a compromised key minted (rotator.incident)."""
+
+    # False: no inline deny policy is ever written (deploy/iam-policy-no-session-deny.json); reports then say
+    # that sessions were not cut.
+    deny_sessions: StrictBool = True
+    role_session_revocation: Literal["all", "paths", "off"] = "all"
+    role_paths: tuple[RolePath, ...] = ()
+    # T0 of the deny sits this long after the key was verified Inactive: IAM is eventually consistent, so a
+    # session minted in the moments after UpdateAccessKey must still be issued before T0.
+    consistency_margin: Duration = timedelta(minutes=3)
+    # How late CloudTrail may deliver an event (about 15 minutes, not guaranteed).
+    delivery_delay: PositiveDuration = timedelta(minutes=15)
+    # When the service re-audits an open incident, counted from its T0; it closes after the last.
+    follow_up: Annotated[tuple[PositiveDuration, ...], Field(min_length=1)] = (timedelta(minutes=20),
+                                                                               timedelta(minutes=60))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RevokeSettings:
+        if self.role_session_revocation == "paths" and not self.role_paths:
+            raise ConfigProblem(("role_paths",), 'role_session_revocation = "paths" needs at least one path, '
+                                'e.g. role_paths = ["/ci/"]')
+        if list(self.follow_up) != sorted(set(self.follow_up)):
+            raise ConfigProblem(("follow_up",), "must be increasing, e.g. [\"20m\", \"60m\"]")
+        if self.follow_up[-1] < self.delivery_delay:
+            raise ConfigProblem(("follow_up",), "the last follow-up must come at least delivery_delay after T0, "
+                                "or the incident would close before CloudTrail delivered its last events")
+        return self
 
 
 class TargetSettings(_Section):

@@ -33,6 +33,7 @@ from rotator.config.sections import (
     EventsSettings,
     GitLabSettings,
     PolicySettings,
+    RevokeSettings,
     ServiceSettings,
     SlackSettings,
     TargetSettings,
@@ -44,6 +45,7 @@ from rotator.logs import redact_url
 
 __all__ = [
     "AccountSettings", "AwsSettings", "CredentialSettings", "EventsSettings", "GitLabSettings", "PolicySettings",
+    "RevokeSettings",
     "ServiceSettings", "Settings", "SlackSettings", "TargetSettings", "describe_settings", "load_settings",
     "parse_settings",
 ]
@@ -56,6 +58,7 @@ class Settings(_Section):
     gitlab: GitLabSettings | None = None
     slack: SlackSettings | None = None
     policy: PolicySettings = PolicySettings()
+    revoke: RevokeSettings = RevokeSettings()
     credentials: tuple[CredentialSettings, ...] = ()
     events: EventsSettings | None = None
     # Where secrets named by *_env are looked up; os.environ unless load_settings was given another mapping.

@@ -1,32 +1,62 @@
 """The compromised-key playbook, second half: everything after containment.
 
-Preempt any rotation of the credential, record the incident, tell the security channel and the owners
-(one Slack thread per incident), replace the key in GitLab (``--replace``), audit CloudTrail. Each step
-fails on its own and says so; none of them can undo containment. Exit code 0 when every step is done,
-3 when the key is contained but a step failed.
+Preempt any rotation of the credential (and retire the key it had just replaced, which nothing else would
+retire now), record the incident, start the CloudTrail audit, tell the security channel and the owners (one
+Slack thread per incident), replace the key in GitLab (``--replace``), then wait for the audit. The audit cuts
+each role a session reached as soon as it reads the record (rotator.incident.sessions.SessionCutter), in
+parallel with the rest. Each step fails on its own and says so; none of them can undo containment. Exit code
+0 when every step is done and every session found is cut, 3 when the key is contained but not all of that.
+
+The incident stays open: CloudTrail delivers minutes late, so the service re-audits it on the schedule of
+``[revoke] follow_up`` (rotator.incident.reaudit).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from rotator.domain import CredentialSpec, Event, Incident, KeyOwner, Phase
-from rotator.errors import ExitCode, RotatorError
+from rotator.domain import CredentialSpec, Event, Incident, Journal, KeyOwner, KeyStatus, Phase
+from rotator.errors import AwsError, ExitCode, RotatorError
 from rotator.incident.audit.report import slack_lines
-from rotator.incident.audit.run import AuditReport
+from rotator.incident.audit.run import DELIVERY_DELAY, AuditReport
 from rotator.incident.containment import Containment, KeyIdentity, Step, StepStatus, iso_seconds
-from rotator.incident.ports import IncidentStore
-from rotator.incident.report import headline, incident_json, render_incident_markdown, slack_containment_lines
+from rotator.incident.ports import IncidentIam, IncidentStore
+from rotator.incident.principals import USER_SESSION_CALLS
+from rotator.incident.report import (
+    IncidentView,
+    headline,
+    incident_json,
+    render_incident_markdown,
+    session_lines,
+    sessions_title,
+    slack_containment_lines,
+)
+from rotator.incident.sessions import CutPorts, FoundSession, SessionCut, SessionCutter
 from rotator.leases import Lease, acquire, lease_name
 from rotator.ports import Clock, Notifier
 
-# Calls whose sessions act as the calling IAM user (AssumeRole's act as the role).
-USER_SESSION_CALLS = frozenset({"GetSessionToken", "GetFederationToken"})
+SessionSink = Callable[[FoundSession], None]
+
+
+@dataclass(frozen=True)
+class FollowUpSchedule:
+    """When an open incident is re-audited ([revoke] follow_up, counted from T0), and how late CloudTrail may be."""
+
+    offsets: tuple[timedelta, ...] = (timedelta(minutes=20), timedelta(minutes=60))
+    delivery_delay: timedelta = DELIVERY_DELAY
+
+    def first(self, t0: datetime) -> datetime:
+        return t0 + self.offsets[0]
+
+    def next_after(self, t0: datetime, moment: datetime) -> datetime | None:
+        """The first scheduled follow-up after ``moment``; None when the last one is past."""
+        return next((t0 + offset for offset in self.offsets if t0 + offset > moment), None)
 
 
 @dataclass(frozen=True)
@@ -48,7 +78,12 @@ class FollowUpPorts:
     security_channel: str | None
     configured: Sequence[CredentialSpec]
     replace: Callable[[KeyIdentity, CredentialSpec | None], Step]
-    audit: Callable[[Containment], AuditReport]
+    # Runs the audit of the contained key (resolving the accounts' ids first); hands each session key it finds
+    # to the sink as soon as its minting record is read.
+    audit: Callable[[Containment, datetime | None, SessionSink | None], AuditReport]
+    cut_ports: CutPorts  # IAM of every configured account, [revoke] rules
+    iam_for: Callable[[str], IncidentIam]
+    schedule: FollowUpSchedule = field(default_factory=FollowUpSchedule)
 
 
 @dataclass
@@ -58,10 +93,21 @@ class IncidentOutcome:
     incident_id: str | None = None
     audit: AuditReport | None = None
     slack_thread: str | None = None
+    cuts: list[SessionCut] = field(default_factory=list)
+    follow_up_at: datetime | None = None
+
+    @property
+    def open_gaps(self) -> list[SessionCut]:
+        return [cut for cut in self.cuts if cut.open_gap]
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.CONTAINED_FOLLOW_UP_FAILED if any(step.failed for step in self.steps) else ExitCode.OK
+        failed = any(step.failed for step in self.steps) or self.open_gaps
+        return ExitCode.CONTAINED_FOLLOW_UP_FAILED if failed else ExitCode.OK
+
+    def view(self, actor: str, reason: str) -> IncidentView:
+        return IncidentView(self.containment, self.steps, self.cuts, actor, reason, self.incident_id, self.audit,
+                            self.exit_code, self.follow_up_at)
 
 
 @dataclass
@@ -74,6 +120,10 @@ class _State:
     credential: str | None = None
     leases: list[Lease] = field(default_factory=list)
     superseded: list[str] = field(default_factory=list)  # rotation ids
+    cuts: list[SessionCut] = field(default_factory=list)
+    follow_up_at: datetime | None = None
+    closed_at: datetime | None = None
+    audit_error: RotatorError | None = None
 
 
 class IncidentFollowUp:
@@ -84,18 +134,22 @@ class IncidentFollowUp:
         self.options = options
         self.steps: list[Step] = list(containment.steps)
         tracked = containment.identity.credential if containment.identity else None
-        self.state = _State(credential=tracked or self._configured_credential())
+        self.state = _State(credential=tracked or self._configured_credential(), cuts=list(containment.cuts))
         self.audit_report: AuditReport | None = None
+        self.cutter = SessionCutter(ports.cut_ports, containment.t0,
+                                    known={cut.principal.key: cut for cut in containment.cuts})
 
     def run(self) -> IncidentOutcome:
         try:
+            audit = self._start_audit()  # first: the roles it finds are cut while the rest goes on
             self._open_store()
             self._preempt()
+            self._schedule()
             self._record("contained")
             self._notify()
             if self.options.replace:
                 self._replace()
-            self._audit()
+            self._finish_audit(audit)
             self._confirm_preempted()
             outcome = self._outcome()
             self._record("contained" if outcome.exit_code == ExitCode.OK else "contained, follow-ups failed")
@@ -105,8 +159,8 @@ class IncidentFollowUp:
 
     def _outcome(self) -> IncidentOutcome:
         incident_id = None if self.containment.dry_run else self.state.incident_id
-        return IncidentOutcome(self.containment, list(self.steps), incident_id,
-                               self.audit_report, self.state.thread)
+        return IncidentOutcome(self.containment, list(self.steps), incident_id, self.audit_report, self.state.thread,
+                               list(self.state.cuts), self.state.follow_up_at)
 
     def _add(self, name: str, status: StepStatus, detail: str) -> Step:
         step = Step(name, status, detail)
@@ -134,8 +188,7 @@ class IncidentFollowUp:
             self.state.earlier = last
             self.state.incident_id = last.incident_id
             self.state.thread = last.slack_thread
-            if not self.containment.dry_run:
-                self.containment.t0 = last.t0  # the incident's T0 is the first containment's
+            self.state.thread_channel = last.slack_channel
             self._add("earlier incident", StepStatus.ALREADY, f"incident {last.incident_id} was opened at "
                       f"{iso_seconds(last.t0)} by {last.actor} ({last.status}); this run checked every step again")
 
@@ -176,9 +229,51 @@ class IncidentFollowUp:
             described = ", ".join(f"rotation {j.rotation_id[:8]} of {j.credential} (was {j.phase.value})"
                                   for j in journals)
             self._add("preempt", StepStatus.DONE, f"marked superseded, never to be rolled forward: {described}")
+            for journal in journals:
+                self._retire_replaced(journal)
         else:
             self._add("preempt", StepStatus.NOTHING, "no rotation of this key was in flight"
                       + (f"; holding credential {credentials[0]}'s lease until done" if credentials else ""))
+
+    def _retire_replaced(self, journal: Journal) -> None:
+        """The compromised key is the one this rotation published, and the key it replaced is still in its grace
+        period. The superseded rotation will never retire that key, so it would stay Active with no journal to
+        retire it: retire it now. Every target holds the newer key (the journal says so: it was published), so
+        no pipeline started since the publish uses it; those started before fail either way."""
+        previous = journal.old_key_id
+        if journal.new_key_id != self.containment.key_id or not previous or journal.published_at is None:
+            return
+        try:
+            iam = self.ports.iam_for(journal.account)
+            key = next((k for k in iam.list_access_keys(journal.user_name) if k.key_id == previous), None)
+            if key is None:
+                self._add("retire replaced key", StepStatus.NOTHING, f"{previous} (replaced by {journal.new_key_id}) "
+                          "no longer exists")
+                return
+            if key.status is KeyStatus.INACTIVE:
+                self._add("retire replaced key", StepStatus.ALREADY, f"{previous} (replaced by "
+                          f"{journal.new_key_id} on every target) is Inactive already")
+                return
+            iam.set_access_key_status(journal.user_name, previous, active=False)
+            after = next((k for k in iam.list_access_keys(journal.user_name) if k.key_id == previous), None)
+        except AwsError as exc:
+            self._add("retire replaced key", StepStatus.FAILED, f"{previous} of user {journal.user_name} is still "
+                      f"Active with no rotation to retire it: {exc}")
+            return
+        if after is None or after.status is not KeyStatus.INACTIVE:
+            self._add("retire replaced key", StepStatus.FAILED, f"{previous} of user {journal.user_name} still "
+                      "shows Active after UpdateAccessKey: deactivate it by hand")
+            return
+        store = self.state.store
+        if store is not None:
+            store.append_event(Event(at=self.ports.clock.now(), actor=self.ports.actor, action="retire",
+                                     outcome="ok", credential=journal.credential, key_ids=(previous,),
+                                     detail={"rotation_id": journal.rotation_id,
+                                             "incident_id": self.state.incident_id,
+                                             "reason": "replaced key of a superseded rotation"}))
+        self._add("retire replaced key", StepStatus.DONE, f"{previous} (replaced by {journal.new_key_id} on every "
+                  f"target at {iso_seconds(journal.published_at)}, still in its grace period) is Inactive, verified "
+                  "with ListAccessKeys: the superseded rotation would never have retired it")
 
     def _supersede(self, store: IncidentStore, rotation_id: str, credential: str) -> None:
         journal = next((j for j in store.journals(credential) if j.rotation_id == rotation_id), None)
@@ -214,7 +309,19 @@ class IncidentFollowUp:
             with contextlib.suppress(RotatorError):  # a lease not released expires by itself within lease_ttl
                 lease.release()
 
-    # --- record ---------------------------------------------------------------------------------------
+    # --- schedule and record ----------------------------------------------------------------------------
+    def _schedule(self) -> None:
+        """A new incident is re-audited at T0 + the first follow-up; a re-run keeps its incident's schedule."""
+        if self.containment.dry_run:
+            return
+        earlier = self.state.earlier
+        if earlier is not None:
+            self.state.follow_up_at, self.state.closed_at = earlier.follow_up_at, earlier.closed_at
+            if earlier.closed_at is None and earlier.follow_up_at is None:
+                self.state.follow_up_at = self.ports.schedule.next_after(earlier.t0, self.ports.clock.now())
+            return
+        self.state.follow_up_at = self.ports.schedule.first(self.containment.t0)
+
     def _record(self, status: str) -> None:
         store = self.state.store
         if store is None:
@@ -224,23 +331,34 @@ class IncidentFollowUp:
                 self._add("record", StepStatus.PLANNED, "record the incident in the store")
             return
         identity = self.containment.identity
-        markdown = render_incident_markdown(self.containment, self.steps, actor=self.ports.actor,
-                                            reason=self.options.reason,
-                                            incident_id=self.state.incident_id, audit=self.audit_report)
-        document = incident_json(self.containment, self.steps, actor=self.ports.actor, reason=self.options.reason,
-                                 incident_id=self.state.incident_id, audit=self.audit_report,
-                                 exit_code=self._outcome().exit_code)
+        view = self._outcome().view(self.ports.actor, self.options.reason)
+        markdown = render_incident_markdown(view)
+        document = incident_json(view)
         earlier = self.state.earlier
         reason = self.options.reason or (earlier.reason if earlier else "")
+        report = self.audit_report
+        covered = report.reliable_until if report is not None and not report.failed else None
+        audit_window = ({"start": iso_seconds(report.start), "end": iso_seconds(report.end)} if report is not None
+                        else (earlier.steps.get("audit_window") if earlier else None))
         incident = Incident(
             incident_id=self.state.incident_id, key_id=self.containment.key_id,
             account=identity.account if identity else None, user_name=identity.user_name if identity else None,
             actor=earlier.actor if earlier else self.ports.actor, reason=reason, t0=self.containment.t0,
             steps={"steps": [s.as_dict() for s in self.steps], "tried": list(self.containment.tried),
                    "runs": [*((earlier.steps.get("runs") or []) if earlier else []),
-                            {"actor": self.ports.actor, "at": iso_seconds(self.ports.clock.now()), "status": status}]},
+                            {"actor": self.ports.actor, "at": iso_seconds(self.ports.clock.now()), "status": status}],
+                   "follow_ups": list((earlier.steps.get("follow_ups") or []) if earlier else []),
+                   "audit_window": audit_window},
             status=status, credential=self.state.credential, report_markdown=markdown,
             report_json=json.dumps(document, sort_keys=True, default=str), slack_thread=self.state.thread,
+            account_id=(report.account_id if report is not None and report.account_id else
+                        identity.account_id if identity else None) or (earlier.account_id if earlier else None),
+            role_name=identity.role_name if identity else None,
+            contained_at=(earlier.contained_at if earlier else None) or self.containment.contained_at,
+            follow_up_at=self.state.follow_up_at, closed_at=self.state.closed_at,
+            covered_until=max((m for m in (covered, earlier.covered_until if earlier else None) if m is not None),
+                              default=None),
+            slack_channel=self.state.thread_channel, sessions=tuple(cut.as_dict() for cut in self.state.cuts),
         )
         try:
             store.save_incident(incident)
@@ -273,8 +391,9 @@ class IncidentFollowUp:
         if notifier is None:
             self._add("notify", StepStatus.SKIPPED, "no [slack] section in the config")
             return
-        self.state.thread_channel = channel
         rerun = self.state.earlier is not None and self.state.thread is not None
+        self.state.thread_channel = channel if not rerun else (self.state.thread_channel or channel)
+        channel = self.state.thread_channel
         title = f"rotator: {'revoke re-run: ' if rerun else ''}{headline(self.containment)}"
         lines = slack_containment_lines(self.containment, self.steps, self.ports.actor, self.options.reason,
                                         self.state.incident_id)
@@ -321,26 +440,66 @@ class IncidentFollowUp:
         self._reply("notify replace", f"rotator: replacement of {self.containment.key_id}: {step.status.value}",
                     [step.detail], "ok" if step.status is StepStatus.DONE else "warning")
 
-    def _audit(self) -> None:
+    def _start_audit(self) -> threading.Thread | None:
+        """The audit on its own thread, started before anything else, so that the roles it finds are cut while
+        the store, Slack and GitLab are busy."""
+        if not self.options.audit or self.containment.dry_run:
+            return None
+        follow_up_at = self.ports.schedule.first(self.containment.t0)  # said in the report's pending note
+
+        def audit() -> None:
+            try:
+                self.audit_report = self.ports.audit(self.containment, follow_up_at, self.cutter.found)
+            except RotatorError as exc:
+                self.state.audit_error = exc
+
+        thread = threading.Thread(target=audit, name="incident-audit", daemon=True)
+        thread.start()
+        return thread
+
+    def _finish_audit(self, thread: threading.Thread | None) -> None:
         if not self.options.audit:
-            self._add("audit", StepStatus.SKIPPED, "--no-audit: run `rotator audit --key "
-                      f"{self.containment.key_id}` when ready")
+            self._add("audit", StepStatus.SKIPPED, "--no-audit: the sessions the key minted were not looked for; "
+                      f"run `rotator audit --key {self.containment.key_id}` when ready (the service re-audits the "
+                      "open incident on its own)")
             return
-        if self.containment.dry_run:
+        if thread is None:
             self._add("audit", StepStatus.SKIPPED, f"dry run: `rotator audit --key {self.containment.key_id}` runs it "
                       "alone (read-only)")
             return
-        try:
-            report = self.ports.audit(self.containment)
-        except RotatorError as exc:
-            self._add("audit", StepStatus.FAILED, f"coverage incomplete: {exc}")
+        thread.join()
+        # Cuts the audit started are finished even when the audit itself failed halfway.
+        self._take_cuts(self.cutter.finish())
+        if self.state.audit_error is not None:
+            self._add("audit", StepStatus.FAILED, f"coverage incomplete: {self.state.audit_error}")
+            self._reply_sessions()
             return
-        self.audit_report = report
-        self._add("audit", StepStatus.DONE if report.complete else StepStatus.FAILED, report.verdict)
+        report = self.audit_report
+        assert report is not None
+        self._add("audit", StepStatus.FAILED if report.failed else StepStatus.DONE, report.verdict)
         self._remember_minted(report)
+        self._reply_sessions()
         self._reply("notify audit", f"rotator: CloudTrail audit of {self.containment.key_id}", slack_lines(report),
-                    "warning" if report.summary.findings or not report.complete else "info")
+                    "warning" if report.summary.findings or report.failed else "info")
 
+    def _take_cuts(self, cuts: list[SessionCut]) -> None:
+        """Every principal's cut, in the order found; a cut containment made and the audit changed (more sessions,
+        a later T0) replaces its step."""
+        before = {cut.principal.key: cut for cut in self.state.cuts}
+        for cut in cuts:
+            earlier = before.get(cut.principal.key)
+            if earlier is None:
+                self.steps.append(cut.step())
+            elif earlier != cut:
+                self.steps = [cut.step() if step == earlier.step() else step for step in self.steps]
+        order = list(before) + [cut.principal.key for cut in cuts if cut.principal.key not in before]
+        merged = {**before, **{cut.principal.key: cut for cut in cuts}}
+        self.state.cuts = [merged[key] for key in order]
+
+    def _reply_sessions(self) -> None:
+        cuts = self.state.cuts
+        self._reply("notify sessions", sessions_title(self.containment.key_id, cuts),
+                    session_lines(self.containment, cuts), "warning" if any(c.open_gap for c in cuts) else "ok")
 
     def _remember_minted(self, report: AuditReport) -> None:
         """Sessions the key minted for its own user are that user's: remembered, `revoke --key ASIA…` can

@@ -46,6 +46,12 @@ class IncidentStore(Store, Protocol):
         """End the current tenure now, whoever holds it: an incident takes precedence over a rotation."""
         ...
 
+    def incident(self, incident_id: str) -> Incident | None: ...
+
+    def open_incidents(self) -> list[Incident]:
+        """Incidents not closed yet (their audit has not covered T0 plus CloudTrail's delivery delay), by T0."""
+        ...
+
     def list_incidents(self, limit: int = 1000) -> list[Incident]:
         """Every incident recorded, newest T0 first (at most ``limit``)."""
         ...
@@ -71,4 +77,9 @@ class CloudTrail(Protocol):
         """Every event signed with ``key_id`` in ``region`` between start and end, page by page, newest
         first. Throttling is waited out; what cannot be (a region that keeps throttling or failing)
         raises an AwsError after the pages already yielded."""
+        ...
+
+    def lookup_by_event(self, region: str, event_name: str, start: datetime, end: datetime) -> Iterator[TrailPage]:
+        """Every event named ``event_name`` in ``region`` between start and end, page by page, newest first;
+        paced and retried as lookup_by_key."""
         ...

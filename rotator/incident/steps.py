@@ -1,7 +1,7 @@
-"""The steps of containment after the key itself: cut the sessions it minted, look at the console login.
+"""The Step type every part of the playbook reports with, the session-deny document, and the console login step.
 
-Each returns a Step saying what happened; none raises for an AWS refusal (the caller decides what a failed
-step means). Also the Step type every part of the playbook reports with.
+Each step returns a Step saying what happened; none raises for an AWS refusal (the caller decides what a
+failed step means). Cutting sessions, per principal, is rotator.incident.sessions.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from rotator.errors import AwsError
-from rotator.incident.ports import IncidentIam
+
+if TYPE_CHECKING:
+    from rotator.incident.ports import IncidentIam
 
 SESSION_DENY_SID = "RotatorDenySessionsIssuedBeforeT0"
 
@@ -42,13 +45,22 @@ class Step:
         return {"name": self.name, "status": self.status.value, "detail": self.detail}
 
 
-def session_deny_policy_name(key_id: str) -> str:
-    return f"rotator-deny-sessions-{key_id}"
+# One rotator deny policy per principal (user or role), whose T0 only ever moves later: IAM caps the total size
+# of a principal's inline policies (2,048 characters for a user, 10,240 for a role: IAM User Guide, "IAM and
+# AWS STS quotas"), so one policy per incident would fail after a handful of incidents on the same user.
+SESSION_DENY_POLICY = "rotator-deny-sessions"
+
+
+def legacy_session_deny_policy_name(key_id: str) -> str:
+    """The per-key name earlier versions wrote; still read, so their denies keep counting."""
+    return f"{SESSION_DENY_POLICY}-{key_id}"
 
 
 def session_deny_document(t0: datetime) -> str:
-    """Deny everything to sessions issued before T0. Requests signed with a long-lived key carry no
-    aws:TokenIssueTime, so the condition never matches them: only sessions are cut."""
+    """Deny everything to sessions issued before T0: AWS's AWSRevokeOlderSessions pattern (IAM User Guide,
+    "Revoke IAM role temporary security credentials"), the same document on a user and on a role. Requests
+    signed with a long-lived key carry no aws:TokenIssueTime, so the condition never matches them: only
+    sessions are cut, never the user's replacement key."""
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [{
@@ -59,7 +71,7 @@ def session_deny_document(t0: datetime) -> str:
 
 
 def t0_of_document(document: str) -> str | None:
-    """The T0 of a session-deny policy rotator wrote earlier, as written."""
+    """The T0 of a session-deny policy rotator wrote earlier, as written (ISO 8601, seconds, UTC)."""
     try:
         statements = json.loads(document).get("Statement", [])
         for statement in statements if isinstance(statements, list) else [statements]:
@@ -74,30 +86,21 @@ def iso_seconds(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_iso(value: str | None) -> datetime | None:
+    """A time written by iso_seconds (or any ISO 8601 time; UTC when it names no zone); None if unreadable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def next_whole_second(moment: datetime) -> datetime:
     """T0 is taken after the key is verified Inactive and rounded up, so every session the key could have
     minted was issued before it."""
     return datetime.fromtimestamp(math.floor(moment.timestamp()) + 1, UTC)
-
-
-def deny_sessions(iam: IncidentIam, kind: str, name: str, key_id: str, t0: datetime, dry_run: bool) -> Step:
-    policy = session_deny_policy_name(key_id)
-    what = f"inline policy {policy} on {kind} {name}"
-    try:
-        existing = iam.user_policy(name, policy) if kind == "user" else iam.role_policy(name, policy)
-        if existing is not None:
-            earlier = t0_of_document(existing) or "an earlier T0"
-            return Step("deny sessions", StepStatus.ALREADY, f"{what} already denies sessions issued before {earlier}")
-        if dry_run:
-            return Step("deny sessions", StepStatus.PLANNED, f"put {what} denying sessions issued before T0")
-        document = session_deny_document(t0)
-        if kind == "user":
-            iam.put_user_policy(name, policy, document)
-        else:
-            iam.put_role_policy(name, policy, document)
-    except AwsError as exc:
-        return Step("deny sessions", StepStatus.FAILED, f"{what}: {exc}")
-    return Step("deny sessions", StepStatus.DONE, f"{what} denies every session issued before {iso_seconds(t0)}")
 
 
 def login_profile(iam: IncidentIam, user: str, disable_console: bool, dry_run: bool) -> Step:

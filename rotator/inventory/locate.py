@@ -9,6 +9,12 @@
    account configured: there is nothing to choose between);
 3. iam:GetAccessKeyLastUsed in each such account, until one names the user.
 
+``user_first`` (containment): with the ambient credentials as the only account there is nothing to choose
+between, and the fastest answer goes first: iam:GetAccessKeyLastUsed there names the user of any key of that
+account (NoSuchEntity for a key it does not hold), so steps 1 and 2 are skipped unless it names none. That
+saves `revoke` an STS round trip before UpdateAccessKey (benchmarks/containment_latency.py); the account id is
+then unknown until someone asks sts:GetCallerIdentity.
+
 Each call and its answer is noted, so the caller can say how the key was identified. Standard library and
 the ports only: `revoke` runs this before containment, where nothing slow may be imported.
 """
@@ -19,10 +25,13 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from rotator.domain import KeyLastUsed
 from rotator.errors import AwsError
-from rotator.ports import Iam, KeyDirectory
+
+if TYPE_CHECKING:  # types only: the containment path imports no protocol module before UpdateAccessKey
+    from rotator.ports import Iam, KeyDirectory
 
 
 class Unlocated(StrEnum):
@@ -111,9 +120,20 @@ class KeyLocator:
             notes.append(f"iam:GetAccessKeyLastUsed in account {name!r}: no user name")
         return None
 
-    def locate(self, key_id: str, *, find_user: bool = True) -> KeyLocation:
-        """Every step; ``find_user`` False stops after the account (a temporary key has no IAM user)."""
+    def locate(self, key_id: str, *, find_user: bool = True, user_first: bool = False) -> KeyLocation:
+        """Every step; ``find_user`` False stops after the account (a temporary key has no IAM user);
+        ``user_first``: see the module docstring."""
         notes: list[str] = []
+        asked: list[str] = []
+        if user_first and find_user and set(self.account_ids) == {"default"}:
+            asked = ["default"]
+            found = self.user_in(key_id, asked, notes)
+            if found is not None:
+                account, used = found
+                return KeyLocation(key_id, None, (account,), account, used, notes=tuple(notes))
+        if "default" in self.account_ids and len(self.account_ids) > 1 and not self._ambient_asked:
+            # Step 2 may need the ambient account: ask STS for it while GetAccessKeyInfo is in flight.
+            threading.Thread(target=self._ambient_account, name="ambient-account", daemon=True).start()
         account_id, error = self.account_of(key_id, notes)
         if account_id is None:
             return KeyLocation(key_id, failure=Unlocated.ACCOUNT_UNKNOWN, notes=tuple(notes), cause=error,
@@ -125,7 +145,7 @@ class KeyLocator:
                                        "with a role in it)")
         if not find_user:
             return KeyLocation(key_id, account_id, tuple(accounts), accounts[0], notes=tuple(notes))
-        found = self.user_in(key_id, accounts, notes)
+        found = self.user_in(key_id, [name for name in accounts if name not in asked], notes)
         if found is None:
             return KeyLocation(key_id, account_id, tuple(accounts), failure=Unlocated.NO_USER, notes=tuple(notes),
                                problem=notes[-1] if notes else "no configured account named the key's user")

@@ -55,6 +55,7 @@ OnEvent = Callable[[str, Mapping[str, Any]], None]
 
 TICK_JOB_ID = "rotator-tick"
 OUTBOX_JOB_ID = "rotator-notifications"
+INCIDENT_JOB_ID = "rotator-incident-follow-up"
 PARTY_NAMES = {"aws": "AWS", "gitlab": "GitLab", "slack": "Slack", "database": "the database"}
 # Credentials rotated at once within one tick; each still follows the full protocol under its lease.
 TICK_CONCURRENCY = 4
@@ -133,6 +134,7 @@ class Service:
         # Built once per config (10,000 specs take most of a second to build), not on every tick.
         self._specs: tuple[CredentialSpec, ...] = ()
         self._tick_lock = threading.Lock()  # held while a tick runs; stop waits on it
+        self._incident_lock = threading.Lock()  # held while open incidents are followed up; stop waits on it
         self._tick_started: float | None = None  # monotonic start of the running tick
         self._last_progress: float | None = None  # monotonic end of the last tick, or of a credential in it
         self._last_tick_error: str | None = None
@@ -172,6 +174,8 @@ class Service:
                           id=TICK_JOB_ID, next_run_time=datetime.now(UTC))
         scheduler.add_job(self.send_notifications, IntervalTrigger(seconds=self._tick_seconds(), timezone=UTC),
                           id=OUTBOX_JOB_ID, next_run_time=datetime.now(UTC))
+        scheduler.add_job(self.follow_up_incidents, IntervalTrigger(seconds=self._tick_seconds(), timezone=UTC),
+                          id=INCIDENT_JOB_ID, next_run_time=datetime.now(UTC))
         scheduler.start()
         self._scheduler = scheduler
         self._start_consumer()
@@ -209,6 +213,9 @@ class Service:
         finished = self._tick_lock.acquire(timeout=timeout)
         if finished:
             self._tick_lock.release()
+            finished = self._incident_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))  # a follow-up
+            if finished:
+                self._incident_lock.release()
         if self._consumer is not None and not self._consumer.stop(max(0.0, deadline - time.monotonic())):
             finished = False  # a playbook still running: its message comes back after its visibility timeout
         if not finished:
@@ -240,6 +247,20 @@ class Service:
         """Run one tick now, in this thread (``run --once``, tests, benchmarks)."""
         with self._tick_lock:
             return self._tick()
+
+    def follow_up_incidents(self) -> None:
+        """Re-audit the open incidents that are due (rotator.service.incident_followup); one run at a time."""
+        from rotator.service.incident_followup import follow_up_due_incidents
+
+        if not self._incident_lock.acquire(blocking=False):
+            return
+        try:
+            for outcome in follow_up_due_incidents(self.root, self.holder,
+                                                   stop_requested=lambda: self._stop_requested):
+                self._emit("incident", incident_id=outcome.incident.incident_id, closed=outcome.closed,
+                           added=len(outcome.added), busy=outcome.busy)
+        finally:
+            self._incident_lock.release()
 
     def send_notifications(self) -> None:
         """Deliver the Slack messages kept while Slack did not answer, oldest first (its own job: a Slack
@@ -458,6 +479,7 @@ def run_service(settings: Settings, *, once: bool = False, duration: float | Non
         if once:
             service.prepare()
             summary = service.tick_once()
+            service.follow_up_incidents()
             service.send_notifications()
             service.root.database.close()
             return 0 if summary.ok else 1

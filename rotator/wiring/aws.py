@@ -74,7 +74,8 @@ class AwsParty:
         (discovery resolves many keys); containment's never wait."""
         from rotator.inventory.locate import KeyLocator
 
-        return KeyLocator(self.directory, self.account_ids, self.iam if paced else self.incident_iam)
+        return KeyLocator(_DeferredDirectory(self._directory), self.account_ids,
+                          self.iam if paced else self.incident_iam)
 
     def account_id(self, account: str = "default") -> str:
         """The 12-digit id of a configured account: from its role ARN, or asked of STS for the ambient one."""
@@ -83,11 +84,16 @@ class AwsParty:
         known = self.account_ids.get(account)
         return known if known else caller_identity(self.client("sts", account))["account"]
 
+    def caller_account_id(self, account: str = "default") -> str:
+        from rotator.adapters.aws import caller_identity
+
+        return caller_identity(self.client("sts", account))["account"]
+
     def cloudtrail(self, account: str = "default", *, backoff: Backoff | None = None) -> BotoCloudTrail:
         from rotator.adapters.cloudtrail import cloudtrail_for_session
 
         return cloudtrail_for_session(self.sessions.session(account), self.region, rate=self._cloudtrail_rate,
-                                      backoff=backoff)
+                                      backoff=backoff, lock=self.sessions.client_lock)
 
     def queue(self, queue_url: str, account: str = "default") -> SqsQueue:
         """The SQS queue at ``queue_url``, read with ``account``'s credentials in the queue's own region."""
@@ -128,6 +134,20 @@ class AwsParty:
         from rotator.adapters.aws_incident import StsKeyDirectory
 
         return StsKeyDirectory(self.client("sts"))
+
+
+class _DeferredDirectory:
+    """The STS key directory, built when first asked: with one account configured, `revoke` never asks STS
+    before UpdateAccessKey, so it must not pay for building an STS client either."""
+
+    def __init__(self, directory: Lazy[StsKeyDirectory]) -> None:
+        self._directory = directory
+
+    def account_of_key(self, key_id: str) -> str:
+        return self._directory.get().account_of_key(key_id)
+
+    def ambient_account(self) -> str:
+        return self._directory.get().ambient_account()
 
 
 def _sessions(region: str, roles: RoleTable) -> AwsSessions:

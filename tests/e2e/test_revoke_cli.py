@@ -193,7 +193,9 @@ def test_untracked_key_full_playbook(sandbox: Sandbox, tmp_path: Path) -> None:
 
     # The audit found the attacker in three regions, including what the minted session did.
     audit = answer["audit"]
-    assert audit["complete"] is True
+    # Nothing failed; the last minutes before T0 wait for the follow-up (CloudTrail delivers late).
+    assert audit["coverage"]["failed"] is False and audit["coverage"]["state"] == "pending follow-up"
+    assert audit["complete"] is False
     assert {k["key_id"] for k in audit["keys"]} == {case.seed.key_id, minted}
     assert set(audit["summary"]["by_region"]) == set(REGIONS)
     assert audit["summary"]["by_key"][minted] >= 3
@@ -216,7 +218,7 @@ def test_untracked_key_full_playbook(sandbox: Sandbox, tmp_path: Path) -> None:
     alone = case.run("audit", "--key", case.seed.key_id, "--json")
     assert alone.returncode == 0, alone.stderr
     again = json.loads(alone.stdout)
-    assert again["incident_id"] == incident.incident_id and again["complete"] is True
+    assert again["incident_id"] == incident.incident_id and again["coverage"]["failed"] is False
     assert minted in {k["key_id"] for k in again["keys"]}
 
     # Re-running revoke is safe and says what was already done.

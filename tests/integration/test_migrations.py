@@ -80,6 +80,31 @@ def test_downgrade_to_base_then_upgrade_again(empty_db_url: str) -> None:
     assert schema_diff(empty_db_url) == []
 
 
+def test_incidents_recorded_before_the_follow_up_existed_are_closed_by_the_upgrade(empty_db_url: str) -> None:
+    """Older incidents were never followed up: after the upgrade no service starts re-auditing them."""
+    upgrade_to_head(empty_db_url)
+    downgrade_to(empty_db_url, "0004")  # the revision before the incident follow-up
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO incidents (incident_id, key_id, actor, reason, t0, steps, status, created_at, updated_at) "
+                "VALUES ('old', 'AKIAOLDOLDOLDOLDOLD1', 'alice', '', '2026-01-01 12:00:00', '{}', 'contained', "
+                "'2026-01-01 12:00:00', '2026-01-01 12:05:00')"))
+    finally:
+        engine.dispose()
+    upgrade_to_head(empty_db_url)
+    from rotator.adapters.db.store import SqlStore
+
+    store = SqlStore(make_engine(empty_db_url))
+    try:
+        old = store.incident("old")
+        assert old is not None and old.closed_at is not None and old.sessions == ()
+        assert store.open_incidents() == []
+    finally:
+        store.close()
+
+
 def test_ensure_at_head_refuses_an_empty_database_with_the_next_step(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:

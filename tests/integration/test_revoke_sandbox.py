@@ -22,7 +22,7 @@ from rotator.config.early import ContainmentSettings
 from rotator.domain import Journal, KeyOwner, Phase
 from rotator.errors import AwsThrottled, StoreError
 from rotator.incident.audit.run import run_audit
-from rotator.incident.containment import StepStatus, contain, session_deny_policy_name
+from rotator.incident.containment import SESSION_DENY_POLICY, StepStatus, contain
 from rotator.sandbox.aws import AwsSandbox, start_aws
 from rotator.sandbox.server import Fault
 from rotator.wiring.containment import ContainmentWiring
@@ -88,6 +88,21 @@ def test_key_index_answers_as_the_store_does(db_url: str) -> None:
         store.close()
 
 
+def test_key_index_reads_the_t0_of_a_keys_first_incident(db_url: str) -> None:
+    from rotator.adapters.db.key_index import earliest_incident_t0
+    from rotator.domain import Incident
+
+    store = SqlStore(make_engine(db_url))
+    try:
+        key_id = f"AKIA{uuid.uuid4().hex[:16].upper()}"
+        assert earliest_incident_t0(db_url, key_id) is None
+        for index, t0 in enumerate((T0 + timedelta(hours=2), T0)):
+            store.save_incident(Incident(f"i-{key_id}-{index}", key_id, "default", "ci", "alice", "", t0))
+        assert earliest_incident_t0(db_url, key_id) == T0
+    finally:
+        store.close()
+
+
 def test_key_index_never_creates_a_database(tmp_path: Path) -> None:
     missing = tmp_path / "nothing-here.db"
     assert tracked_key_owner(f"sqlite:///{missing}", "AKIAABCDEFGHIJKLMNOP") is None
@@ -114,7 +129,7 @@ def test_containment_deactivates_and_denies_older_sessions(aws: AwsSandbox, tmp_
     assert result.contained and aws.key_status(key_id) == "Inactive"
     with pytest.raises(boto3.client("sts").exceptions.ClientError):
         boto3.client("sts", **creds).get_caller_identity()  # the front refuses the Inactive key
-    document = boto3.client("iam").get_user_policy(UserName=name, PolicyName=session_deny_policy_name(key_id))
+    document = boto3.client("iam").get_user_policy(UserName=name, PolicyName=SESSION_DENY_POLICY)
     condition = document["PolicyDocument"]["Statement"][0]["Condition"]
     assert condition == {"DateLessThan": {"aws:TokenIssueTime": result.t0.strftime("%Y-%m-%dT%H:%M:%SZ")}}
     assert {s.name: s.status for s in result.steps}["console login"] is StepStatus.ATTENTION
@@ -123,7 +138,14 @@ def test_containment_deactivates_and_denies_older_sessions(aws: AwsSandbox, tmp_
 
     again = contain(key_id, wiring.containment_ports(), disable_console=True)
     statuses = {s.name: s.status for s in again.steps}
-    assert statuses["deny sessions"] is StepStatus.ALREADY and statuses["console login"] is StepStatus.DONE
+    # No incident was recorded (no store): the re-run takes T0 anew, and the one deny's T0 only moves later.
+    assert statuses["deny sessions"] in (StepStatus.ALREADY, StepStatus.DONE) and again.t0 >= result.t0
+    assert statuses["console login"] is StepStatus.DONE
+    policies = boto3.client("iam").list_user_policies(UserName=name)["PolicyNames"]
+    assert policies == [SESSION_DENY_POLICY]
+    again_doc = boto3.client("iam").get_user_policy(UserName=name, PolicyName=SESSION_DENY_POLICY)
+    assert again_doc["PolicyDocument"]["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"] == \
+        again.t0.strftime("%Y-%m-%dT%H:%M:%SZ")
     with pytest.raises(boto3.client("iam").exceptions.NoSuchEntityException):
         boto3.client("iam").get_login_profile(UserName=name)
 
@@ -180,7 +202,7 @@ def test_audit_follows_a_minted_session_across_three_regions(aws: AwsSandbox) ->
     report = run_audit(trail(), key_id, start=now - timedelta(hours=1), end=now,
                        regions=["us-east-1", "eu-west-1", "ap-southeast-2"], account_id="123456789012")
 
-    assert report.complete, report.verdict
+    assert not report.failed, report.verdict
     assert [k.key_id for k in report.keys] == [key_id, session["AccessKeyId"]]
     by_key = dict(report.summary.by_key)
     assert by_key[session["AccessKeyId"]] >= 2
@@ -188,3 +210,22 @@ def test_audit_follows_a_minted_session_across_three_regions(aws: AwsSandbox) ->
     categories = {f.category.value for f in report.summary.findings}
     assert {"identity persistence", "session minting"} <= categories
     assert all(session["SecretAccessKey"] not in json.dumps(e.__dict__, default=str) for e in report.events)
+
+
+def test_a_session_key_is_traced_to_its_role_and_upstream_key_through_lookup_events(aws: AwsSandbox) -> None:
+    from rotator.incident.audit.origin import find_origin
+
+    _, creds = user_with_key(aws)
+    role_name = f"deploy-{uuid.uuid4().hex[:6]}"
+    role_arn = boto3.client("iam").create_role(RoleName=role_name, Path="/deploy/",
+                                               AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    session = boto3.client("sts", **creds).assume_role(RoleArn=role_arn, RoleSessionName="attacker")["Credentials"]
+    now = datetime.now(UTC) + timedelta(seconds=5)
+
+    origin = find_origin(trail(), session["AccessKeyId"], ["us-east-1", "eu-west-1"], now - timedelta(hours=1), now)
+
+    assert origin.principal is not None
+    assert (origin.principal.kind, origin.principal.name, origin.principal.path) == ("role", role_name, "/deploy/")
+    assert origin.minted_via == "AssumeRole" and origin.upstream_key == creds["aws_access_key_id"]
+    assert origin.upstream_command == f"rotator revoke --key {creds['aws_access_key_id']}"
+    assert not origin.notes  # every lookup answered

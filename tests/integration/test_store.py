@@ -316,6 +316,26 @@ def test_incidents_insert_then_update(store: SqlStore) -> None:
     assert found[1] == updated
 
 
+def test_incident_follow_up_fields_round_trip_and_open_incidents_are_found(store: SqlStore) -> None:
+    cut = {"principal": {"kind": "role", "name": "deploy", "account_id": "222222222222", "path": "/ci/",
+                         "account": "prod"}, "status": "denied", "t0": "2026-03-01T12:03:00Z", "cut": True,
+           "sessions": ["ASIA2222222222222222"], "line": "sessions of role deploy …: denied"}
+    opened = Incident(incident_id="inc-open", key_id="AKIAK3", account="default", user_name="ci-payments",
+                      actor="alice", reason="", t0=T0, account_id="123456789012",
+                      contained_at=T0 - timedelta(minutes=3), follow_up_at=T0 + timedelta(minutes=20),
+                      covered_until=T0 - timedelta(minutes=18),
+                      slack_channel="#security", sessions=(cut,))
+    closed = replace(opened, incident_id="inc-closed", key_id="AKIAK4", closed_at=T0 + timedelta(hours=1),
+                     follow_up_at=None, role_name="deploy")
+    store.save_incident(opened)
+    store.save_incident(closed)
+    assert store.incident("inc-open") == opened and store.incident("inc-closed") == closed
+    assert store.incident("nope") is None
+    assert [i.incident_id for i in store.open_incidents()] == ["inc-open"]
+    store.save_incident(replace(opened, closed_at=T0 + timedelta(hours=2), follow_up_at=None))
+    assert store.open_incidents() == []
+
+
 # --- datetimes ---------------------------------------------------------------------------------------------
 
 

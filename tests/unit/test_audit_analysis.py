@@ -112,8 +112,37 @@ def test_audit_window() -> None:
     created = NOW - timedelta(days=3)
     assert audit_window(NOW, key_created_at=created) == (created - WINDOW_MARGIN, NOW)
     assert audit_window(NOW) == (NOW - LOOKBACK, NOW)
-    assert audit_window(NOW, key_created_at=NOW - timedelta(days=400))[0] == NOW - LOOKBACK
+    # Never clamped silently: an older start is run_audit's to report as a gap.
+    assert audit_window(NOW, key_created_at=NOW - timedelta(days=400))[0] == NOW - timedelta(days=400) - WINDOW_MARGIN
     assert audit_window(NOW, since=NOW - timedelta(hours=2), key_created_at=created)[0] == NOW - timedelta(hours=2)
+
+
+def test_a_key_older_than_90_days_is_a_gap_never_clamped_silently() -> None:
+    created = NOW - timedelta(days=400)
+    report = run_audit(FakeCloudTrail(REGIONS), KEY, start=created, end=NOW, regions=REGIONS,
+                       now=NOW + timedelta(hours=1))
+    assert report.start == NOW + timedelta(hours=1) - LOOKBACK
+    assert report.state == "incomplete" and not report.complete
+    assert any("more than 90 days ago" in gap and "CloudTrail Lake" in gap for gap in report.gaps)
+    markdown = render_markdown(report)
+    assert "**complete**" not in markdown and "coverage: complete" not in markdown
+    assert "more than 90 days ago" in markdown
+
+
+def test_coverage_states_what_lookup_events_cannot_show_and_what_is_pending() -> None:
+    pending = run_audit(FakeCloudTrail(REGIONS), KEY, start=NOW - timedelta(days=1), end=NOW, regions=REGIONS,
+                        cover_until=NOW + timedelta(minutes=3), follow_up_at=NOW + timedelta(minutes=23))
+    assert pending.state == "pending follow-up" and not pending.failed and not pending.complete
+    assert "pending follow-up" in pending.verdict and "2026-01-02T12:23:00Z" in pending.verdict
+    markdown = render_markdown(pending)
+    assert "**pending follow-up**" in markdown and "coverage: complete" not in markdown
+    assert "management events only" in markdown and "data events" in markdown and "CloudTrail Lake" in markdown
+    assert "per region and per account" in markdown
+    later = run_audit(FakeCloudTrail(REGIONS), KEY, start=NOW - timedelta(days=1), end=NOW, regions=REGIONS,
+                      cover_until=NOW - timedelta(minutes=20))
+    assert later.state == "complete" and later.complete  # everything that mattered had time to be delivered
+    assert "management events only" in render_markdown(later)
+    assert report_json(later)["coverage"]["state"] == "complete"
 
 
 # --- fan-out over a fake CloudTrail ---------------------------------------------------------------------------
@@ -140,7 +169,10 @@ def test_minted_keys_are_followed_recursively_in_every_region() -> None:
     assert minted_start < datetime(2026, 1, 1, 11, 0, tzinfo=UTC)  # from its minting, not from the key's creation
     assert {e.name for e in report.events} >= {"RunInstances", "StopLogging", "AssumeRole"}
     assert dict(report.summary.by_region).keys() == set(REGIONS)
-    assert report.complete and "coverage incomplete" not in report.verdict
+    assert not report.failed and "coverage incomplete" not in report.verdict
+    assert report.state == "pending follow-up"  # it ends now: the last minutes may not be delivered yet
+    roles = {k.key_id: k.principal for k in report.keys}
+    assert roles[MINTED_AGAIN] is not None and roles[MINTED_AGAIN].name == "admin"
 
 
 def test_a_failed_region_makes_coverage_incomplete_and_keeps_what_was_seen() -> None:
@@ -165,9 +197,12 @@ def test_a_key_minted_into_another_account_is_a_stated_gap() -> None:
     trail = FakeCloudTrail(REGIONS)
     trail.add(record("AssumeRole", key_id=KEY, minted=MINTED, minted_arn="arn:aws:sts::999988887777:assumed-role/x/y"))
     report = run_audit(trail, KEY, start=NOW - timedelta(days=2), end=NOW, regions=REGIONS, account_id=ACCOUNT)
-    assert not report.complete
-    assert any("999988887777" in gap for gap in report.gaps)
+    assert not report.complete and report.failed
+    assert any("999988887777" in gap and "[[aws.accounts]]" in gap for gap in report.gaps)
     assert all(k != MINTED for k, _, _ in trail.lookups)
+    minted = next(k for k in report.keys if k.key_id == MINTED)
+    assert minted.principal is not None and (minted.principal.name, minted.principal.account_id) == (
+        "x", "999988887777")
 
 
 def test_default_regions_come_from_the_account_and_always_include_us_east_1() -> None:
@@ -180,7 +215,8 @@ def test_default_regions_come_from_the_account_and_always_include_us_east_1() ->
 
 
 def test_report_json_is_serialisable_and_complete_report_is_never_called_clean() -> None:
-    report = run_audit(FakeCloudTrail(REGIONS), KEY, start=NOW - timedelta(days=1), end=NOW, regions=REGIONS)
+    report = run_audit(FakeCloudTrail(REGIONS), KEY, start=NOW - timedelta(days=1), end=NOW, regions=REGIONS,
+                       now=NOW + timedelta(minutes=16))
     assert report.complete and "no suspicious activity found" in report.verdict
     assert "clean" not in render_markdown(report).lower()
     text = json.dumps(report_json(report))

@@ -50,6 +50,8 @@ def test_a_record_keeps_the_ids_and_facts_of_the_call() -> None:
         event_id="0f5e-event", name="AttachUserPolicy", source="iam.amazonaws.com", region="eu-west-1",
         at=datetime(2026, 1, 1, 10, 0, tzinfo=UTC), key_id=KEY, principal="ci-payments",
         source_ip="198.51.100.7", user_agent="aws-cli/2.15", error_code="AccessDenied", read_only=False,
+        identity_type="IAMUser", identity_arn=f"arn:aws:iam::{ACCOUNT}:user/ci-payments", account_id=ACCOUNT,
+        identity_account=ACCOUNT,
     )
     assert event.denied
 
@@ -151,3 +153,24 @@ def test_a_put_or_attach_policy_call_missing_from_the_table_is_a_permission_chan
 def test_reading_a_policy_is_reconnaissance_not_a_permission_change(name: str) -> None:
     assert classify(event_named(name)) is Category.RECON
 
+
+
+def test_who_a_session_acts_as_and_in_which_account_the_record_lives() -> None:
+    role_arn = f"arn:aws:iam::{ACCOUNT}:role/deploy/payments"
+    identity = {"type": "AssumedRole", "principalId": "AROAEXAMPLE:s", "accountId": ACCOUNT, "accessKeyId": MINTED,
+                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/payments/s",
+                "sessionContext": {"sessionIssuer": {"type": "Role", "arn": role_arn, "accountId": ACCOUNT}}}
+    event = parsed(cloudtrail_record(userIdentity=identity, recipientAccountId="999988887777"))
+    assert (event.identity_type, event.issuer_arn) == ("AssumedRole", role_arn)
+    assert (event.account_id, event.identity_account) == ("999988887777", ACCOUNT)
+
+
+def test_an_assume_role_record_names_the_role_with_its_path() -> None:
+    role_arn = "arn:aws:iam::999988887777:role/ci/release"
+    record = cloudtrail_record("AssumeRole", requestParameters={"roleArn": role_arn, "roleSessionName": "s"},
+                               responseElements={"credentials": {"accessKeyId": MINTED},
+                                                 "assumedRoleUser": {"arn": "arn:aws:sts::999988887777:"
+                                                                            "assumed-role/release/s"}})
+    event = parsed(record)
+    assert (event.role_arn, event.minted_key_id, event.minted_account) == (role_arn, MINTED, "999988887777")
+    assert parsed(cloudtrail_record("ListRoles", requestParameters={"roleArn": role_arn})).role_arn is None

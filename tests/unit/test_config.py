@@ -175,7 +175,7 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     ('[policy]\nwindow = "* 9am * * *"', "policy.window: '* 9am * * *': the hour field '9am' may only hold"),
     # top level
     ('source = "elsewhere.toml"',
-     "source: unknown key (known keys: aws, credentials, events, gitlab, policy, service, slack)"),
+     "source: unknown key (known keys: aws, credentials, events, gitlab, policy, revoke, service, slack)"),
     ('[credentials]\nname = "c"', "credentials: expected an array, found a table (write [[credentials]], not"),
 ])
 def test_rule(text: str, expected: str) -> None:
@@ -490,7 +490,7 @@ def test_the_example_file_documents_every_key() -> None:
     text = (REPO / "config.example.toml").read_text()
     written = set(re.findall(r"^#? ?([a-z_]+) = ", text, flags=re.MULTILINE))
     keys = {name for model in _tables(Settings) for name in model.model_fields} - {"source"}
-    sections = {"service", "aws", "gitlab", "slack", "policy", "credentials", "accounts", "targets", "events"}
+    sections = {"service", "aws", "gitlab", "slack", "policy", "revoke", "credentials", "accounts", "targets", "events"}
     assert keys - sections - written == set()
     assert not re.search(r"^#? ?[a-z_]*(token|secret|password|key) = ", text, flags=re.MULTILINE)
 
@@ -522,3 +522,46 @@ def test_both_loaders_accept_and_refuse_the_same_aws_values(tmp_path: Path, fiel
         else:
             verdicts.append(True)
     assert verdicts == [accepted, accepted]
+
+
+@pytest.mark.parametrize("text, accepted", [
+    ('[revoke]\ndeny_sessions = false\nconsistency_margin = "90s"\n', True),
+    ('[revoke]\ndeny_sessions = "no"\n', False),
+    ('[revoke]\nconsistency_margin = "soon"\n', False),
+    ('[revoke]\nconsistency_margin = 3\n', False),
+])
+def test_both_loaders_accept_and_refuse_the_same_revoke_values(tmp_path: Path, text: str, accepted: bool) -> None:
+    from rotator.config.early import load_containment_settings
+
+    path = tmp_path / "rotator.toml"
+    path.write_text(text)
+    verdicts = []
+    for load in (lambda: load_containment_settings(str(path)), lambda: load_settings(str(path), partial=True)):
+        try:
+            load()
+        except ConfigError:
+            verdicts.append(False)
+        else:
+            verdicts.append(True)
+    assert verdicts == [accepted, accepted]
+
+
+@pytest.mark.parametrize("body, problem", [
+    ('role_session_revocation = "paths"', "revoke.role_paths: role_session_revocation = \"paths\" needs"),
+    ('role_session_revocation = "some"', "revoke.role_session_revocation"),
+    ('role_paths = ["ci"]', "revoke.role_paths"),
+    ('follow_up = ["60m", "20m"]', "revoke.follow_up: must be increasing"),
+    ('follow_up = ["5m"]', "revoke.follow_up: the last follow-up must come at least delivery_delay after T0"),
+    ('follow_up = []', "revoke.follow_up"),
+])
+def test_revoke_settings_are_checked(body: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as failure:
+        parse_settings(f"[revoke]\n{body}\n", source="rotator.toml", partial=True)
+    assert problem in str(failure.value)
+
+
+def test_revoke_settings_defaults() -> None:
+    revoke = parse_settings("", source="rotator.toml", partial=True).revoke
+    assert (revoke.deny_sessions, revoke.role_session_revocation, revoke.role_paths) == (True, "all", ())
+    assert revoke.follow_up == (timedelta(minutes=20), timedelta(minutes=60))
+    assert revoke.delivery_delay == timedelta(minutes=15) and revoke.consistency_margin == timedelta(minutes=3)

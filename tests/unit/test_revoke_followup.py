@@ -33,7 +33,9 @@ def test_full_run_records_notifies_and_audits_in_one_thread() -> None:
     assert (incident.key_id, incident.user_name, incident.credential) == (world.key_id, "ci-payments", "payments")
     assert incident.slack_thread == "1.000" and incident.t0 == outcome.containment.t0
     assert incident.report_markdown and "identity persistence" in incident.report_markdown
-    assert json.loads(incident.report_json or "{}")["audit"]["complete"] is True
+    coverage = json.loads(incident.report_json or "{}")["audit"]["coverage"]
+    assert coverage["failed"] is False and coverage["state"] == "pending follow-up"  # until the follow-up
+    assert incident.is_open and incident.follow_up_at == incident.t0 + timedelta(minutes=20)
 
 
 def test_rerun_reuses_the_incident_and_its_thread() -> None:
@@ -167,4 +169,5 @@ def test_sessions_the_key_minted_can_be_revoked_later_without_a_role() -> None:
     assert owner is not None and owner.user_name == "ci-payments"
     later = world.contain(minted)  # no --role: the store resolves the user the session acts as
     assert later.contained
-    assert ("ci-payments", f"rotator-deny-sessions-{minted}") in world.iam.user_policies
+    assert ("ci-payments", "rotator-deny-sessions") in world.iam.user_policies
+    assert any(s.name == "deny sessions" and s.status is StepStatus.ALREADY for s in later.steps)

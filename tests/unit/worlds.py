@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from rotator.config.early import ContainmentSettings
@@ -42,12 +42,12 @@ ENVIRON = {"ROTATOR_GITLAB_TOKEN": "glpat-unit-test-token-000000", "ROTATOR_SLAC
 
 @dataclass
 class FakeAws:
-    """AwsAccess over fakes: one FakeIncidentIam per configured account."""
+    """AwsAccess over fakes: one FakeIncidentIam and one FakeCloudTrail per configured account."""
 
     iams: dict[str, FakeIncidentIam]
     sts: FakeSts
     directory: FakeDirectory
-    trail: FakeCloudTrail
+    trails: dict[str, FakeCloudTrail]  # account id → its CloudTrail
     account_ids: dict[str, str | None]
     privilege: dict[str, Any] = field(default_factory=dict)  # account → a fake PrivilegeReads
     event_queue: FakeQueue = field(default_factory=FakeQueue)
@@ -68,10 +68,13 @@ class FakeAws:
         return KeyLocator(self.directory, self.account_ids, self.iam)
 
     def account_id(self, account: str = "default") -> str:
-        return self.account_ids.get(account) or self.directory.ambient
+        return self.account_ids.get(account) or self.directory.ambient_account()
+
+    def caller_account_id(self, account: str = "default") -> str:
+        return self.account_ids.get(account) or self.directory.ambient_account()
 
     def cloudtrail(self, account: str = "default", *, backoff: Any = None) -> FakeCloudTrail:
-        return self.trail
+        return self.trails[self.account_ids.get(account) or self.directory.ambient]
 
     def oidc_iam(self, account: str = "default") -> Any:
         raise AssertionError("the OIDC use cases have their own fakes (tests/unit/test_oidc.py)")
@@ -153,6 +156,21 @@ class World:
     ledger: FakeExposureLedger = field(default_factory=FakeExposureLedger)
     events_config: str = ""  # an [events] section, appended to the config file
     on_exposed: dict[str, str] = field(default_factory=dict)  # credential name → its on_exposed
+    trails: dict[str, FakeCloudTrail] = field(default_factory=dict)  # other accounts' CloudTrails, by account id
+    revoke_config: str = ""  # a [revoke] section for the config file
+
+    def add_account(self, name: str, account_id: str) -> FakeIncidentIam:
+        """A second configured account ([[aws.accounts]] name), with its own IAM, CloudTrail and keys."""
+        iam = FakeIncidentIam(self.clock)
+        self.iams[name] = iam
+        self.account_ids[name] = account_id
+        self.directory.accounts[account_id] = iam
+        self.trails[account_id] = FakeCloudTrail(self.trail.regions, clock=self.clock)
+        return iam
+
+    def foreign_trail(self, account_id: str) -> FakeCloudTrail:
+        """The CloudTrail of an account rotator has no role in (nobody asks it; it is there to be staged)."""
+        return self.trails.setdefault(account_id, FakeCloudTrail(self.trail.regions, clock=self.clock))
 
     @property
     def spec(self) -> CredentialSpec:
@@ -165,14 +183,15 @@ class World:
     # --- the composition root over the fakes ---
     def settings(self) -> Settings:
         # partial: like `revoke`, a world may have no credential configured at all.
-        settings = parse_settings(config_for(self.specs, self.account_ids, self.on_exposed) + self.events_config,
+        settings = parse_settings(config_for(self.specs, self.account_ids, self.on_exposed) + self.events_config
+                                  + self.revoke_config,
                                   source="unit-test.toml", environ=ENVIRON, partial=True)
         assert settings.credential_specs() == tuple(self.specs), "config_for must describe the specs exactly"
         return settings
 
     def aws(self) -> FakeAws:
-        return FakeAws({"default": self.iam, **self.iams}, self.sts, self.directory, self.trail, self.account_ids,
-                       self.privilege, self.queue)
+        return FakeAws({"default": self.iam, **self.iams}, self.sts, self.directory,
+                       {ACCOUNT: self.trail, **self.trails}, self.account_ids, self.privilege, self.queue)
 
     def root(self, *, notifier: Notifier | bool | None = True) -> Root:
         """The real composition root over the fakes; ``notifier=None`` as if there were no [slack] section."""
@@ -204,13 +223,18 @@ class World:
         return all(self.iam.accepts(k, s) for k, s in self.held_pairs(spec))
 
     # --- the compromised-key playbook, as `rotator revoke` runs it ---
-    def containment_ports(self) -> ContainmentPorts:
-        early = ContainmentSettings(source="unit-test.toml")
-        return ContainmentWiring(early, aws=self.aws(), tracked_owner=self.store.key_owner,
+    def containment_ports(self, **early: Any) -> ContainmentPorts:
+        settings = ContainmentSettings(source="unit-test.toml", **early)
+
+        def earlier_t0(key_id: str) -> datetime | None:
+            return min((i.t0 for i in self.store.incidents_for_key(key_id)), default=None)
+
+        return ContainmentWiring(settings, aws=self.aws(), tracked_owner=self.store.key_owner, earlier_t0=earlier_t0,
                                  clock=self.clock).containment_ports()
 
-    def contain(self, key_id: str | None = None, **options: Any) -> Containment:
-        return contain(self.key_id if key_id is None else key_id, self.containment_ports(), **options)
+    def contain(self, key_id: str | None = None, *, early: dict[str, Any] | None = None,
+                **options: Any) -> Containment:
+        return contain(self.key_id if key_id is None else key_id, self.containment_ports(**(early or {})), **options)
 
     def audit(self, containment: Containment) -> AuditReport:
         return run_audit(self.trail, containment.key_id, start=T0 - timedelta(days=1), end=self.clock.now(),
@@ -219,8 +243,9 @@ class World:
     def follow_up_ports(self, *, dry_run: bool = False) -> FollowUpPorts:
         return self.root().incident.follow_up_ports(holder="incident/test", dry_run=dry_run)
 
-    def revoke(self, *, replace: bool = False, dry_run: bool = False, audit: bool = True) -> IncidentOutcome:
-        containment = self.contain(dry_run=dry_run)
+    def revoke(self, key_id: str | None = None, *, replace: bool = False, dry_run: bool = False, audit: bool = True,
+               early: dict[str, Any] | None = None, **options: Any) -> IncidentOutcome:
+        containment = self.contain(key_id, dry_run=dry_run, early=early, **options)
         ports = self.follow_up_ports(dry_run=dry_run)
         return follow_up(containment, ports, FollowUpOptions(reason="leaked in a gist", replace=replace, audit=audit,
                                                              dry_run=dry_run))
@@ -278,8 +303,9 @@ def _world(specs_for: Any, *, users: Sequence[str], hidden_secret: bool = False,
     first = iam.keys[specs[0].iam_user][0]
     store = FakeIncidentStore(db_now=clock.now)  # leases judged by the "database's" clock
     return World(clock, iam, FakeSts(iam, clock, delay=sts_delay), variables, store, FakeNotifier(),
-                 FakeDirectory({ACCOUNT: iam}), FakeCloudTrail(["us-east-1", "eu-west-1", "ap-southeast-2"]),
-                 specs, first.key_id, first.secret)
+                 FakeDirectory({ACCOUNT: iam}),
+                 FakeCloudTrail(["us-east-1", "eu-west-1", "ap-southeast-2"], clock=clock), specs, first.key_id,
+                 first.secret)
 
 
 def rotation_world(*, hidden_secret: bool = False, grace: timedelta = timedelta(0),

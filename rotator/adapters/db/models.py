@@ -216,6 +216,15 @@ class IncidentRow(Base):
     slack_thread: Mapped[str | None] = mapped_column(String(NAME))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The follow-up after CloudTrail's delivery delay: open until closed_at; re-audited at follow_up_at.
+    account_id: Mapped[str | None] = mapped_column(String(SHORT))
+    role_name: Mapped[str | None] = mapped_column(String(IAM_NAME))
+    contained_at: Mapped[datetime | None]
+    follow_up_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None] = mapped_column(index=True)
+    covered_until: Mapped[datetime | None]
+    slack_channel: Mapped[str | None] = mapped_column(String(NAME))
+    sessions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # per principal: its session deny
 
 
 class ExposureRow(Base):
@@ -312,7 +321,10 @@ def incident_values(incident: Incident) -> dict[str, Any]:
         "user_name": incident.user_name, "credential": incident.credential, "actor": incident.actor,
         "reason": incident.reason, "t0": incident.t0, "steps": dict(incident.steps), "status": incident.status,
         "report_markdown": incident.report_markdown, "report_json": incident.report_json,
-        "slack_thread": incident.slack_thread,
+        "slack_thread": incident.slack_thread, "account_id": incident.account_id, "role_name": incident.role_name,
+        "contained_at": incident.contained_at, "follow_up_at": incident.follow_up_at,
+        "closed_at": incident.closed_at, "covered_until": incident.covered_until,
+        "slack_channel": incident.slack_channel, "sessions": [dict(item) for item in incident.sessions],
     }
 
 
@@ -321,5 +333,7 @@ def incident_from_row(row: IncidentRow) -> Incident:
         incident_id=row.incident_id, key_id=row.key_id, account=row.account, user_name=row.user_name,
         actor=row.actor, reason=row.reason, t0=row.t0, steps=dict(row.steps), status=row.status,
         credential=row.credential, report_markdown=row.report_markdown, report_json=row.report_json,
-        slack_thread=row.slack_thread,
+        slack_thread=row.slack_thread, account_id=row.account_id, role_name=row.role_name,
+        contained_at=row.contained_at, follow_up_at=row.follow_up_at, closed_at=row.closed_at,
+        covered_until=row.covered_until, slack_channel=row.slack_channel, sessions=tuple(row.sessions or ()),
     )

@@ -384,6 +384,17 @@ class SqlStore:
                                    .order_by(IncidentRow.t0, IncidentRow.incident_id))
             return [incident_from_row(row) for row in rows]
 
+    def incident(self, incident_id: str) -> Incident | None:
+        with self._session(f"reading incident {incident_id}") as session:
+            row = session.get(IncidentRow, incident_id)
+            return None if row is None else incident_from_row(row)
+
+    def open_incidents(self) -> list[Incident]:
+        with self._session("reading open incidents") as session:
+            rows = session.scalars(select(IncidentRow).where(IncidentRow.closed_at.is_(None))
+                                   .order_by(IncidentRow.t0, IncidentRow.incident_id))
+            return [incident_from_row(row) for row in rows]
+
     def list_incidents(self, limit: int = 1000) -> list[Incident]:
         with self._session("listing incidents") as session:
             rows = session.scalars(select(IncidentRow).order_by(IncidentRow.t0.desc(), IncidentRow.incident_id)

@@ -1,6 +1,6 @@
 """What a compromised key did, from its CloudTrail records: parsing, classification and the summary.
 
-Pure: standard library only, no I/O, no clock. The fan-out that fetches the records is rotator.incident.audit.run;
+Pure: no I/O, no clock. The fan-out that fetches the records is rotator.incident.audit.run;
 the Markdown/JSON rendering is rotator.incident.audit.report.
 """
 
@@ -10,11 +10,16 @@ import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-MINTING_EVENTS = frozenset({"GetSessionToken", "AssumeRole", "GetFederationToken"})
+from rotator.incident.steps import parse_iso
+
+# Calls whose response holds new session credentials (CloudTrail records them in
+# responseElements.credentials.accessKeyId; the session's own calls then carry that key id).
+MINTING_EVENTS = frozenset({"GetSessionToken", "AssumeRole", "GetFederationToken", "AssumeRoleWithSAML",
+                            "AssumeRoleWithWebIdentity"})
 DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess",
                           "Client.UnauthorizedOperation"})
 RECON_BURST = 10  # denied calls within RECON_WINDOW that count as probing
@@ -89,6 +94,13 @@ class TrailEvent:
     read_only: bool
     minted_key_id: str | None = None
     minted_account: str | None = None
+    role_arn: str | None = None  # requestParameters.roleArn of an AssumeRole* call
+    assumed_arn: str | None = None  # responseElements.assumedRoleUser.arn
+    identity_type: str | None = None  # userIdentity.type: IAMUser, AssumedRole, FederatedUser, AWSAccount, ...
+    identity_arn: str | None = None
+    issuer_arn: str | None = None  # userIdentity.sessionContext.sessionIssuer.arn: the role a session acts as
+    account_id: str | None = None  # the account whose CloudTrail holds the record (recipientAccountId)
+    identity_account: str | None = None  # userIdentity.accountId: the caller's account (a cross-account copy)
 
     @property
     def denied(self) -> bool:
@@ -96,13 +108,15 @@ class TrailEvent:
 
 
 def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return parse_iso(value) if isinstance(value, str) else None
+
+
+def _text(mapping: Any, *path: str) -> str | None:
+    for name in path:
+        if not isinstance(mapping, dict):
+            return None
+        mapping = mapping.get(name)
+    return mapping if isinstance(mapping, str) and mapping else None
 
 
 def event_from_record(record: Mapping[str, Any]) -> TrailEvent | None:
@@ -114,15 +128,13 @@ def event_from_record(record: Mapping[str, Any]) -> TrailEvent | None:
     identity = record.get("userIdentity") if isinstance(record.get("userIdentity"), dict) else {}
     assert isinstance(identity, dict)
     principal = identity.get("userName") or identity.get("arn") or identity.get("principalId")
-    minted_key, minted_account = None, None
-    response = record.get("responseElements")
-    if name in MINTING_EVENTS and isinstance(response, dict):
-        credentials = response.get("credentials")
-        if isinstance(credentials, dict) and isinstance(credentials.get("accessKeyId"), str):
-            minted_key = credentials["accessKeyId"]
-        assumed = response.get("assumedRoleUser")
-        if isinstance(assumed, dict) and isinstance(assumed.get("arn"), str) and assumed["arn"].count(":") >= 5:
-            minted_account = assumed["arn"].split(":")[4] or None
+    minted_key = minted_account = role_arn = assumed_arn = None
+    if name in MINTING_EVENTS:
+        minted_key = _text(record, "responseElements", "credentials", "accessKeyId")
+        assumed_arn = _text(record, "responseElements", "assumedRoleUser", "arn")
+        role_arn = _text(record, "requestParameters", "roleArn")
+        if assumed_arn and assumed_arn.count(":") >= 5:
+            minted_account = assumed_arn.split(":")[4] or None
     read_only = record.get("readOnly")
     return TrailEvent(
         event_id=event_id, name=name, source=str(record.get("eventSource") or ""),
@@ -133,7 +145,11 @@ def event_from_record(record: Mapping[str, Any]) -> TrailEvent | None:
         user_agent=str(record["userAgent"]) if record.get("userAgent") else None,
         error_code=str(record["errorCode"]) if record.get("errorCode") else None,
         read_only=read_only is True or str(read_only).lower() == "true",
-        minted_key_id=minted_key, minted_account=minted_account,
+        minted_key_id=minted_key, minted_account=minted_account, role_arn=role_arn, assumed_arn=assumed_arn,
+        identity_type=_text(identity, "type"), identity_arn=_text(identity, "arn"),
+        issuer_arn=_text(identity, "sessionContext", "sessionIssuer", "arn"),
+        account_id=_text(record, "recipientAccountId") or _text(identity, "accountId"),
+        identity_account=_text(identity, "accountId"),
     )
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from rotator.incident.audit.analysis import Finding
-from rotator.incident.audit.run import DELIVERY_DELAY, AuditReport
+from rotator.incident.audit.run import NOT_IN_LOOKUP_EVENTS, AuditReport
 
 TOP = 15
 
@@ -21,9 +21,28 @@ def rerun_command(report: AuditReport) -> str:
 
 
 def delivery_note(report: AuditReport) -> str:
-    return (f"CloudTrail delivers events about {int(DELIVERY_DELAY.total_seconds() // 60)} minutes after the call "
-            f"(not guaranteed): calls after {_iso(report.end - DELIVERY_DELAY)} may not be in this report. "
-            f"Re-run after {_iso(report.end + DELIVERY_DELAY)}: `{rerun_command(report)}`")
+    if report.pending:
+        return report.pending_note[0].upper() + report.pending_note[1:] + "."
+    return (f"CloudTrail delivers events minutes after the call: everything before {_iso(report.reliable_until)} "
+            "had the delivery delay to arrive, which covers the whole window that mattered.")
+
+
+def coverage_lines(report: AuditReport) -> list[str]:
+    """What was covered and what was not, stated the same way in every report: the state, each missing piece
+    with how to fill it, and what LookupEvents cannot show at all."""
+    accounts = sorted({c.account_id or report.account_id or "the key's account" for c in report.coverage})
+    lines = [f"coverage: {report.state}" + (f" ({report.pending_note})" if report.pending and not report.failed
+                                            else ""),
+             f"queried: {len(report.regions)} region(s) ({', '.join(report.regions)}) in {len(accounts)} account(s) "
+             f"({', '.join(accounts)}), {_iso(report.start)} → {_iso(report.end)}; LookupEvents answers per region "
+             "and per account, at most 90 days back"]
+    lines += [f"NOT covered: {c.key_id} in {c.region}" + (f" of account {c.account_id}" if c.account_id else "")
+              + f": {c.error}" for c in report.failed_lookups]
+    lines += [f"NOT covered: {gap}" for gap in report.gaps]
+    if report.pending and report.failed:
+        lines.append(report.pending_note)
+    lines.append(NOT_IN_LOOKUP_EVENTS)
+    return lines
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -65,7 +84,8 @@ def render_markdown(report: AuditReport) -> str:
     lines += ["", "## Keys audited", ""]
     for key in report.keys:
         origin = f": minted by {key.minted_by}" if key.minted_by else " (the reported key)"
-        lines.append(f"- `{key.key_id}` since {_iso(key.since)}{origin}")
+        acts = f", acts as {key.principal.describe()}" if key.principal else ""
+        lines.append(f"- `{key.key_id}` since {_iso(key.since)}{origin}{acts}")
     lines += ["", "## Activity", ""]
     lines += _counts("By event", summary.by_event)
     lines += _counts("By region", summary.by_region)
@@ -73,14 +93,14 @@ def render_markdown(report: AuditReport) -> str:
     lines += _counts("By user agent", summary.by_user_agent)
     lines += _counts("By key", summary.by_key)
     lines += _counts("Errors", summary.by_error)
-    lines += ["## Coverage", "", f"**{'complete' if report.complete else 'coverage incomplete'}**", ""]
-    lines += _table(("key", "region", "pages", "events", "throttled", "status"),
-                    [(c.key_id, c.region, c.pages, c.events, c.throttled, "ok" if c.error is None else
-                      f"FAILED: {c.error}") for c in report.coverage])
-    if report.failed_lookups or report.gaps:
-        lines += ["", "Not covered:", ""]
-        lines += [f"- {c.key_id} in {c.region}: {c.error}" for c in report.failed_lookups]
-        lines += [f"- {gap}" for gap in report.gaps]
+    state = {"complete": "complete", "pending follow-up": "pending follow-up",
+             "incomplete": "coverage incomplete"}[report.state]
+    lines += ["## Coverage", "", f"**{state}**", ""]
+    lines += [f"- {line}" for line in coverage_lines(report)]
+    lines += [""]
+    lines += _table(("account", "key", "region", "pages", "events", "throttled", "status"),
+                    [(c.account_id or report.account_id or "-", c.key_id, c.region, c.pages, c.events, c.throttled,
+                      "ok" if c.error is None else f"FAILED: {c.error}") for c in report.coverage])
     lines += ["", f"Pages read: {sum(c.pages for c in report.coverage)}; throttled requests (waited out and "
               f"retried): {sum(c.throttled for c in report.coverage)}.", "", delivery_note(report), ""]
     return "\n".join(lines)
@@ -92,7 +112,9 @@ def report_json(report: AuditReport) -> dict[str, Any]:
         "key_id": report.key_id, "account_id": report.account_id, "verdict": report.verdict,
         "complete": report.complete, "window": {"start": _iso(report.start), "end": _iso(report.end)},
         "regions": list(report.regions),
-        "keys": [{"key_id": k.key_id, "since": _iso(k.since), "minted_by": k.minted_by} for k in report.keys],
+        "keys": [{"key_id": k.key_id, "since": _iso(k.since), "minted_by": k.minted_by, "minted_via": k.minted_via,
+                  "account_id": k.account_id, "principal": k.principal.as_dict() if k.principal else None}
+                 for k in report.keys],
         "findings": [{"severity": f.severity, "category": f.category.value, "title": f.title, "count": f.count,
                       "regions": list(f.regions), "first_seen": _iso(f.first_seen), "last_seen": _iso(f.last_seen),
                       "events": list(f.examples)} for f in summary.findings],
@@ -105,13 +127,18 @@ def report_json(report: AuditReport) -> dict[str, Any]:
             "ips_outside_known_cidrs": list(summary.unknown_ips),
         },
         "coverage": {
-            "complete": report.complete,
-            "lookups": [{"key_id": c.key_id, "region": c.region, "pages": c.pages, "events": c.events,
-                         "throttled": c.throttled, "error": c.error} for c in report.coverage],
+            "complete": report.complete, "state": report.state, "failed": report.failed,
+            "pending": report.pending, "reliable_until": _iso(report.reliable_until),
+            "follow_up_at": _iso(report.follow_up_at) if report.follow_up_at else None,
+            "lines": coverage_lines(report),
+            "lookups": [{"account_id": c.account_id or report.account_id, "key_id": c.key_id, "region": c.region,
+                         "pages": c.pages, "events": c.events, "throttled": c.throttled, "error": c.error}
+                        for c in report.coverage],
             "gaps": list(report.gaps),
             "pages": sum(c.pages for c in report.coverage),
             "throttled": sum(c.throttled for c in report.coverage),
-            "delivery_delay_minutes": int(DELIVERY_DELAY.total_seconds() // 60),
+            "delivery_delay_seconds": int(report.delivery_delay.total_seconds()),
+            "not_in_lookup_events": NOT_IN_LOOKUP_EVENTS,
             "rerun": rerun_command(report),
         },
         "events": [{"event_id": e.event_id, "time": _iso(e.at), "name": e.name, "source": e.source,
@@ -132,8 +159,5 @@ def slack_lines(report: AuditReport) -> list[str]:
                      f"({', '.join(finding.examples[:3])})")
     if summary.unknown_ips:
         lines.append(f"source IPs outside known_cidrs: {', '.join(summary.unknown_ips[:5])}")
-    for coverage in report.failed_lookups[:5]:
-        lines.append(f"NOT covered: {coverage.key_id} in {coverage.region}: {coverage.error}")
-    lines += [f"NOT covered: {gap}" for gap in report.gaps[:3]]
-    lines.append(f"re-run after {_iso(report.end + DELIVERY_DELAY)}: `{rerun_command(report)}`")
+    lines += coverage_lines(report)
     return lines
