@@ -29,10 +29,8 @@ from rotator.domain import (
     KeyStatus,
     NewAccessKey,
     Phase,
-    decide_room,
     is_due,
     next_rotation_due,
-    provably_replaced,
 )
 from rotator.errors import (
     AwsLimitExceeded,
@@ -179,11 +177,10 @@ class Rotator:
         except AwsLimitExceeded:
             pass
         keys = self.ports.iam.list_access_keys(journal.user_name)
-        referenced = assessment.held | ({journal.old_key_id} if journal.old_key_id else set())
-        evidence = {k.key_id for k in keys if self.ports.store.incidents_for_key(k.key_id)}
-        replaced = provably_replaced(self.ports.store.journals(self.spec.name), journal.user_id,
-                                     [r.held_key_id for r in assessment.readings], keys, evidence)
-        decision = decide_room(keys, referenced, replaced, unknown_references=assessment.unknown_references)
+        store = self.ports.store
+        decision = assessment.room(keys, replacing=journal.old_key_id, journals=store.journals(self.spec.name),
+                                   user_id=journal.user_id,
+                                   is_evidence=lambda key_id: bool(store.incidents_for_key(key_id)))
         if decision.delete_key_id is None:
             self._save(replace(journal, phase=Phase.ROLLED_BACK, error="no free key slot"))
             reason = decision.hold_reason or "no free key slot"

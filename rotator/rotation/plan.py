@@ -11,11 +11,9 @@ from rotator.domain import (
     CredentialSpec,
     Journal,
     Phase,
-    decide_room,
     format_duration,
     is_due,
     next_rotation_due,
-    provably_replaced,
 )
 from rotator.errors import RotatorError
 from rotator.ports import CiVariables, Clock, Iam, Store
@@ -62,11 +60,9 @@ def _plan(spec: CredentialSpec, iam: Iam, variables: CiVariables, store: Store, 
     if len(keys) >= 2:
         # IAM allows two keys per user: CreateAccessKey will answer LimitExceeded, and the engine makes room
         # by the same rule as here.
-        evidence = {k.key_id for k in keys if store.incidents_for_key(k.key_id)}
-        replaced = provably_replaced(store.journals(spec.name), user.user_id,
-                                     [r.held_key_id for r in assessment.readings], keys, evidence)
-        referenced = assessment.held | ({old_id} if old_id else set())
-        decision = decide_room(keys, referenced, replaced, unknown_references=assessment.unknown_references)
+        decision = assessment.room(keys, replacing=old_id, journals=store.journals(spec.name),
+                                   user_id=user.user_id,
+                                   is_evidence=lambda key_id: bool(store.incidents_for_key(key_id)))
         if decision.delete_key_id is None:
             return Plan(spec.name, "hold", (*steps, f"hold: {decision.hold_reason}"))
         steps.append(f"make room: delete {decision.delete_key_id} (Inactive, unreferenced, replaced)")

@@ -17,19 +17,23 @@ the pair, so that window never outlives a restart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from rotator.domain import (
     AccessKey,
     CiVariable,
     GitLabCapabilities,
+    Journal,
     NewAccessKey,
+    RoomDecision,
     ScopeKind,
     TargetSpec,
     VariableWrite,
     VarRef,
+    decide_room,
     newest_active,
+    provably_replaced,
 )
 from rotator.errors import GitLabError, GitLabPairSplit, GitLabPermanentError
 from rotator.ports import CiVariables
@@ -145,6 +149,16 @@ class TargetAssessment:
             return held[0]
         current = newest_active(keys)
         return current.key_id if current is not None else None
+
+    def room(self, keys: list[AccessKey], *, replacing: str | None, journals: Iterable[Journal], user_id: str,
+             is_evidence: Callable[[str], bool]) -> RoomDecision:
+        """Which key may be deleted so a new one fits (IAM allows two per user), or why a human must act: the
+        rule rotation and ``rotate --dry-run`` share. Besides what the targets hold, the key the rotation
+        replaces (``replacing``) is never deleted here: retiring it is the rotation's own later step."""
+        evidence = {k.key_id for k in keys if is_evidence(k.key_id)}
+        replaced = provably_replaced(journals, user_id, [r.held_key_id for r in self.readings], keys, evidence)
+        referenced = self.held | ({replacing} if replacing else set())
+        return decide_room(keys, referenced, replaced, unknown_references=self.unknown_references)
 
 
 def assess_targets(variables: CiVariables, targets: tuple[TargetSpec, ...], known_key_ids: set[str]) -> (

@@ -9,8 +9,10 @@ import pytest
 
 from rotator.domain import (
     AccessKey,
+    Journal,
     KeyLastUsed,
     KeyStatus,
+    Phase,
     Policy,
     Secret,
     decide_room,
@@ -19,6 +21,7 @@ from rotator.domain import (
     newest_active,
     next_rotation_due,
     parse_duration,
+    provably_replaced,
 )
 
 OLD = "AKIAOLDOLDOLDOLDOLD1"
@@ -163,3 +166,33 @@ def test_a_hidden_key_id_variable_holds_even_when_a_key_looks_deletable() -> Non
     assert decision.hold_reason == (
         f"{HOLD_PREFIX} [{OLD} (Inactive), {NEW} (Active)]: a target's key-id variable is hidden, so no key can be "
         f"proven unreferenced. {HOLD_SUFFIX}")
+
+
+# --- keys provably replaced -------------------------------------------------------------------------------------
+
+
+def published_away_from(old_key_id: str, *, user_id: str = "AIDAPAYMENTS") -> Journal:
+    return Journal("r-1", "payments", "default", "ci-payments", user_id, (old_key_id,), old_key_id, Phase.DONE, T0,
+                   T0, new_key_id=NEW, published_at=T0)
+
+
+def test_every_readable_target_holding_one_active_key_proves_the_others_replaced() -> None:
+    keys = [key(OLD, KeyStatus.INACTIVE, 0), key(NEW, KeyStatus.ACTIVE, 30)]
+    assert provably_replaced([], "AIDAPAYMENTS", [NEW, NEW], keys, ()) == {OLD}
+
+
+def test_targets_that_disagree_or_cannot_be_read_prove_nothing() -> None:
+    keys = [key(OLD, KeyStatus.ACTIVE, 0), key(NEW, KeyStatus.ACTIVE, 30)]
+    assert provably_replaced([], "AIDAPAYMENTS", [NEW, OLD], keys, ()) == set()
+    assert provably_replaced([], "AIDAPAYMENTS", [NEW, None], keys, ()) == set()
+
+
+def test_targets_holding_an_inactive_key_prove_nothing_about_the_active_one() -> None:
+    keys = [key(OLD, KeyStatus.INACTIVE, 0), key(NEW, KeyStatus.ACTIVE, 30)]
+    assert provably_replaced([], "AIDAPAYMENTS", [OLD], keys, ()) == set()
+
+
+def test_the_journals_and_the_targets_proofs_add_up() -> None:
+    keys = [key(MID, KeyStatus.INACTIVE, 10), key(NEW, KeyStatus.ACTIVE, 30)]
+    journals = [published_away_from(OLD), published_away_from("AKIAOTHERUSER0000001", user_id="AIDAOTHER")]
+    assert provably_replaced(journals, "AIDAPAYMENTS", [NEW], keys, ()) == {OLD, MID}

@@ -32,8 +32,8 @@ def world_with_policy() -> World:
     return rotation_world(grace=timedelta(hours=1), delete_after=timedelta(days=7))
 
 
-def plan(world: World, *, force: bool = False) -> Plan:
-    [only] = world.root().rotation.plan([world.spec], force=force)
+def plan(world: World, *, force: bool = False, emergency: bool = False) -> Plan:
+    [only] = world.root().rotation.plan([world.spec], force=force, emergency=emergency)
     return only
 
 
@@ -336,3 +336,36 @@ def test_an_open_journal_is_resumed_even_when_nothing_is_due() -> None:
     open_journal(world, Phase.VERIFIED, new_key_id=NEW_KEY)
     assert plan(world) == Plan("payments", "resume", ("resume rotation 01234567 (phase verified)",
                                                       f"publish {NEW_KEY} to {PROJECT_LABEL}, {GROUP_LABEL}"))
+
+
+# --- emergency ------------------------------------------------------------------------------------------------
+
+
+def test_an_emergency_plan_deactivates_the_old_key_once_published_and_keeps_it_as_evidence() -> None:
+    world = world_with_policy()
+    world.spec = replace(world.spec, policy=replace(world.spec.policy, rotate_every=timedelta(days=365)))
+    assert plan(world, emergency=True).steps == (
+        intent(world, f"{world.key_id} Active"), *tail_steps(world)[:4],
+        f"emergency: deactivate {world.key_id} as soon as every target holds the new pair (no grace, no "
+        "LastUsedDate gate), and check with ListAccessKeys that IAM lists it Inactive",
+        f"keep {world.key_id} Inactive as evidence; a later run deletes it after 7d (delete_after)",
+    )
+
+
+def test_an_emergency_resumes_a_published_rotation_by_deactivating_now_and_a_retired_one_by_checking() -> None:
+    world = world_with_policy()
+    now = world.clock.now()
+    open_journal(world, Phase.PUBLISHED, new_key_id=NEW_KEY, published_at=now)
+    assert plan(world, emergency=True).steps == (
+        "resume rotation 01234567 (phase published)",
+        f"emergency: deactivate {world.key_id} now if no target holds it (no grace, no LastUsedDate gate); keep "
+        "it Inactive as evidence")
+    world.store.journal_rows.clear()
+    open_journal(world, Phase.RETIRED, new_key_id=NEW_KEY, published_at=now, deactivated_at=now)
+    assert plan(world, emergency=True).steps == (
+        "resume rotation 01234567 (phase retired)",
+        f"emergency: {world.key_id} is already Inactive: check it with ListAccessKeys; nothing is deleted")
+    world.store.journal_rows.clear()
+    open_journal(world, Phase.VERIFIED, new_key_id=NEW_KEY)
+    assert plan(world, emergency=True).steps == ("resume rotation 01234567 (phase verified)",
+                                                 f"publish {NEW_KEY} to {PROJECT_LABEL}, {GROUP_LABEL}")
