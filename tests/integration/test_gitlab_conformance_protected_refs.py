@@ -85,6 +85,22 @@ def test_protected_tags_with_wildcards(gitlab_fake: GitLabSandbox, gitlab_world:
     assert [t.name for t in project.protectedtags.list(get_all=True)] == ["release-1.0"]
 
 
+def test_unprotecting_finds_the_exact_name_and_answers_204_or_404(gitlab_fake: GitLabSandbox,
+                                                                  gitlab_world: World) -> None:
+    """DELETE runs find_by!(name:) then destroy: 204 with no body; a name matched only by a wildcard is 404."""
+    base = f"/projects/{gitlab_world.project_id}/protected_branches"
+    token = gitlab_fake.admin_token
+    call(gitlab_fake, "POST", base, token, json={"name": "release/*"})
+    call(gitlab_fake, "POST", f"/projects/{gitlab_world.project_id}/protected_tags", token, json={"name": "v*"})
+    for path in (f"{base}/release%2F1.0", f"/projects/{gitlab_world.project_id}/protected_tags/v1.0"):
+        missing = call(gitlab_fake, "DELETE", path, token)
+        assert (missing.status_code, missing.json()) == (404, {"message": "404 Not found"})
+    gone = call(gitlab_fake, "DELETE", f"{base}/release%2F*", token)
+    assert (gone.status_code, gone.content) == (204, b"")
+    assert call(gitlab_fake, "GET", base, token).json() == []
+    assert call(gitlab_fake, "DELETE", f"{base}/release%2F*", token).status_code == 404
+
+
 def test_protected_refs_are_offset_paginated(gitlab_fake: GitLabSandbox, gitlab_world: World) -> None:
     project = _project(gitlab_fake, gitlab_world)
     for index in range(5):

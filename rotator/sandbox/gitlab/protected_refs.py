@@ -20,7 +20,7 @@ The paid-tier fields (``user_id`` / ``group_id`` in access levels, ``unprotect_a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from werkzeug.wrappers import Response
 
@@ -89,6 +89,28 @@ def _record_not_found() -> ApiError:
     return message_error(404, "404 Not found")
 
 
+Ref = TypeVar("Ref", ProtectedBranch, ProtectedTag)
+
+
+def _find_by_name(call: Call, refs: list[Ref]) -> Ref:
+    """``find_by!(name:)``: the exact name as protected (a wildcard is matched as written, never expanded)."""
+    with call.state.lock:
+        found = [r for r in refs if r.name == call.path_params["name"]]
+    if not found:
+        raise _record_not_found()
+    return found[0]
+
+
+def _unprotect(call: Call, refs: list[Ref]) -> Response:
+    """DELETE: ``find_by!(name:)`` then destroy; 204 with no body."""
+    with call.state.lock:
+        kept = [r for r in refs if r.name != call.path_params["name"]]
+        if len(kept) == len(refs):
+            raise _record_not_found()
+        refs[:] = kept
+    return no_content()
+
+
 # ---- branches -------------------------------------------------------------------------------------
 
 
@@ -102,12 +124,7 @@ def list_branches(call: Call) -> Response:
 
 
 def get_branch(call: Call) -> Response:
-    project = _maintained_project(call)
-    with call.state.lock:
-        found = [b for b in project.protected_branches if b.name == call.path_params["name"]]
-    if not found:
-        raise _record_not_found()
-    return api_json(branch_entity(found[0]))
+    return api_json(branch_entity(_find_by_name(call, _maintained_project(call).protected_branches)))
 
 
 def create_branch(call: Call) -> Response:
@@ -129,13 +146,7 @@ def create_branch(call: Call) -> Response:
 
 
 def delete_branch(call: Call) -> Response:
-    project = _maintained_project(call)
-    with call.state.lock:
-        kept = [b for b in project.protected_branches if b.name != call.path_params["name"]]
-        if len(kept) == len(project.protected_branches):
-            raise _record_not_found()
-        project.protected_branches[:] = kept
-    return no_content()
+    return _unprotect(call, _maintained_project(call).protected_branches)
 
 
 # ---- tags -----------------------------------------------------------------------------------------
@@ -150,12 +161,7 @@ def list_tags(call: Call) -> Response:
 
 
 def get_tag(call: Call) -> Response:
-    project = _maintained_project(call)
-    with call.state.lock:
-        found = [t for t in project.protected_tags if t.name == call.path_params["name"]]
-    if not found:
-        raise _record_not_found()
-    return api_json(tag_entity(found[0]))
+    return api_json(tag_entity(_find_by_name(call, _maintained_project(call).protected_tags)))
 
 
 def create_tag(call: Call) -> Response:
@@ -174,13 +180,7 @@ def create_tag(call: Call) -> Response:
 
 
 def delete_tag(call: Call) -> Response:
-    project = _maintained_project(call)
-    with call.state.lock:
-        kept = [t for t in project.protected_tags if t.name != call.path_params["name"]]
-        if len(kept) == len(project.protected_tags):
-            raise _record_not_found()
-        project.protected_tags[:] = kept
-    return no_content()
+    return _unprotect(call, _maintained_project(call).protected_tags)
 
 
 def register(router: Router) -> None:
