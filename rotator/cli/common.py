@@ -11,7 +11,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TextIO, TypeVar
 
 import click
 
@@ -110,13 +110,14 @@ def log_level(default_level: str = "warning") -> str:
     return os.environ.get(LOG_LEVEL_ENV, default_level).strip().lower() or default_level
 
 
-def cli_logging(default_level: str = "warning") -> None:
-    """Logs of one-shot commands go to stderr (stdout is the result, often JSON), at ``log_level``;
-    progress is shown by the commands themselves."""
+def cli_logging(default_level: str = "warning", *, stream: TextIO | None = None) -> None:
+    """Logs at ``log_level`` to ``stream``: stderr by default, since the stdout of one-shot commands is their
+    result, often JSON (progress is shown by the commands themselves); the service passes stdout. A bad
+    $ROTATOR_LOG_LEVEL is a usage error."""
     from rotator.logs import configure_logging
 
     try:
-        configure_logging(log_level(default_level), stream=sys.stderr)
+        configure_logging(log_level(default_level), stream=sys.stderr if stream is None else stream)
     except ValueError as exc:
         raise UsageError(f"{LOG_LEVEL_ENV}: {exc}", hint="use debug, info, warning or error") from None
 

@@ -11,12 +11,6 @@ from rotator.cli.common import cli_logging, config_option, handle_errors, json_o
 if TYPE_CHECKING:
     from rotator.domain import Incident
 
-def is_open(incident: Incident) -> bool:
-    """Open until its follow-up audit has covered T0 plus CloudTrail's delivery delay (rotator.incident.reaudit
-    sets closed_at); an open incident still needs someone, so it is listed first."""
-    return incident.is_open
-
-
 def _principal(incident: Incident) -> str:
     if incident.user_name:
         return f"user {incident.user_name}" + (f" ({incident.account})" if incident.account else "")
@@ -27,21 +21,26 @@ def incident_row(incident: Incident) -> dict[str, Any]:
     return {
         "incident_id": incident.incident_id, "key_id": incident.key_id, "principal": _principal(incident),
         "user_name": incident.user_name, "account": incident.account, "credential": incident.credential,
-        "status": incident.status, "open": is_open(incident), "t0": incident.t0.isoformat(),
+        "status": incident.status, "open": incident.is_open, "t0": incident.t0.isoformat(),
         "actor": incident.actor, "reason": incident.reason, "slack_thread": incident.slack_thread,
     }
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True,
-              help="At most this many incidents, the newest first within open and closed.")
+              help="At most this many incidents: every open one before any closed one, newest first within each.")
 @config_option
 @json_option
 @handle_errors
 def incidents(limit: int, config_path: str | None, as_json: bool) -> None:
     """List the compromised-key incidents (`rotator revoke`) in the database: open ones first, then the
     newest first. Each: id, key, principal, status, T0 (when the key was verified Inactive), actor.
-    Reads only the database. The full report of one is in its `rotator revoke --output` files.
+    Reads only the database (no call to AWS, GitLab or Slack), but validates the whole config, as `rotate`
+    does. The full report of one is in its `rotator revoke --output` files.
+
+    \b
+    Exit codes: 0 listed (open incidents included), 1 the database could not be read or its schema is
+                not current, 2 usage or config error.
 
     \b
     Examples:
@@ -53,9 +52,9 @@ def incidents(limit: int, config_path: str | None, as_json: bool) -> None:
 
     settings = load_settings(config_path)
     cli_logging()
-    found = Root(settings).store.list_incidents(limit)
-    ordered = sorted(found, key=lambda i: (not is_open(i), -i.t0.timestamp(), i.incident_id))
-    rows = [incident_row(i) for i in ordered]
+    # Open until the follow-up audit has covered T0 plus CloudTrail's delivery delay: an open incident
+    # still needs someone, so the store lists open ones first.
+    rows = [incident_row(i) for i in Root(settings).store.list_incidents(limit)]
     if as_json:
         print_json({"incidents": rows, "open": sum(1 for row in rows if row["open"])})
         return

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from rotator.cli.common import config_option, handle_errors, log_level
+from rotator.cli.common import cli_logging, config_option, handle_errors
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,11 +38,10 @@ def run(once: bool, config_path: str | None) -> None:
       rotator run --once --config /etc/rotator/rotator.toml
     """
     from rotator.config.settings import load_settings
-    from rotator.logs import configure_logging
     from rotator.service.runner import run_service
 
     settings = load_settings(config_path)
-    configure_logging(log_level(settings.service.log_level))
+    cli_logging(settings.service.log_level, stream=sys.stdout)
     code = run_service(settings, once=once)
     if code != 0 and not once:
         # A step outlived stop_timeout: do not wait for its thread at interpreter exit; the lease

@@ -53,7 +53,8 @@ class IncidentStore(Store, Protocol):
         ...
 
     def list_incidents(self, limit: int = 1000) -> list[Incident]:
-        """Every incident recorded, newest T0 first (at most ``limit``)."""
+        """Every incident recorded, open ones first, then newest T0 first (at most ``limit``: an open
+        incident is never left out for a newer closed one)."""
         ...
 
 

@@ -93,8 +93,10 @@ def test_the_log_level_is_documented_and_settable(config: Path, env: dict[str, s
     assert "-v (info), -vv (debug), -q (errors only) or $ROTATOR_LOG_LEVEL" in example
     quiet = _run("check", "--config", str(config), env={**env, "ROTATOR_LOG_LEVEL": "error"}, cwd=tmp_path)
     assert "GitLab unreachable" not in quiet.stderr
-    wrong = _run("check", "--config", str(config), env={**env, "ROTATOR_LOG_LEVEL": "loud"}, cwd=tmp_path)
-    assert wrong.returncode == 2 and "ROTATOR_LOG_LEVEL" in wrong.stderr
+    for command in ("check", "run"):
+        wrong = _run(command, "--config", str(config), env={**env, "ROTATOR_LOG_LEVEL": "loud"}, cwd=tmp_path)
+        assert wrong.returncode == 2 and "ROTATOR_LOG_LEVEL" in wrong.stderr, (command, wrong.stderr)
+        assert "Traceback" not in wrong.stderr
 
 
 def _on_a_terminal(args: list[str], env: dict[str, str], cwd: Path) -> str:

@@ -316,6 +316,18 @@ def test_incidents_insert_then_update(store: SqlStore) -> None:
     assert found[1] == updated
 
 
+def test_incidents_are_listed_open_first_so_a_limit_never_hides_an_open_one(store: SqlStore) -> None:
+    old_open = Incident(incident_id="inc-a", key_id="AKIAK5", account="default", user_name="ci-payments",
+                        actor="alice", reason="", t0=T0 - timedelta(days=3))
+    store.save_incident(old_open)
+    for day in (1, 2):
+        store.save_incident(replace(old_open, incident_id=f"inc-closed-{day}", t0=T0 - timedelta(days=day),
+                                    closed_at=T0))
+    store.save_incident(replace(old_open, incident_id="inc-b", t0=T0 - timedelta(days=4)))
+    assert [i.incident_id for i in store.list_incidents()] == ["inc-a", "inc-b", "inc-closed-1", "inc-closed-2"]
+    assert [i.incident_id for i in store.list_incidents(limit=1)] == ["inc-a"]
+
+
 def test_incident_follow_up_fields_round_trip_and_open_incidents_are_found(store: SqlStore) -> None:
     cut = {"principal": {"kind": "role", "name": "deploy", "account_id": "222222222222", "path": "/ci/",
                          "account": "prod"}, "status": "denied", "t0": "2026-03-01T12:03:00Z", "cut": True,

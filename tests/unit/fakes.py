@@ -467,7 +467,8 @@ class FakeStore:
         return [i for i in self.incident_rows.values() if i.key_id == key_id]
 
     def list_incidents(self, limit: int = 1000) -> list[Incident]:
-        return sorted(self.incident_rows.values(), key=lambda i: i.t0, reverse=True)[:limit]
+        newest_first = sorted(self.incident_rows.values(), key=lambda i: (i.t0, i.incident_id), reverse=True)
+        return sorted(newest_first, key=lambda i: not i.is_open)[:limit]
 
     def try_acquire_lease(self, name: str, holder: str, ttl: timedelta) -> int | None:
         now = self.db_now()

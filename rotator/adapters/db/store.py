@@ -397,7 +397,10 @@ class SqlStore:
 
     def list_incidents(self, limit: int = 1000) -> list[Incident]:
         with self._session("listing incidents") as session:
-            rows = session.scalars(select(IncidentRow).order_by(IncidentRow.t0.desc(), IncidentRow.incident_id)
+            # Open ones first (closed_at IS NULL sorts as false), so a limit never hides an open incident.
+            rows = session.scalars(select(IncidentRow)
+                                   .order_by(IncidentRow.closed_at.is_not(None), IncidentRow.t0.desc(),
+                                             IncidentRow.incident_id)
                                    .limit(limit))
             return [incident_from_row(row) for row in rows]
 
