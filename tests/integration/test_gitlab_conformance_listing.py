@@ -163,9 +163,11 @@ def test_projects_keyset_ends_with_an_empty_page(gitlab_fake: GitLabSandbox, git
     assert (after.status_code, after.json(), "Link" in after.headers) == (200, [], False)
 
 
-def test_offset_totals_are_omitted_above_10000_rows() -> None:
-    """OffsetPagination paginates `without_count` past Kaminari's MAX_COUNT_LIMIT (10,000 rows)."""
+def test_offset_totals_are_omitted_above_10000_rows_only_behind_the_count_with_limit_flag() -> None:
+    """OffsetPagination paginates `without_count` past Kaminari's MAX_COUNT_LIMIT (10,000 rows) when the ops
+    feature flag api_kaminari_count_with_limit is on; it is off by default, and then every page is counted."""
     with start_gitlab() as sandbox:
+        sandbox.state.api_kaminari_count_with_limit = True
         top = sandbox.state.add_group(unique("many"))
         for index in range(9_999):
             sandbox.state.create_group(f"g{index:05d}", f"g{index:05d}", top.id)
@@ -182,3 +184,8 @@ def test_offset_totals_are_omitted_above_10000_rows() -> None:
         lazy = python_gitlab.Gitlab(sandbox.url, private_token=sandbox.admin_token).groups.list(
             iterator=True, per_page=100)
         assert (lazy.total, lazy.total_pages) == (None, None)
+
+        sandbox.state.api_kaminari_count_with_limit = False  # a fresh self-managed instance
+        default = call(sandbox, "GET", "/groups", sandbox.admin_token, params={"per_page": 100})
+        assert (default.headers["X-Total"], default.headers["X-Total-Pages"]) == ("10001", "101")
+        assert "last" in default.links

@@ -11,7 +11,6 @@ from rotator.sandbox.gitlab.access import can_admin_project, group_access
 from rotator.sandbox.gitlab.entities import member_entity, token_entity, user_entity
 from rotator.sandbox.gitlab.listing import ACCESS_LEVELS
 from rotator.sandbox.gitlab.model import AccessLevel, Namespace, Project, User
-from rotator.sandbox.gitlab.pagination import offset_page, page_request
 from rotator.sandbox.gitlab.params import Param, declared
 from rotator.sandbox.gitlab.resolve import resolve_group, resolve_project
 from rotator.sandbox.gitlab.responses import (
@@ -79,7 +78,7 @@ def list_users(call: Call) -> Response:
         users = sorted(call.state.users.values(), key=lambda u: u.id)
     if username is not None:
         users = [u for u in users if u.username.lower() == username.lower()]
-    page, headers = offset_page(users, page_request(call.params), call.link_for)
+    page, headers = call.offset_page(users)
     admin = call.identity.admin
     return api_json([user_entity(u, call.base_url, with_email=admin or u.id == viewer.id, with_admin_flag=admin)
                      for u in page], headers=headers)

@@ -25,7 +25,6 @@ from rotator.sandbox.gitlab.pagination import (
     decode_cursor,
     enforce_offset_ceiling,
     keyset_page,
-    offset_page,
     page_request,
 )
 from rotator.sandbox.gitlab.params import Param, declared
@@ -99,7 +98,7 @@ def list_projects(call: Call, pool: Sequence[Project], render: Render[Project],
         page, headers = keyset_page(ordered, request.per_page, lambda item: {cursor: str(item.id)}, call.link_for)
     else:
         enforce_offset_ceiling(request, call.state.offset_pagination_limit, "Project")
-        page, headers = offset_page(ordered, request, call.link_for)
+        page, headers = call.offset_page(ordered, request)
     return api_json([render(item) for item in page], headers=headers)
 
 
@@ -171,7 +170,7 @@ def list_all_groups(call: Call, options: dict[str, Any], render: Render[Namespac
     ordered = _ordered(chosen, order_by, sort)
     request = page_request(call.params)
     if call.identity.user is not None:
-        page, headers = offset_page(ordered, request, call.link_for)  # present_groups → paginate
+        page, headers = call.offset_page(ordered, request)  # present_groups → paginate
     elif call.params.get("pagination") == "keyset":
         # CursorBasedKeyset::SUPPORTED_ORDERING: Group => { name: :asc }; anything else is a 405.
         if (order_by, sort) != ("name", "asc"):
@@ -186,7 +185,7 @@ def list_all_groups(call: Call, options: dict[str, Any], render: Render[Namespac
     else:
         # Group is in CursorBasedKeyset::ENFORCED_TYPES: offset pages stop at the ceiling.
         enforce_offset_ceiling(request, call.state.offset_pagination_limit, "Group")
-        page, headers = offset_page(ordered, request, call.link_for)
+        page, headers = call.offset_page(ordered, request)
     return api_json([render(item) for item in page], headers=headers)
 
 
@@ -200,7 +199,7 @@ def list_groups(call: Call, pool: Sequence[Namespace], render: Render[Namespace]
     chosen = [g for g in _filtered_groups(pool, options)
               if not level or (user is not None and group_access(call.state, user, g) >= level)]
     ordered = _ordered(chosen, options.get("order_by", "name"), options.get("sort", "asc"))
-    page, headers = offset_page(ordered, page_request(call.params), call.link_for)
+    page, headers = call.offset_page(ordered)
     return api_json([render(item) for item in page], headers=headers)
 
 

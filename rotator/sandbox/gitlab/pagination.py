@@ -21,9 +21,11 @@ from rotator.sandbox.gitlab.responses import ApiError, bad_request_error
 
 T = TypeVar("T")
 MAX_PER_PAGE = 100
-# config/initializers/kaminari_active_record_relation_methods_with_limit.rb: MAX_COUNT_LIMIT. Above
-# it Gitlab::Pagination::OffsetPagination paginates `without_count`, and OffsetHeaderBuilder sends
-# neither X-Total nor X-Total-Pages nor the rel="last" link.
+# config/initializers/kaminari_active_record_relation_methods_with_limit.rb: MAX_COUNT_LIMIT. Above it,
+# and only while the ops feature flag api_kaminari_count_with_limit is on (default_enabled: false, so a
+# fresh self-managed instance always counts; GitLab.com turns it on),
+# Gitlab::Pagination::OffsetPagination#paginate_with_limit_optimization paginates `without_count`, and
+# OffsetHeaderBuilder sends neither X-Total nor X-Total-Pages nor the rel="last" link.
 COUNT_LIMIT = 10_000
 PAGINATION_PARAMS = (Param("page", int, default=1), Param("per_page", int, default=20, except_values=(0,)))
 
@@ -63,11 +65,13 @@ def enforce_offset_ceiling(request: PageRequest, limit: int, type_name: str) -> 
                                       "retrieved using keyset pagination."})
 
 
-def offset_page(items: Sequence[T], request: PageRequest, link_for: LinkFor) -> tuple[list[T], dict[str, str]]:
-    """lib/gitlab/pagination/offset_pagination.rb and offset_header_builder.rb."""
+def offset_page(items: Sequence[T], request: PageRequest, link_for: LinkFor, *,
+                count_with_limit: bool) -> tuple[list[T], dict[str, str]]:
+    """lib/gitlab/pagination/offset_pagination.rb and offset_header_builder.rb; ``count_with_limit`` is the
+    feature flag api_kaminari_count_with_limit."""
     page, per_page = request.page, request.per_page
     total = len(items)
-    counted = total <= COUNT_LIMIT
+    counted = not count_with_limit or total <= COUNT_LIMIT
     total_pages = max(1, math.ceil(total / per_page))
     chunk = list(items[(page - 1) * per_page: page * per_page])
     if counted:

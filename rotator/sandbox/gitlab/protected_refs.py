@@ -11,8 +11,9 @@ doc/api/protected_tags.md:
 - creating a branch that is already protected is a 409 ``Protected branch 'NAME' already exists``;
   a duplicate tag fails the model's uniqueness validation: 422 ``["Name has already been taken"]``;
 - access levels default to 40 (Maintainers); ProtectedRefAccess (app/models/concerns/
-  protected_ref_access.rb) allows 0, 30, 40 and 60 on branches, the docs list 0, 30 and 40 for tags,
-  and ``access_level_description`` is its ``human_access_levels``.
+  protected_ref_access.rb, included by the branch and the tag access levels alike) allows 30, 40, 60 and 0
+  (``allowed_access_levels``: 60, instance admins, is dropped on GitLab.com only, and this fake plays a
+  self-managed instance), and ``access_level_description`` is its ``human_access_levels``.
 
 The paid-tier fields (``user_id`` / ``group_id`` in access levels, ``unprotect_access_levels``,
 ``code_owner_approval_required``) are always present: the fake plays an Enterprise Edition.
@@ -26,7 +27,6 @@ from werkzeug.wrappers import Response
 
 from rotator.sandbox.gitlab.access import can_admin_project
 from rotator.sandbox.gitlab.model import Project, ProtectedBranch, ProtectedTag, RefAccess
-from rotator.sandbox.gitlab.pagination import offset_page, page_request
 from rotator.sandbox.gitlab.params import Param, declared
 from rotator.sandbox.gitlab.resolve import resolve_project
 from rotator.sandbox.gitlab.responses import ApiError, api_json, conflict, forbidden, message_error, no_content
@@ -34,19 +34,18 @@ from rotator.sandbox.gitlab.routing import Call, Router
 from rotator.sandbox.gitlab.state import GitLabState
 
 HUMAN_ACCESS_LEVELS = {30: "Developers + Maintainers", 40: "Maintainers", 60: "Instance admins", 0: "No one"}
-BRANCH_ACCESS_LEVELS = (30, 40, 60, 0)
-TAG_ACCESS_LEVELS = (30, 40, 0)
+ACCESS_LEVELS = (30, 40, 60, 0)
 DEFAULT_ACCESS_LEVEL = 40
 
 BRANCH_PARAMS = (
     Param("name", str, required=True),
-    Param("push_access_level", int, values=BRANCH_ACCESS_LEVELS),
-    Param("merge_access_level", int, values=BRANCH_ACCESS_LEVELS),
-    Param("unprotect_access_level", int, values=BRANCH_ACCESS_LEVELS),
+    Param("push_access_level", int, values=ACCESS_LEVELS),
+    Param("merge_access_level", int, values=ACCESS_LEVELS),
+    Param("unprotect_access_level", int, values=ACCESS_LEVELS),
     Param("allow_force_push", bool),
     Param("code_owner_approval_required", bool),
 )
-TAG_PARAMS = (Param("name", str, required=True), Param("create_access_level", int, values=TAG_ACCESS_LEVELS))
+TAG_PARAMS = (Param("name", str, required=True), Param("create_access_level", int, values=ACCESS_LEVELS))
 
 
 def _access(state: GitLabState, level: int) -> tuple[RefAccess, ...]:
@@ -119,7 +118,7 @@ def list_branches(call: Call) -> Response:
     search = declared(call.params, (Param("search", str),)).get("search", "").lower()
     with call.state.lock:
         branches = [b for b in project.protected_branches if search in b.name.lower()]
-    page, headers = offset_page(branches, page_request(call.params), call.link_for)
+    page, headers = call.offset_page(branches)
     return api_json([branch_entity(b) for b in page], headers=headers)
 
 
@@ -156,7 +155,7 @@ def list_tags(call: Call) -> Response:
     project = _maintained_project(call)
     with call.state.lock:
         tags = list(project.protected_tags)
-    page, headers = offset_page(tags, page_request(call.params), call.link_for)
+    page, headers = call.offset_page(tags)
     return api_json([tag_entity(t) for t in page], headers=headers)
 
 

@@ -3,9 +3,9 @@ decoding before splitting (what werkzeug's router does) would break it into seve
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
@@ -13,11 +13,12 @@ from werkzeug.wrappers import Request, Response
 from rotator.sandbox.gitlab.application_limits import ApplicationRateLimiter, LimitRule
 from rotator.sandbox.gitlab.auth import Identity
 from rotator.sandbox.gitlab.model import User
-from rotator.sandbox.gitlab.pagination import link_builder
+from rotator.sandbox.gitlab.pagination import PageRequest, link_builder, offset_page, page_request
 from rotator.sandbox.gitlab.responses import ApiError, unauthorized
 from rotator.sandbox.gitlab.state import GitLabState
 
 API_PREFIX = "/api/v4"
+T = TypeVar("T")
 
 
 @dataclass
@@ -54,6 +55,12 @@ class Call:
 
     def link_for(self, overrides: dict[str, str]) -> str:
         return link_builder(f"{self.base_url}{self.raw_path}", list(self.request.args.items(multi=True)))(overrides)
+
+    def offset_page(self, items: Sequence[T], request: PageRequest | None = None) -> tuple[list[T], dict[str, str]]:
+        """One offset page of ``items`` (``request`` defaults to this call's page/per_page), counted as this
+        instance counts (its api_kaminari_count_with_limit flag)."""
+        return offset_page(items, page_request(self.params) if request is None else request, self.link_for,
+                           count_with_limit=self.state.api_kaminari_count_with_limit)
 
 
 Handler = Callable[[Call], Response]

@@ -74,6 +74,8 @@ KNOBS: dict[str, Knob] = {knob.name: knob for knob in (
     Knob("groups_api_limit", _int, _same, "application limit groups_api: GET /groups per user per minute (0: off)"),
     Knob("projects_api_limit", _int, _same,
          "application limit projects_api: GET /projects per user per 10 minutes (0: off)"),
+    Knob("api_kaminari_count_with_limit", _bool, _same,
+         "ops feature flag (off by default; on at GitLab.com): offset pages above 10,000 rows carry no totals"),
 )}
 
 

@@ -81,6 +81,8 @@ class GitLabState:
         # 200 per minute for GET /groups, 2000 per 10 minutes for GET /projects).
         self.groups_api_limit = 0
         self.projects_api_limit = 0
+        # Ops feature flag (default_enabled: false): above 10,000 rows, offset pages carry no totals.
+        self.api_kaminari_count_with_limit = False
 
         self.lock = threading.RLock()
         self.users: dict[int, User] = {}

@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response
 
 from rotator.sandbox.gitlab.access import can_admin_group_variables, can_admin_project
 from rotator.sandbox.gitlab.model import CiVariable, VariableOwnerKind
-from rotator.sandbox.gitlab.pagination import offset_page, page_request
+from rotator.sandbox.gitlab.pagination import page_request
 from rotator.sandbox.gitlab.params import Param, declared, environment_scope_filter, require_hash_filter
 from rotator.sandbox.gitlab.resolve import resolve_group, resolve_project
 from rotator.sandbox.gitlab.responses import (
@@ -110,7 +110,7 @@ def _shown(call: Call, store: VariableStore, variable: CiVariable, status: int =
 
 def _list(call: Call, store: VariableStore) -> Response:
     request = page_request(call.params)
-    page, headers = offset_page(store.snapshot(), request, call.link_for)
+    page, headers = call.offset_page(store.snapshot(), request)
     return api_json([render(v, store.kind, call.state.version) for v in page], headers=headers)
 
 
