@@ -335,6 +335,28 @@ def test_conditions_actions_and_policy_kinds(aws: AwsSandbox) -> None:
     assert client(aws, "ec2", **key).describe_regions()["Regions"]
 
 
+def test_s3_operations_are_authorized_as_the_iam_action_the_reference_names(aws: AwsSandbox) -> None:
+    """Service Authorization Reference for S3: PutBucketLifecycleConfiguration is s3:PutLifecycleConfiguration,
+    a multipart upload is s3:PutObject, ListMultipartUploads is s3:ListBucketMultipartUploads; a deny naming
+    the IAM action refuses the operation, one naming the operation's own name would not exist."""
+    name, key = new_user_with_key(aws)
+    bucket = f"evidence-{uuid.uuid4().hex[:8]}"
+    s3 = client(aws, "s3", **key)
+    s3.create_bucket(Bucket=bucket)
+    client(aws, "iam").put_user_policy(UserName=name, PolicyName="no-lifecycle", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny", "Resource": "*",
+            "Action": ["s3:PutLifecycleConfiguration", "s3:PutObject", "s3:ListBucketMultipartUploads"]}]}))
+    lifecycle = {"Rules": [{"ID": "expire", "Status": "Enabled", "Filter": {"Prefix": ""},
+                            "Expiration": {"Days": 1}}]}
+    for operation in (
+            lambda: s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=lifecycle),
+            lambda: s3.create_multipart_upload(Bucket=bucket, Key="dump"),
+            lambda: s3.list_multipart_uploads(Bucket=bucket)):
+        assert refused(operation).response["Error"]["Code"] == "AccessDenied"
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0  # s3:ListBucket is not denied
+
+
 def test_get_access_key_info_answers_the_account_that_owns_the_key(aws: AwsSandbox, other_account: str) -> None:
     admin = account_admin(aws, other_account)
     remote_user, remote_key = new_user_with_key(aws, **admin)

@@ -33,9 +33,30 @@ from rotator.sandbox.aws.protocol import ApiCall, AwsErrorResponse, access_denie
 NEVER_DENIED = frozenset({("sts", "GetCallerIdentity"), ("sts", "GetSessionToken")})
 
 # S3 operations whose IAM action is not "s3:<operation>" (Service Authorization Reference, "Actions,
-# resources, and condition keys for Amazon S3"); every other operation is authorized as s3:<operation>.
-_S3_ACTIONS = {"ListBuckets": "ListAllMyBuckets", "ListObjects": "ListBucket", "ListObjectsV2": "ListBucket",
-               "HeadBucket": "ListBucket", "HeadObject": "GetObject", "ListObjectVersions": "ListBucketVersions"}
+# resources, and condition keys for Amazon S3": each API operation's "Actions" column; the multipart and
+# batch-delete operations are authorized by the object action they perform). Operations not listed here
+# are authorized as s3:<operation>, which the reference confirms for the common ones (GetObject,
+# PutObject, DeleteObject, CreateBucket, DeleteBucket, GetBucketPolicy, PutBucketPolicy, ...).
+_S3_ACTIONS = {
+    "ListBuckets": "ListAllMyBuckets", "ListObjects": "ListBucket", "ListObjectsV2": "ListBucket",
+    "HeadBucket": "ListBucket", "HeadObject": "GetObject", "ListObjectVersions": "ListBucketVersions",
+    "CreateMultipartUpload": "PutObject", "UploadPart": "PutObject", "UploadPartCopy": "PutObject",
+    "CompleteMultipartUpload": "PutObject", "CopyObject": "PutObject", "DeleteObjects": "DeleteObject",
+    "ListMultipartUploads": "ListBucketMultipartUploads", "ListParts": "ListMultipartUploadParts",
+    "GetBucketLifecycleConfiguration": "GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "PutLifecycleConfiguration",
+    "DeleteBucketLifecycle": "PutLifecycleConfiguration",
+    # The deprecated operations share their successors' HTTP request, and their IAM actions.
+    "GetBucketLifecycle": "GetLifecycleConfiguration", "PutBucketLifecycle": "PutLifecycleConfiguration",
+    "GetBucketEncryption": "GetEncryptionConfiguration", "PutBucketEncryption": "PutEncryptionConfiguration",
+    "DeleteBucketEncryption": "PutEncryptionConfiguration",
+    "GetPublicAccessBlock": "GetBucketPublicAccessBlock", "PutPublicAccessBlock": "PutBucketPublicAccessBlock",
+    "DeletePublicAccessBlock": "PutBucketPublicAccessBlock",
+    "GetBucketReplication": "GetReplicationConfiguration", "PutBucketReplication": "PutReplicationConfiguration",
+    "DeleteBucketReplication": "PutReplicationConfiguration",
+    "GetBucketNotificationConfiguration": "GetBucketNotification",
+    "PutBucketNotificationConfiguration": "PutBucketNotification",
+}
 
 
 def iam_action(call: ApiCall) -> str:
