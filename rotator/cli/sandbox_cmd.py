@@ -29,8 +29,8 @@ What AWS does when it finds a key exposed, on demand (the queue must exist: aws 
   curl -X POST "$AWS_HEALTH_EVENT_URL" -d '{"queue_url": "http://127.0.0.1:4566/123456789012/health",
                                            "access_key_ids": ["AKIA..."]}'
     puts an AWS Health AWS_RISK_CREDENTIALS_EXPOSED event into the queue, as an EventBridge rule does
-  curl -X POST "$AWS_QUARANTINE_URL" -d '{"user_name": "ci-deploy", "version": "V2"}'
-    attaches arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2 (or V3) to the user, as AWS does
+  curl -X POST "$AWS_QUARANTINE_URL" -d '{"user_name": "ci-deploy", "version": "V3"}'
+    attaches arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3 (or V2) to the user, as AWS does
 """
 
 

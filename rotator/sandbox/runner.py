@@ -45,7 +45,7 @@ class Sandbox:
             "slack_token": self.slack.token,
             # POST {"queue_url": ..., "access_key_ids": [...]}: an AWS Health "credentials exposed" event
             "aws_health_event_url": self.aws.health_event_url,
-            # POST {"user_name": ..., "account_id": ..., "version": "V2"}: AWS's quarantine policy on a user
+            # POST {"user_name": ..., "account_id": ..., "version": "V3"}: AWS's quarantine policy on a user
             "aws_quarantine_url": self.aws.quarantine_url,
         }
 

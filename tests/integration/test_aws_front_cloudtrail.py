@@ -154,12 +154,15 @@ def test_lookup_events_returns_management_events_only(aws: AwsSandbox) -> None:
     sqs = client(aws, "sqs", **key)
     queue = sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     sqs.send_message(QueueUrl=queue, MessageBody="exfiltrated")
+    sns = client(aws, "sns", **key)
+    topic = sns.create_topic(Name=f"t-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    sns.publish(TopicArn=topic, Message="exfiltrated")
 
     seen = [r["eventName"] for r in records(aws, key["aws_access_key_id"])]
-    assert seen == ["CreateBucket", "GetBucketLocation", "CreateQueue"]
+    assert seen == ["CreateBucket", "GetBucketLocation", "CreateQueue", "CreateTopic"]
     everything = [r for r in aws.events() if r["userIdentity"].get("accessKeyId") == key["aws_access_key_id"]]
     data = {r["eventName"]: r for r in everything if r["managementEvent"] is False}
-    assert set(data) == {"PutObject", "CopyObject", "GetObject", "ListObjectsV2", "SendMessage"}
+    assert set(data) == {"PutObject", "CopyObject", "GetObject", "ListObjectsV2", "SendMessage", "Publish"}
     assert all(r["eventCategory"] == "Data" for r in data.values())
     assert data["GetObject"]["requestParameters"]["bucketName"] == bucket
     assert data["GetObject"]["requestParameters"]["key"] == "dump/users.csv"

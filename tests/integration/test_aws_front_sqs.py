@@ -120,9 +120,9 @@ def test_the_quarantine_policy_is_attached_as_aws_does_and_enforced(aws: AwsSand
     name, key = new_user_with_key(aws)
     iam = client(aws, "iam")
     arn = aws.quarantine_user(name)
-    assert arn == "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"
+    assert arn == "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"  # what AWS attaches today
     attached = iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]
-    assert attached == [{"PolicyName": "AWSCompromisedKeyQuarantineV2", "PolicyArn": arn}]
+    assert attached == [{"PolicyName": "AWSCompromisedKeyQuarantineV3", "PolicyArn": arn}]
     document = iam.get_policy_version(PolicyArn=arn, VersionId=iam.get_policy(PolicyArn=arn)["Policy"][
         "DefaultVersionId"])["PolicyVersion"]["Document"]
     assert "iam:CreateAccessKey" in json.dumps(document)
@@ -138,9 +138,14 @@ def test_the_quarantine_policy_is_attached_as_aws_does_and_enforced(aws: AwsSand
     assert client(aws, "ec2", **key).describe_regions()["Regions"]
     assert client(aws, "sts", **key).get_session_token()["Credentials"]  # policies never control it
 
-    # V3, over HTTP: its second statement denies kms:CreateGrant when kms:ViaService is absent (Null).
+    # V2, the earlier version, for users quarantined before V3 existed.
+    earlier, _ = new_user_with_key(aws)
+    assert post(aws.quarantine_url, {"user_name": earlier, "version": "V2"}) == (
+        201, {"policy_arn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"})
+
+    # V3 over HTTP, by default: its second statement denies kms:CreateGrant when kms:ViaService is absent (Null).
     other, other_key = new_user_with_key(aws)
-    status, answer = post(aws.quarantine_url, {"user_name": other, "version": "V3"})
+    status, answer = post(aws.quarantine_url, {"user_name": other})
     assert (status, answer) == (201, {"policy_arn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"})
     with pytest.raises(ClientError) as grant:
         client(aws, "kms", **other_key).create_grant(KeyId="1234abcd-12ab-34cd-56ef-1234567890ab",

@@ -126,3 +126,27 @@ def test_personal_access_token_self_needs_a_valid_token(gitlab_fake: GitLabSandb
     token = gitlab_seed.token(gitlab_seed.user()["id"])
     assert call(gitlab_fake, "DELETE", "/personal_access_tokens/self", token).status_code == 204
     assert call(gitlab_fake, "GET", "/personal_access_tokens/self", token).status_code == 401
+
+
+def test_the_users_list_shows_emails_and_admin_flags_only_to_an_admin_in_admin_mode(
+        gitlab_fake: GitLabSandbox, gitlab_seed: Seeder) -> None:
+    """lib/api/users.rb: GET /users presents UserWithAdmin to a caller who can read all resources, else
+    UserBasic, which has neither email nor is_admin (not even for the caller's own entry)."""
+    member = gitlab_seed.user()
+    member_token = gitlab_seed.token(member["id"])
+    own = call(gitlab_fake, "GET", "/users", member_token, params={"username": member["username"]}).json()
+    assert [u["username"] for u in own] == [member["username"]]
+    assert "email" not in own[0] and "is_admin" not in own[0]
+    admin_view = call(gitlab_fake, "GET", "/users", gitlab_fake.admin_token,
+                      params={"username": member["username"]}).json()
+    assert (admin_view[0]["email"], admin_view[0]["is_admin"]) == (member["email"], False)
+    gitlab_fake.configure(admin_mode=True)
+    try:
+        without_scope = call(gitlab_fake, "GET", "/users", gitlab_fake.admin_token,
+                             params={"username": member["username"]}).json()
+        assert "email" not in without_scope[0] and "is_admin" not in without_scope[0]
+        with_scope = call(gitlab_fake, "GET", "/users", gitlab_fake.admin_mode_token,
+                          params={"username": member["username"]}).json()
+        assert with_scope[0]["email"] == member["email"]
+    finally:
+        gitlab_fake.configure(admin_mode=False)

@@ -147,7 +147,7 @@ def test_help_explains_with_an_example() -> None:
     assert "--port-base" in shown
     assert "rotator sandbox --json" in shown
     assert "--cloudtrail-delay" in shown and "AWS_RISK_CREDENTIALS_EXPOSED" in shown
-    assert "aws_health_event_url" in shown and "AWSCompromisedKeyQuarantineV2" in shown
+    assert "aws_health_event_url" in shown and "AWSCompromisedKeyQuarantineV3" in shown
 
 
 @pytest.mark.skipif(importlib.util.find_spec("rotator.sandbox.gitlab") is None,

@@ -17,7 +17,7 @@ Besides the shared control routes (see :mod:`rotator.sandbox.server`) it answers
 - ``GET  /_sandbox/aws/sessions``       sessions minted through the front (``?minted_by=<key id>``), no tokens
 - ``POST /_sandbox/health-event``       ``{"queue_url": ..., "access_key_ids": [...], "account_id"?, "time"?}``:
   an AWS Health ``AWS_RISK_CREDENTIALS_EXPOSED`` event into an SQS queue, as an EventBridge rule delivers it
-- ``POST /_sandbox/aws/quarantine``     ``{"user_name": ..., "account_id"?, "version": "V2" | "V3"}``: attach
+- ``POST /_sandbox/aws/quarantine``     ``{"user_name": ..., "account_id"?, "version": "V3" (default) | "V2"}``: attach
   AWS's AWSCompromisedKeyQuarantine policy to a user, as AWS does
 
 Fault keys are ``"service:Action@region"`` (``"cloudtrail:LookupEvents@eu-west-1"``); a fault's ``match``

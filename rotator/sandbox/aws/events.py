@@ -42,6 +42,8 @@ _RESPONSE_ALWAYS_RECORDED = {("sts", "GetSessionToken"), ("sts", "GetFederationT
 # - Lambda Invoke and DynamoDB item-level calls (CloudTrail user guide, "Logging data events").
 # - SQS message operations (Amazon SQS developer guide, "Logging Amazon SQS API calls using AWS CloudTrail":
 #   "operations performed on an Amazon SQS queue, such as SendMessage, are categorized as data events").
+# - SNS Publish and PublishBatch on topics (CloudTrail user guide, "Logging data events", resource type
+#   AWS::SNS::Topic).
 DATA_EVENTS: dict[str, frozenset[str]] = {
     "s3": frozenset({
         "AbortMultipartUpload", "CompleteMultipartUpload", "DeleteObjects", "DeleteObject", "GetObject",
@@ -53,6 +55,7 @@ DATA_EVENTS: dict[str, frozenset[str]] = {
                            "Query", "Scan", "TransactGetItems", "TransactWriteItems"}),
     "sqs": frozenset({"SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessage", "DeleteMessageBatch",
                       "ChangeMessageVisibility", "ChangeMessageVisibilityBatch"}),
+    "sns": frozenset({"Publish", "PublishBatch"}),
 }
 
 # S3 operations CloudTrail names differently from botocore (Amazon S3 user guide, "Amazon S3 CloudTrail

@@ -95,8 +95,11 @@ def deliver(queue_url: str, event: dict[str, Any]) -> DeliveredEvent:
     return DeliveredEvent(message_id=str(message.id), event=event)
 
 
-def attach_quarantine_policy(account_id: str, user_name: str, version: str = "V2") -> str:
+def attach_quarantine_policy(account_id: str, user_name: str, version: str = "V3") -> str:
     """Attach AWS's compromised-key quarantine policy to a user as AWS does; returns the policy ARN.
+
+    V3 by default: the newest version in the AWS managed policy reference (AWSCompromisedKeyQuarantineV3,
+    version 1 of 2024-08-21), the one AWS attaches today; V2 for users quarantined before it.
 
     Raises ValueError for an unknown version or user. No CloudTrail record is written: what AWS logs for its
     own attachment is not documented.

@@ -122,7 +122,7 @@ class AwsSandbox:
 
     @property
     def quarantine_url(self) -> str:
-        """``POST`` here ``{"user_name": ..., "account_id": ..., "version": "V2"}`` to quarantine a user."""
+        """``POST`` here ``{"user_name": ..., "account_id": ..., "version": "V3"}`` to quarantine a user."""
         return f"{self.url}/_sandbox/aws/quarantine"
 
     def inject_health_event(self, queue_url: str, access_key_ids: str | list[str], *,
@@ -135,8 +135,8 @@ class AwsSandbox:
         account = account_id or self.keys.owner_account(keys[0]) or _queue_account(queue_url)
         return health.deliver(queue_url, health.exposed_key_event(keys, account, at))
 
-    def quarantine_user(self, user_name: str, *, account_id: str | None = None, version: str = "V2") -> str:
-        """Attach AWSCompromisedKeyQuarantineV2 (or V3) to a user as AWS does; returns the policy ARN."""
+    def quarantine_user(self, user_name: str, *, account_id: str | None = None, version: str = "V3") -> str:
+        """Attach AWSCompromisedKeyQuarantineV3 (or V2) to a user as AWS does; returns the policy ARN."""
         return health.attach_quarantine_policy(account_id or default_account(), user_name, version)
 
     # --- control routes -------------------------------------------------------------------------
@@ -185,7 +185,7 @@ class AwsSandbox:
                                  400)
         try:
             arn = self.quarantine_user(body["user_name"], account_id=body.get("account_id"),
-                                       version=str(body.get("version", "V2")))
+                                       version=str(body.get("version", "V3")))
         except ValueError as exc:
             return json_response({"error": str(exc)}, 400)
         return json_response({"policy_arn": arn}, 201)

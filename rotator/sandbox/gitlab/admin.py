@@ -72,16 +72,18 @@ def version(call: Call) -> Response:
 
 
 def list_users(call: Call) -> Response:
-    viewer = call.current_user()
+    call.current_user()
     username = declared(call.params, (Param("username", str),)).get("username")
     with call.state.lock:
         users = sorted(call.state.users.values(), key=lambda u: u.id)
     if username is not None:
         users = [u for u in users if u.username.lower() == username.lower()]
     page, headers = call.offset_page(users)
+    # lib/api/users.rb: UserWithAdmin for a caller who can read all resources (an admin, in admin mode where
+    # it is on), else UserBasic (lib/api/entities/user_basic.rb), which has no email, not even the caller's.
     admin = call.identity.admin
-    return api_json([user_entity(u, call.base_url, with_email=admin or u.id == viewer.id, with_admin_flag=admin)
-                     for u in page], headers=headers)
+    return api_json([user_entity(u, call.base_url, with_email=admin, with_admin_flag=admin) for u in page],
+                    headers=headers)
 
 
 def create_user(call: Call) -> Response:
