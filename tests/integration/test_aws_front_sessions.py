@@ -4,6 +4,7 @@ what session credentials may call, and the aws:TokenIssueTime deny that cuts ses
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import random
@@ -149,6 +150,33 @@ def test_web_identity_session_is_governed_by_its_role(aws: AwsSandbox) -> None:
     session = session_of(aws, creds_of(answer["Credentials"]))
     assert session.principal == Principal("role", DEFAULT_ACCOUNT, role["RoleName"], role["Arn"])
     assert session.action == "AssumeRoleWithWebIdentity" and session.minted_by is None
+
+
+
+def test_a_web_identity_assumption_is_recorded_in_the_roles_account_as_a_web_identity_user(aws: AwsSandbox) -> None:
+    """IAM user guide, "Logging IAM and AWS STS API calls with AWS CloudTrail", the AssumeRoleWithWebIdentity
+    example: userIdentity is a WebIdentityUser (principalId provider:audience:subject, userName, identityProvider,
+    no accountId), the role is the resource, and the minted key is in responseElements."""
+    role = new_role(aws)
+
+    def part(claims: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+
+    subject = "project_path:payments/api:ref_type:branch:ref:main"
+    token = ".".join((part({"alg": "RS256"}), part({"iss": "https://gitlab.example.com", "aud": "sts.amazonaws.com",
+                                                    "sub": subject}), "signature"))
+    sts = client(aws, "sts", aws_access_key_id="unused", aws_secret_access_key="unused")
+    minted = sts.assume_role_with_web_identity(RoleArn=role["Arn"], RoleSessionName="job-7",
+                                               WebIdentityToken=token)["Credentials"]["AccessKeyId"]
+    [record] = [r for r in aws.events() if r["eventName"] == "AssumeRoleWithWebIdentity"
+                and r["responseElements"]["credentials"]["accessKeyId"] == minted]
+    assert record["userIdentity"] == {"type": "WebIdentityUser", "userName": subject,
+                                      "principalId": f"gitlab.example.com:sts.amazonaws.com:{subject}",
+                                      "identityProvider": "gitlab.example.com"}
+    assert record["recipientAccountId"] == DEFAULT_ACCOUNT
+    assert record["resources"] == [{"ARN": role["Arn"], "accountId": DEFAULT_ACCOUNT, "type": "AWS::IAM::Role"}]
+    assert record["requestParameters"]["roleArn"] == role["Arn"]
+    assert token not in json.dumps(record)
 
 
 # --- what session credentials may call ------------------------------------------------------------

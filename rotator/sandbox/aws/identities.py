@@ -24,7 +24,10 @@ class Identity:
         record: dict[str, Any] = {"type": self.type, "principalId": self.principal_id}
         if self.arn:
             record["arn"] = self.arn
-        record["accountId"] = self.account_id
+        if self.type != "WebIdentityUser":
+            # The IAM user guide's AssumeRoleWithWebIdentity example names the provider, not an account:
+            # a web identity belongs to no AWS account (the record is the role account's own).
+            record["accountId"] = self.account_id
         if access_key_id:
             record["accessKeyId"] = access_key_id
         if self.user_name:
