@@ -65,7 +65,7 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rotator")
 @click.option("--config", "config_path", metavar="PATH", default=None,
-              help="Config file for the command (also accepted after it).")
+              help="Config file for the command (also accepted after it, except by sandbox and demo).")
 @verbosity_options
 def cli(config_path: str | None) -> None:
     """Keep the AWS access keys of GitLab CI short-lived, and contain a leaked one in seconds.
