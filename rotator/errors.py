@@ -15,7 +15,9 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # the operation failed (for `revoke`: the key is NOT contained)
     USAGE = 2  # usage or config error, said before any outside call
-    CONTAINED_FOLLOW_UP_FAILED = 3  # `revoke` contained the key, but a follow-up step failed
+    # `revoke` or `audit --incident`: the key is contained, but a session found is not cut or a follow-up step
+    # (notify, audit coverage, replace, the incident store) failed.
+    CONTAINED_FOLLOW_UP_FAILED = 3
     # Stopped by a signal after finishing the current step of every credential in flight (128 + signal number,
     # as a shell reports a process a signal ended).
     INTERRUPTED = 130  # SIGINT (Ctrl-C)

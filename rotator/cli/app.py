@@ -65,19 +65,21 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rotator")
 @click.option("--config", "config_path", metavar="PATH", default=None,
-              help="Config file for the command (also accepted after it).")
+              help="Config file for the command (also accepted after it, except by sandbox and demo).")
 @verbosity_options
 def cli(config_path: str | None) -> None:
     """Keep the AWS access keys of GitLab CI short-lived, and contain a leaked one in seconds.
 
     \b
     Configuration: --config PATH, else $ROTATOR_CONFIG, else ./rotator.toml
-    (see config.example.toml). --config, -v and -q go before or after the command.
+    (see config.example.toml). --config, -v and -q go before or after the command
+    (sandbox and demo refuse them after it).
     Logging (stderr): warning by default; -v info, -vv debug, -q errors only, or
     ROTATOR_LOG_LEVEL=debug|info|warning|error; `rotator run` uses [service] log_level.
-    Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 revoke contained the key
-    but a follow-up step failed, 130/143 stopped by SIGINT/SIGTERM (for rotate: after
-    each credential in flight finished its current step).
+    Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 revoke or audit --incident:
+    the key is contained but a session found is not cut or a follow-up step failed,
+    130/143 stopped by SIGINT/SIGTERM (for rotate: after each credential in flight
+    finished its current step), except run (0).
 
     \b
     Examples:

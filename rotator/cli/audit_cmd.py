@@ -16,8 +16,11 @@ Exit codes (--key): 0 nothing failed (the last minutes, which CloudTrail may
 not have delivered yet, are "pending follow-up", not a failure); 1 coverage
 incomplete (a region, an account or a stretch older than 90 days could not be
 looked at) or the key is unknown; 2 usage or config error.
-Exit codes (--incident): 0 covered and every session found cut; 3 a session
-found is NOT cut or coverage is incomplete (each listed); 1 no such incident.
+Exit codes (--incident): 0 covered, every session found cut, Slack thread and
+database updated; 3 a session found is NOT cut, coverage is incomplete or the
+audit failed, or the Slack post or the database write failed (each listed);
+1 no such incident, or another process is following it up right now; 2 usage
+or config error.
 
 \b
 Examples:

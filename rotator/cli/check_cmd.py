@@ -24,7 +24,10 @@ def check(config_path: str | None, as_json: bool) -> None:
     GetCallerIdentity for every AWS account; in each account, every tracked IAM user
     carries the CI permissions boundary ([aws] boundary_arn_pattern) and IAM's policy
     simulator allows rotator's own principal every action rotator needs ("not
-    simulated" where it may not ask); GitLab GET /user and each target's variable list;
+    simulated" where it may not ask); GitLab GET /user, what GitLab does for the token
+    (version, scopes, admin mode) and each target's variable list; with [events] enabled
+    and a queue_url, the exposure queue (SQS GetQueueAttributes: readable, and its
+    dead-letter queue, or that it has none, so rejected messages are deleted);
     Slack auth.test. Nothing is written anywhere. Prints ✔ or ✘ per probe, with the
     reason, as soon as it is known, and each ✘ of least privilege with the exact
     command that fixes it. A party that does not answer fails within twice its

@@ -9,7 +9,7 @@ import click
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--service-seconds", type=click.IntRange(0, 600), default=45, show_default=True,
-              help="How long to run the service part (0 skips it).")
+              help="How long to run the service part, steps 7 and 8 (0 skips both).")
 @click.option("--keep", is_flag=True, help="Keep the demo's config, database and reports afterwards.")
 def demo(service_seconds: int, keep: bool) -> None:
     """Walk through rotator against local emulators of AWS, GitLab and Slack; no account needed.
@@ -17,13 +17,14 @@ def demo(service_seconds: int, keep: bool) -> None:
     \b
     It starts the emulators, seeds IAM users whose keys live in GitLab variables, then runs the real
     commands: check, status, rotate (dry run, then live), discover, a leaked-key incident with
-    revoke --replace and its CloudTrail audit, and the service rotating a credential on schedule
-    with /metrics.
+    revoke --replace and its CloudTrail audit, the service rotating a credential on schedule
+    with /metrics (step 7), and an AWS Health "credentials exposed" event that the running
+    service handles on its own: key contained, pipeline given a new key (step 8).
 
     \b
     Examples:
       rotator demo
-      rotator demo --service-seconds 0     # skip the service part
+      rotator demo --service-seconds 0     # skip the service part (steps 7 and 8)
       rotator demo --keep                  # keep its config, database and reports
     """
     from rich.console import Console

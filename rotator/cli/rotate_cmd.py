@@ -46,15 +46,15 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
     Emergency rotation ("GitLab may be compromised"): --all --emergency, optionally
     narrowed with --project PATH / --group PATH to the credentials whose variables those
     pipelines can read (project variables, variables of any group above, instance
-    variables). Every key is replaced now (--emergency implies --force), and each old key
-    is made Inactive as soon as every target of its credential holds the new pair: no
-    grace, no LastUsedDate gate. Old keys stay Inactive as evidence; a later run deletes
-    them after delete_after. Requests to GitLab, IAM (per account) and Slack are held to
-    [gitlab] requests_per_second, [aws] iam_requests_per_second and [slack]
-    messages_per_second; 429 and Throttling slow them down rather than fail. Owners get
-    one batched Slack message per channel, and the security channel one summary naming
-    every key still Active, why, and the command that finishes the job. More than 10
-    credentials show a progress bar instead of step lines.
+    variables), or NAME... --emergency for the credentials named. Every key is replaced
+    now (--emergency implies --force), and each old key is made Inactive as soon as every
+    target of its credential holds the new pair: no grace, no LastUsedDate gate. Old keys
+    stay Inactive as evidence; a later run deletes them after delete_after. Requests to
+    GitLab, IAM (per account) and Slack are held to [gitlab] requests_per_second, [aws]
+    iam_requests_per_second and [slack] messages_per_second; 429 and Throttling slow them
+    down rather than fail. Owners get one batched Slack message per channel, and the
+    security channel one summary naming every key still Active, why, and the command that
+    finishes the job. More than 10 credentials show a progress bar instead of step lines.
 
     \b
     Signals: SIGINT (Ctrl-C) or SIGTERM lets every credential in flight finish its current
@@ -75,6 +75,7 @@ def rotate(names: tuple[str, ...], all_: bool, projects: tuple[str, ...], groups
       rotator rotate --all --dry-run
       rotator rotate --all --emergency --concurrency 16       # GitLab may be compromised
       rotator rotate --all --emergency --group payments --dry-run
+      rotator rotate payments-deploy --emergency              # finish one after a fix
       rotator rotate --all --force --group payments          # replace keys now, normal grace
     """
     from rotator.config.settings import load_settings

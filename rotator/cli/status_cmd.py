@@ -46,16 +46,18 @@ def status(config_path: str | None, as_json: bool) -> None:
     held (a human must act; the reason is the last error); failed ("retry at" says when
     the service tries again, when an outside party was unreachable); broken (a GitLab
     target holds half a pair: the new secret and the old key id; its pipelines fail
-    until the service completes it, which it tries every [service] retry_broken_after).
+    until the service completes it, which it tries every [service] retry_broken_after);
+    unknown (the database holds no state for it).
     The key and its age come from the database; for a credential never rotated, IAM
     (ListAccessKeys) is asked for its Active key. The next rotation follows the config's
     rotate_every. Nothing is written to AWS, GitLab or Slack.
 
     \b
     Exit codes: 0 every credential is ok or waiting out its grace period / delete_after;
-                1 any credential is held, failed, unknown, or has a rotation whose next
-                step is due (interrupted, or not run since); 2 config error.
-    JSON: one object per credential; timestamps are ISO 8601 (UTC), age_seconds a number.
+                1 any credential is held, failed, broken, unknown, or has a rotation whose
+                next step is due (interrupted, or not run since); 2 config error.
+    JSON: one object {credentials, ok, exposures, open_incidents}: credentials has one
+    object per credential; timestamps are ISO 8601 (UTC), age_seconds a number.
 
     \b
     Examples:
