@@ -67,7 +67,8 @@ class RejectReason(StrEnum):
 
 @dataclass(frozen=True)
 class Rejection:
-    """A message rotator will not act on: it is logged with ``reason`` and left to the dead-letter queue."""
+    """A message rotator will not act on: it is logged with ``reason``, then left for the queue's dead-letter
+    queue, or deleted when the queue has none."""
 
     code: RejectReason
     reason: str

@@ -148,8 +148,9 @@ class Metrics:
             "rotator_exposure_events_duplicated", "Reported keys already handled: the same report again, or a key "
             "already contained (its incident annotated).", registry=self.registry)
         self.exposures_rejected = Counter(
-            "rotator_exposure_events_rejected", "Queue messages rotator will not act on, left to the dead-letter "
-            "queue, by reason.", ["reason"], registry=self.registry)
+            "rotator_exposure_events_rejected", "Queue messages rotator will not act on, by reason: left for the "
+            "queue's dead-letter queue, or deleted when it has none (the log line is their record).", ["reason"],
+            registry=self.registry)
         self.exposures_failed = Counter(
             "rotator_exposure_events_failed", "Reported keys not handled yet (not contained, incident not "
             "recorded, Slack down for notify): tried again.", registry=self.registry)

@@ -29,7 +29,8 @@ class RetryPauses:
     # A human must look: every try may tell the owners on Slack again, and what held it (drift, a key still
     # in use) rarely clears within minutes.
     held: timedelta = timedelta(hours=1)
-    # AWS or GitLab unreachable, access denied.
+    # Any other failure (access denied, a refused request); a party that could not be reached is retried with
+    # the retry_unreachable_after backoff instead.
     failed: timedelta = timedelta(minutes=15)
     # A target holds half a pair and its pipelines fail: tried again soon.
     broken: timedelta = timedelta(minutes=1)
