@@ -60,6 +60,20 @@ def test_listing_limit_counts_per_user(gitlab_fake: GitLabSandbox, gitlab_seed: 
     assert call(gitlab_fake, "GET", path, other).status_code == 200
 
 
+def test_anonymous_group_listings_count_per_ip_and_anonymous_project_listings_are_not_under_projects_api(
+        gitlab_fake: GitLabSandbox) -> None:
+    """lib/api/groups.rb: ``check_rate_limit_by_user_or_ip!(:groups_api)``, so an anonymous caller is counted by
+    IP address; lib/api/projects.rb checks ``projects_api`` only for a signed-in user (anonymous callers meet
+    ``projects_api_rate_limit_unauthenticated``, another limit)."""
+    gitlab_fake.configure(groups_api_limit=1, projects_api_limit=1)
+    _, throttled = _over_the_limit(lambda: [call(gitlab_fake, "GET", "/groups")],
+                                   lambda: call(gitlab_fake, "GET", "/groups"))
+    assert (throttled.status_code, throttled.json()) == (429, THROTTLED)
+    # Same IP, signed in: the user's own count, not the IP's.
+    assert call(gitlab_fake, "GET", "/groups", gitlab_fake.admin_token).status_code == 200
+    assert [call(gitlab_fake, "GET", "/projects").status_code for _ in range(3)] == [200, 200, 200]
+
+
 def test_listing_limit_python_gitlab_sees_a_429(gitlab_fake: GitLabSandbox) -> None:
     """With no Retry-After, python-gitlab would back off and retry; without obey_rate_limit it raises."""
     gitlab_fake.configure(groups_api_limit=1)
