@@ -12,8 +12,9 @@ depends on what the command is doing:
 - inside ``deferred()`` (``revoke`` until the key is verified Inactive) the signal is recorded; after
   the block the command says what was done and stops.
 
-A second signal while the first is being honoured exits at once: every step is journaled, and a lease
-held by a process that no longer exists is recovered by the next run (rotator.leases).
+A second signal while the first is being honoured exits at once (every rotation step is journaled, and a
+lease held by a process that no longer exists is recovered by the next run: rotator.leases), except inside
+``deferred()``: containment is not journaled, so it is never cut short, whatever arrives.
 
 Standard library only: `revoke` enters this before containment.
 """
@@ -94,6 +95,15 @@ def should_start(name: str) -> bool:
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
+    if _state.mode == "deferred":
+        # Containment is not journaled: cutting it in two could leave the key Active with nobody told.
+        # Every further signal waits for the block, which is a few AWS calls long.
+        if _state.signum is not None:
+            sys.stderr.write(f"rotator: {signal_name(signum)} again: containment is in progress and is not cut "
+                             "short; stopping right after it\n")
+            sys.stderr.flush()
+        _state.signum = _state.signum or signum
+        return
     if _state.signum is not None:
         sys.stderr.write(f"rotator: second {signal_name(signum)}: exiting now; every step is journaled and "
                          "the next run resumes it\n")
@@ -104,8 +114,6 @@ def _handle(signum: int, frame: FrameType | None) -> None:
         sys.stderr.write(f"rotator: {signal_name(signum)}: finishing the current step of each credential in "
                          "flight, starting no other (send it again to exit at once)\n")
         sys.stderr.flush()
-        return
-    if _state.mode == "deferred":
         return
     raise Interrupted(signum)
 
