@@ -169,7 +169,8 @@ ROTATION_ACTIONS = ("iam:GetUser", "iam:ListAccessKeys", "iam:CreateAccessKey", 
 
 
 def needs(users: Sequence[Entity], roles: Sequence[Entity], *, pattern: str, session_denies: bool = True,
-          assumed_roles: Sequence[str] = (), locates_keys: bool = False) -> list[Need]:
+          assumed_roles: Sequence[str] = (), locates_keys: bool = False,
+          quarantine_policies: Sequence[str] = ()) -> list[Need]:
     """What rotator's principal must be allowed in one account, as the real requests would carry it.
 
     ``session_denies``: `revoke` writes its session deny on the users (and roles) it manages, which the
@@ -177,10 +178,16 @@ def needs(users: Sequence[Entity], roles: Sequence[Entity], *, pattern: str, ses
     simulated with that boundary, and only for entities that carry the CI boundary (the others are a
     boundary gap already). ``assumed_roles``: the other accounts' roles rotator assumes from this one.
     ``locates_keys``: sts:GetAccessKeyInfo, which `revoke` calls with the ambient credentials only.
+    ``quarantine_policies``: the AWS quarantine policies whose users the service lists on each tick
+    ([events] quarantine_check).
     """
     wanted: list[Need] = []
     for user in users:
         wanted += [Need(action, user.arn, f"rotate the keys of {user.name}") for action in ROTATION_ACTIONS]
+        # `revoke` reports whether the user can sign in to the console, and removes that with --disable-console.
+        wanted += [Need("iam:GetLoginProfile", user.arn, f"tell whether {user.name} can sign in to the console"),
+                   Need("iam:DeleteLoginProfile", user.arn,
+                        f"disable console sign-in of {user.name} (revoke --disable-console)")]
         if session_denies:
             wanted.append(Need("iam:GetUserPolicy", user.arn, f"read the session deny of {user.name}"))
             if carries_ci_boundary(user.boundary_arn, pattern):
@@ -200,6 +207,8 @@ def needs(users: Sequence[Entity], roles: Sequence[Entity], *, pattern: str, ses
     if locates_keys:
         wanted.append(Need("sts:GetAccessKeyInfo", "*", "find the account of a leaked key id"))
     wanted += [Need("sts:AssumeRole", arn, "reach another managed account") for arn in assumed_roles]
+    wanted += [Need("iam:ListEntitiesForPolicy", arn, "see which users AWS quarantined")
+               for arn in quarantine_policies]
     return wanted
 
 

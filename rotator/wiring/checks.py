@@ -180,7 +180,7 @@ class Checks:
         wanted = needs([e for e in entities if e.kind == "user"], [e for e in entities if e.kind == "role"],
                        pattern=pattern, session_denies=self._session_denies(),
                        assumed_roles=[a.role_arn for a in settings.aws.accounts] if account == "default" else (),
-                       locates_keys=account == "default")
+                       locates_keys=account == "default", quarantine_policies=self._quarantine_policies())
         yield from self._simulated(account, reads, caller, account_settings.role_arn if account_settings else None,
                                    wanted)
 
@@ -211,10 +211,18 @@ class Checks:
                                           "rotator needs here")
 
     def _roles_rotator_may_cut(self, account: str) -> list[tuple[EntityKind, str]]:
-        """Roles whose sessions `revoke` may cut in ``account``, which must carry the CI boundary too. No setting
-        lists them yet: `revoke` tries every role a key's sessions assumed, and IAM refuses those without it."""
+        """Roles whose sessions `revoke` may cut in ``account``, which must carry the CI boundary too. None is
+        known before an incident: [revoke] role_paths names paths, not roles, and `revoke` tries every role a
+        key's sessions assumed (IAM refuses those without the boundary: a named gap then)."""
         return []
 
     def _session_denies(self) -> bool:
-        """`revoke` writes a session deny on every user and role it contains (no setting turns it off yet)."""
-        return True
+        """[revoke] deny_sessions: false drops the inline-policy permissions (deploy/*-no-session-deny.json)."""
+        return self._root.settings.revoke.deny_sessions
+
+    def _quarantine_policies(self) -> tuple[str, ...]:
+        """The service lists the users of AWS's quarantine policies on each tick when [events] asks for it."""
+        from rotator.incident.events import QUARANTINE_POLICY_ARNS
+
+        events = self._root.settings.events
+        return QUARANTINE_POLICY_ARNS if events is not None and events.enabled and events.quarantine_check else ()

@@ -107,6 +107,11 @@ def test_what_rotator_needs_carries_each_users_boundary_in_the_request_context()
                                                                      "iam:DeleteAccessKey", "iam:GetUserPolicy"}
     assert Need("sts:AssumeRole", "arn:aws:iam::444455556666:role/rotator", "reach another managed account") in wanted
     assert any(n.action == "sts:GetAccessKeyInfo" for n in wanted)
+    assert {n.action for n in wanted if n.resource == bare.arn} >= {"iam:GetLoginProfile", "iam:DeleteLoginProfile"}
+    assert not any(n.action == "iam:ListEntitiesForPolicy" for n in wanted)
+    quarantine = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"
+    watching = needs([capped], [], pattern=PATTERN, quarantine_policies=[quarantine])
+    assert Need("iam:ListEntitiesForPolicy", quarantine, "see which users AWS quarantined") in watching
     narrow = needs([capped], [], pattern=PATTERN, session_denies=False)
     assert not any(n.action.endswith("UserPolicy") for n in narrow)
     assert not any(n.action in ("sts:GetAccessKeyInfo", "sts:AssumeRole") for n in narrow)
