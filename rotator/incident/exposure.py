@@ -382,16 +382,19 @@ class _HandledKey:
         else:
             whose = f"the owner of {key_id} is unknown: {self.identified}"
         lines = [self._reason(), whose,
-                 "on_exposed = \"notify\": rotator changed nothing in AWS or GitLab; the key is still Active",
+                 "on_exposed = \"notify\": rotator changed nothing in AWS or GitLab (it did not deactivate the "
+                 "key)",
                  f"contain it and repair the pipelines: rotator revoke --key {key_id} --replace "
                  f"--reason \"{self.exposure.actor}\"",
                  f"or contain it only: rotator revoke --key {key_id}"]
         posted, failed = self._post_new(f"rotator: AWS reports {key_id} exposed: action needed", lines, credential)
         if failed and not posted:
             return _result(self.exposure, Outcome.FAILED, NOTIFY, f"could not tell anyone: {'; '.join(failed)}")
-        told = f"told {', '.join(posted)}" if posted else "no [slack]: this log line is the only notice"
-        return _result(self.exposure, Outcome.NOTIFIED, NOTIFY, f"nothing changed; {told} to run `rotator revoke "
-                       f"--key {key_id} --replace`" + (f"; not told: {'; '.join(failed)}" if failed else ""))
+        command = f"`rotator revoke --key {key_id} --replace`"
+        told = (f"told {', '.join(posted)} to run {command}" if posted else
+                f"{self._nobody_to_tell(credential)}: this log line is the only notice (run {command})")
+        return _result(self.exposure, Outcome.NOTIFIED, NOTIFY,
+                       f"nothing changed; {told}" + (f"; not told: {'; '.join(failed)}" if failed else ""))
 
     # --- messages ---------------------------------------------------------------------------------------
     def _reason(self) -> str:
@@ -420,6 +423,14 @@ class _HandledKey:
             except RotatorError as exc:
                 failed.append(f"{destination}: {exc}")
         return posted, failed
+
+    def _nobody_to_tell(self, credential: str | None) -> str:
+        """Why no Slack message went out although nothing failed."""
+        if self.ports.notifier() is None:
+            return "no [slack] section"
+        return (f"no Slack destination ([slack] security_channel unset, and credential {credential} names no "
+                "owners)" if credential else "no Slack destination ([slack] security_channel unset, and the key "
+                "belongs to no tracked credential)")
 
     def _post_in_thread(self, incident: Incident, title: str, lines: list[str], severity: str) -> None:
         """A reply in the incident's Slack thread (where the playbook posted it); a failure is logged only."""

@@ -99,6 +99,9 @@ def test_notify_changes_nothing_and_tells_the_owners_what_to_run() -> None:
     assert set(told) == {SECURITY, "#team-payments"}
     text = "\n".join(told["#team-payments"].lines)
     assert f"rotator revoke --key {leaked} --replace" in text and "changed nothing" in text
+    assert "rotator changed nothing in AWS or GitLab (it did not deactivate the key)" in text
+    assert verdict.results[0].detail == (f"nothing changed; told {SECURITY}, #team-payments to run `rotator revoke "
+                                         f"--key {leaked} --replace`")
     again = handle_message(health_event(leaked, arn=OTHER_ARN), ports(world))
     assert [r.outcome for r in again.results] == [Outcome.DUPLICATE] and len(world.notifier.posted) == 2
 
