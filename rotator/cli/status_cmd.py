@@ -105,10 +105,13 @@ def _print_incidents(incidents: list[dict[str, Any]]) -> None:
     from rich.markup import escape
 
     for incident in incidents:
+        # The service follows up only incidents with a follow-up time; one without needs a human to run it.
+        when = (f"follow-up at {incident['follow_up_at']}" if incident["follow_up_at"] else
+                f"no follow-up scheduled: run `rotator audit --incident {incident['incident_id']}`")
         Console(width=max(Console().width, 160)).print(escape(
-            f"open incident {incident['incident_id']} ({incident['key_id']}): follow-up at "
-            f"{incident['follow_up_at'] or 'now'}" + (f", sessions of {incident['sessions_not_cut']} principal(s) "
-                                                       "NOT cut" if incident["sessions_not_cut"] else "")))
+            f"open incident {incident['incident_id']} ({incident['key_id']}): {when}" + (
+                f", sessions of {incident['sessions_not_cut']} principal(s) NOT cut"
+                if incident["sessions_not_cut"] else "")))
 
 
 def _keys_from_iam(root: Root, specs: list[CredentialSpec]) -> dict[str, list[AccessKey] | str]:
