@@ -10,9 +10,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
+from benchmarks._common import ROTATOR
+
 GOAL_SECONDS = 0.3
 
 

@@ -10,8 +10,6 @@ two sides alternate so machine noise hits both alike. Goal: ratio <= 1.15x, medi
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -23,6 +21,7 @@ from typing import Any
 
 import boto3
 
+from benchmarks._common import ROTATOR, aws_environment, compile_rotator, parse_trials
 from rotator.sandbox.aws import AwsSandbox, start_aws
 
 GOAL = 1.15
@@ -35,13 +34,6 @@ iam = boto3.session.Session().client("iam")
 user = iam.get_access_key_last_used(AccessKeyId=key_id)["UserName"]
 iam.update_access_key(UserName=user, AccessKeyId=key_id, Status="Inactive")
 """
-
-
-def _environment(aws: AwsSandbox) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env.update({"AWS_ENDPOINT_URL": aws.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1", "NO_PROXY": "127.0.0.1,localhost"})
-    return env
 
 
 def _new_key(iam: Any) -> str:
@@ -67,22 +59,11 @@ def _one(aws: AwsSandbox, command: list[str], env: dict[str, str]) -> float:
     return _update_arrival(aws) - started
 
 
-def compile_rotator() -> None:
-    """Byte-compile rotator as an install does (pip writes .pyc files for every module it installs). With
-    PYTHONDONTWRITEBYTECODE set, a working tree's edited modules would otherwise be compiled from source again in
-    every trial, which measures the checkout, not rotator."""
-    import compileall
-
-    import rotator
-
-    compileall.compile_dir(str(Path(rotator.__file__).parent), quiet=1)
-
-
 def measure(trials: int, *, verbose: bool = False) -> tuple[float, float]:
     compile_rotator()
     aws = start_aws()
     try:
-        env = _environment(aws)
+        env = aws_environment(aws)
         iam = boto3.client("iam", endpoint_url=aws.url, region_name="us-east-1", aws_access_key_id="testing",
                            aws_secret_access_key="testing")
         with tempfile.TemporaryDirectory() as tmp:
@@ -91,10 +72,9 @@ def measure(trials: int, *, verbose: bool = False) -> tuple[float, float]:
             config = Path(tmp, "rotator.toml")
             # Only [aws], as a responder may have it; the store does not exist (an untracked key).
             config.write_text(f'[service]\ndatabase_url = "sqlite:///{tmp}/none.db"\n[aws]\nregion = "us-east-1"\n')
-            rotator_bin = str(Path(sys.executable).with_name("rotator"))
             rotator_times, bare_times = [], []
             for trial in range(trials + 1):
-                sides = [("rotator", [rotator_bin, "revoke", "--config", str(config), "--no-audit", "--key"]),
+                sides = [("rotator", [ROTATOR, "revoke", "--config", str(config), "--no-audit", "--key"]),
                          ("bare", [sys.executable, str(bare)])]
                 if trial % 2:
                     sides.reverse()
@@ -110,10 +90,7 @@ def measure(trials: int, *, verbose: bool = False) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=9)
-    parser.add_argument("--verbose", action="store_true", help="print every trial on stderr")
-    args = parser.parse_args(argv)
+    args = parse_trials(argv, description=__doc__.splitlines()[0], default=9)
     rotator_s, bare_s = measure(args.trials, verbose=args.verbose)
     ratio = rotator_s / bare_s
     line = (f"containment latency: rotator revoke {rotator_s * 1000:.0f} ms vs bare boto3 {bare_s * 1000:.0f} ms "

@@ -38,11 +38,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import ROTATOR, seed_projects
 from rotator.sandbox.runner import Sandbox, start_sandbox
 from rotator.sandbox.seed import aws_client, client_env, pair_works
 from rotator.sandbox.server import Fault
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 GOAL_CEILING = 0.8
 GOAL_SEQUENTIAL = 10.0
 PG_URL_ENV = "ROTATOR_TEST_PG_URL"
@@ -50,27 +50,9 @@ DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def seed(sandbox: Sandbox, prefix: str, count: int) -> list[tuple[str, str, str]]:
-    """``count`` IAM users with one key each (through boto3), and a project per credential holding the pair
-    as two variables (through the emulator's seeding API: the benchmark is not about seeding)."""
-    iam = aws_client(sandbox.urls(), "iam")
-    state: Any = sandbox.gitlab
-
-    def one(index: int) -> tuple[str, str, str]:
-        user = f"ci-{prefix}-{index}"
-        iam.create_user(UserName=user)
-        key = iam.create_access_key(UserName=user)["AccessKey"]
-        project = f"{prefix}/team-{index % 20}/svc-{index}"
-        with state.state.lock:
-            if state.state.find_project(project)[0] is None:
-                state.state.add_project(project)
-        state.state.set_variable("project", project, "AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"], masked=True,
-                                 hidden=True, protected=True)
-        state.state.set_variable("project", project, "AWS_ACCESS_KEY_ID", key["AccessKeyId"], masked=True,
-                                 protected=True)
-        return f"{prefix}-{index}", user, project
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(one, range(count)))
+    """Projects spread over 20 team groups, their secrets hidden, as a large GitLab instance holds them."""
+    return seed_projects(sandbox, prefix, count, project_path=lambda index: f"{prefix}/team-{index % 20}/svc-{index}",
+                         hidden_secret=True)
 
 
 def config_text(sandbox: Sandbox, credentials: Sequence[tuple[str, str, str]], database_url: str, *,

@@ -27,11 +27,11 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from benchmarks._common import ROTATOR
 from rotator.adapters.db.store import upgrade_to_head
 from rotator.sandbox.runner import Sandbox, start_sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, aws_client, client_env, config_toml, seed_credentials
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 BARE_CONSUMER = """\
 import json, sys
 import boto3

@@ -35,7 +35,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,11 +46,11 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from moto.iam.models import iam_backends
 
+from benchmarks._common import ROTATOR, seed_projects
 from rotator.sandbox.runner import Sandbox, start_sandbox
-from rotator.sandbox.seed import aws_client, client_env
+from rotator.sandbox.seed import client_env
 from rotator.sandbox.server import Fault
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 # The window cannot be shorter than GitLab's handling of the second PUT. Its goal, on a machine of any speed
 # and load: no longer than two GitLab round trips measured at the same moment (the jobs' own GETs), i.e. nothing
 # sits between the two PUTs but the second PUT itself. On an idle machine that is a few milliseconds.
@@ -74,24 +73,7 @@ class Job:
 
 
 def seed(sandbox: Sandbox, prefix: str, count: int) -> list[tuple[str, str, str]]:
-    iam = aws_client(sandbox.urls(), "iam")
-    gitlab: Any = sandbox.gitlab
-
-    def one(index: int) -> tuple[str, str, str]:
-        user = f"ci-{prefix}-{index}"
-        iam.create_user(UserName=user)
-        key = iam.create_access_key(UserName=user)["AccessKey"]
-        project = f"{prefix}/svc-{index}"
-        with gitlab.state.lock:
-            gitlab.state.add_project(project)
-        gitlab.state.set_variable("project", project, "AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"], masked=True,
-                                  protected=True)
-        gitlab.state.set_variable("project", project, "AWS_ACCESS_KEY_ID", key["AccessKeyId"], masked=True,
-                                  protected=True)
-        return f"{prefix}-{index}", user, project
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(one, range(count)))
+    return seed_projects(sandbox, prefix, count, project_path=lambda index: f"{prefix}/svc-{index}")
 
 
 def config_text(sandbox: Sandbox, credentials: Sequence[tuple[str, str, str]], database_url: str, grace: str) -> str:

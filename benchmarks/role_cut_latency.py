@@ -11,8 +11,6 @@ key and roles. CloudTrail LookupEvents keeps its real pace (2 requests a second 
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from typing import Any
 
 import boto3
 
-from benchmarks.containment_latency import compile_rotator
+from benchmarks._common import ROTATOR, aws_environment, compile_rotator, parse_trials
 from rotator.sandbox.aws import AwsSandbox, start_aws
 from rotator.sandbox.server import Fault
 
@@ -33,13 +31,6 @@ HOME = "123456789012"  # moto's default account: the ambient credentials'
 SECOND = "222222222222"
 TRUST = ('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", '
          f'"Principal": {{"AWS": "arn:aws:iam::{HOME}:root"}}}}]}}')
-
-
-def _environment(aws: AwsSandbox) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env.update({"AWS_ENDPOINT_URL": aws.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1", "NO_PROXY": "127.0.0.1,localhost"})
-    return env
 
 
 def _client(aws: AwsSandbox, service: str, **credentials: str) -> Any:
@@ -94,19 +85,18 @@ def measure(trials: int, *, verbose: bool = False) -> tuple[float, float]:
     aws = start_aws()
     try:
         _in_account(aws, SECOND, "iam").create_role(RoleName="rotator", AssumeRolePolicyDocument=TRUST)
-        env = _environment(aws)
+        env = aws_environment(aws)
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp, "rotator.toml")
             config.write_text(f'[service]\ndatabase_url = "sqlite:///{tmp}/rotator.db"\n'
                               '[aws]\nregion = "us-east-1"\naudit_regions = ["us-east-1"]\n'
                               f'[[aws.accounts]]\nname = "second"\nrole_arn = "arn:aws:iam::{SECOND}:role/rotator"\n')
-            rotator_bin = str(Path(sys.executable).with_name("rotator"))
             containment, cut = [], []
             for trial in range(trials + 1):
                 key_id = _attack(aws)
                 aws.faults.add(Fault(match=".*", latency=LATENCY))
                 try:
-                    contained, last_cut = _one(aws, [rotator_bin, "revoke", "--config", str(config), "--json",
+                    contained, last_cut = _one(aws, [ROTATOR, "revoke", "--config", str(config), "--json",
                                                      "--key", key_id], env)
                 finally:
                     aws.faults.clear()
@@ -122,10 +112,7 @@ def measure(trials: int, *, verbose: bool = False) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--verbose", action="store_true", help="print every trial on stderr")
-    args = parser.parse_args(argv)
+    args = parse_trials(argv, description=__doc__.splitlines()[0], default=5)
     containment_s, cut_s = measure(args.trials, verbose=args.verbose)
     line = (f"role cut latency: T0 → last of 3 role sessions (2 accounts, {LATENCY * 1000:.0f} ms injected) "
             f"{cut_s * 1000:.0f} ms vs containment of the key alone {containment_s * 1000:.0f} ms "

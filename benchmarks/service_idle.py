@@ -33,6 +33,7 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam.models import iam_backends
 from sqlalchemy import update
 
+from benchmarks._common import ROTATOR
 from rotator.adapters.db.models import CredentialRow
 from rotator.adapters.db.store import SqlStore, upgrade_to_head
 from rotator.config.settings import load_settings
@@ -43,7 +44,6 @@ from rotator.service.runner import Service
 
 RSS_GOAL_MB = 150.0
 TICK_GOAL_MS = 100.0
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 
 
 def seed(sandbox: Sandbox, count: int) -> None:

@@ -7,10 +7,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 from sqlalchemy import make_url
+
+if TYPE_CHECKING:
+    from rotator.sandbox.runner import Sandbox
 
 PG_URL_ENV = "ROTATOR_TEST_PG_URL"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -57,3 +61,16 @@ def pg_url() -> Iterator[str]:
         finally:
             # FORCE: a connection a failed test leaked must not keep the database alive (PostgreSQL >= 13).
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    """Every emulator (AWS front, GitLab, Slack) for this test module, GitLab's rate limit lifted.
+
+    One per module: starting them takes seconds. Used by tests/integration and tests/e2e alike.
+    """
+    # Imported here, not at the top: the unit tests never need the emulators and should not pay for importing them.
+    from tests.sandbox_support import running_sandbox
+
+    with running_sandbox() as running:
+        yield running

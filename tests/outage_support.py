@@ -11,7 +11,10 @@ import contextlib
 import select
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from rotator.sandbox.seed import CredentialSeed, config_toml
 
 
 def free_port() -> int:
@@ -93,3 +96,15 @@ def relay_to(target_port: int) -> Iterator[TcpRelay]:
         yield relay
     finally:
         relay.close()
+
+
+def config_with_timeout(tmp_path: Path, urls: Mapping[str, str], seeds: Sequence[CredentialSeed], *, after: str,
+                        timeout: str, **service: str) -> Path:
+    """rotator.toml in ``tmp_path`` for the sandbox at ``urls`` (the outage's endpoint swapped in by the caller),
+    with ``timeout`` set in the section that holds the line ``after``: a short client timeout keeps each test's
+    wait for the dead endpoint within seconds."""
+    text = config_toml(urls, seeds, database_url=f"sqlite:///{tmp_path / 'rotator.db'}", extra_service=service)
+    assert after in text, f"{after!r} is not in the config"
+    path = tmp_path / "rotator.toml"
+    path.write_text(text.replace(after, f'{after}\ntimeout = "{timeout}"'))
+    return path

@@ -8,11 +8,14 @@ wrongly-signed keys.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -20,14 +23,26 @@ from rotator.sandbox.runner import Sandbox, start_sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, aws_client, pair_works, seed_credentials
 from rotator.sandbox.server import Fault
 
+# The installed console script, as an operator runs it (not `python -m rotator`).
+ROTATOR = str(Path(sys.executable).with_name("rotator"))
+
+
+def run_rotator(*args: str, env: Mapping[str, str], cwd: Path | None = None,
+                timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``rotator ARGS`` as a fresh process, its output captured; the caller asserts on the exit code."""
+    return subprocess.run([ROTATOR, *args], env=dict(env), cwd=cwd, text=True, capture_output=True,
+                          timeout=timeout, check=False)
+
 
 @contextmanager
 def running_sandbox() -> Iterator[Sandbox]:
+    """Every emulator, with GitLab's per-user rate limit lifted: the tests are not about it, and a fleet of
+    rotations would hit it within seconds."""
     sandbox = start_sandbox()
-    sandbox.wait_until_healthy()
-    state: Any = sandbox.gitlab
-    state.state.rate_limit_per_period = 1_000_000  # the tests are not about GitLab's rate limit
     try:
+        sandbox.wait_until_healthy()
+        state: Any = sandbox.gitlab
+        state.state.rate_limit_per_period = 1_000_000
         yield sandbox
     finally:
         sandbox.stop()

@@ -13,8 +13,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -33,22 +34,18 @@ from sqlalchemy import make_url
 
 from rotator.adapters.db.store import SqlStore
 from rotator.domain import Phase
-from rotator.sandbox.runner import Sandbox, start_sandbox
+from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import aws_client, client_env
+from tests.sandbox_support import ROTATOR
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 
-
-@contextmanager
-def running_sandbox() -> Iterator[Sandbox]:
-    """Every emulator, with GitLab's per-user rate limit lifted (hundreds of rotations in seconds)."""
-    sandbox = start_sandbox()
+def http_get(url: str, timeout: float = 10) -> tuple[int, str]:
+    """(status, body) of a GET to the service's endpoints; an error status is an answer here, not an exception."""
     try:
-        sandbox.wait_until_healthy()
-        sandbox.gitlab.state.rate_limit_per_period = 1_000_000  # type: ignore[attr-defined]
-        yield sandbox
-    finally:
-        sandbox.stop()
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 def key_created(store: SqlStore, credential: str) -> Callable[[], bool]:

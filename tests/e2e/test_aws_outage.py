@@ -5,14 +5,12 @@ traceback."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.outage_support import free_port
-
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
+from tests.sandbox_support import ROTATOR
 
 
 @pytest.mark.parametrize(("extra", "said"), [

@@ -3,20 +3,12 @@ read their request logs. `check`, `rotate` and `status` alike."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rotator.sandbox.runner import Sandbox
 from tests.e2e.test_bad_config import CASES, VALID, assert_one_config_error, run_check
-from tests.sandbox_support import running_sandbox
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 def _pointed_at(sandbox: Sandbox, text: str) -> str:

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import NO_BOUNDARY_CHECK, aws_client, client_env, config_toml
-from tests.sandbox_support import running_sandbox, seed_one, writes_in
-
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
+from tests.sandbox_support import ROTATOR, seed_one, writes_in
 
 
 def _check(config: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:

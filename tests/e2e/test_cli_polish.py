@@ -9,7 +9,6 @@ import os
 import pty
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,8 @@ from rich.console import Console
 
 from rotator.sandbox.demo import Demo
 from tests.outage_support import free_port
+from tests.sandbox_support import ROTATOR, run_rotator
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -50,8 +49,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ROTATOR, *args], env=env, cwd=cwd, text=True, capture_output=True, timeout=60,
-                          check=False)
+    return run_rotator(*args, env=env, cwd=cwd, timeout=60)
 
 
 def test_config_is_accepted_before_or_after_the_command(config: Path, env: dict[str, str], tmp_path: Path) -> None:

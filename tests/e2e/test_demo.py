@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
+from tests.sandbox_support import ROTATOR
 
 pytestmark = pytest.mark.slow
 

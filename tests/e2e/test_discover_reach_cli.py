@@ -7,34 +7,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gitlab as python_gitlab
-import pytest
 
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import aws_client, client_env, config_toml, create_iam_user, gitlab_admin
-from tests.sandbox_support import clear_logs, running_sandbox, unique, writes_in
-
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
-
-
-@pytest.fixture
-def gitlab(sandbox: Sandbox) -> Iterator[Any]:
-    emulator: Any = sandbox.gitlab
-    saved = emulator.settings()
-    yield emulator
-    emulator.configure(**saved)
+from tests.sandbox_support import ROTATOR, clear_logs, unique, writes_in
 
 
 def _discover(sandbox: Sandbox, tmp_path: Path, token: str) -> tuple[int, dict[str, Any]]:

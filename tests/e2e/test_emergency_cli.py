@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from rotator.service.observability import Metrics
 from tests.sandbox_support import (
     every_target_works,
     refuse_key_id_after_its_preflight,
-    running_sandbox,
+    run_rotator,
     seed_one,
     target_pair,
     unique,
@@ -36,15 +35,8 @@ from tests.sandbox_support import (
     variable_put,
 )
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 SECURITY = "#security-incidents"
 STATE_KEY = Fernet.generate_key().decode()  # one for every process of this module: journals stay readable
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)
@@ -55,9 +47,7 @@ def no_faults(sandbox: Sandbox) -> Iterator[None]:
 
 
 def rotator(args: list[str], sandbox: Sandbox, config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ROTATOR, *args, "--config", str(config)],
-                          env=client_env(sandbox.urls(), state_key=STATE_KEY),
-                          capture_output=True, text=True, timeout=180, check=False)
+    return run_rotator(*args, "--config", str(config), env=client_env(sandbox.urls(), state_key=STATE_KEY))
 
 
 def write_config(sandbox: Sandbox, tmp_path: Path, seeds: list[CredentialSeed], **policy: str) -> Path:

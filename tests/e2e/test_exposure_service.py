@@ -26,8 +26,16 @@ from rotator.adapters.db.exposures import SqlExposureLedger
 from rotator.adapters.db.store import SqlStore, upgrade_to_head
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, aws_client, config_toml
-from tests.sandbox_support import every_target_works, running_sandbox, seed_one, target_pair, unique, user_keys
-from tests.service_support import ROTATOR, ServiceProcess, service_env
+from tests.sandbox_support import (
+    ROTATOR,
+    every_target_works,
+    running_sandbox,
+    seed_one,
+    target_pair,
+    unique,
+    user_keys,
+)
+from tests.service_support import ServiceProcess, service_env
 
 pytestmark = pytest.mark.slow
 

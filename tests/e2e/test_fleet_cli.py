@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from rotator.config.settings import parse_settings
 from rotator.sandbox.runner import Sandbox
@@ -28,21 +24,13 @@ from rotator.sandbox.seed import (
     put_pair,
     seed_credentials,
 )
-from tests.sandbox_support import clear_logs, every_target_works, running_sandbox, unique, writes_in
+from tests.sandbox_support import clear_logs, every_target_works, run_rotator, unique, writes_in
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 SECURITY = "#security-incidents"
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
-
-
 def rotator(args: list[str], sandbox: Sandbox) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ROTATOR, *args], env=client_env(sandbox.urls()), capture_output=True, text=True,
-                          timeout=180, check=False)
+    return run_rotator(*args, env=client_env(sandbox.urls()))
 
 
 def fleet(sandbox: Sandbox, tmp_path: Path, count: int) -> tuple[str, list[CredentialSeed], Path]:

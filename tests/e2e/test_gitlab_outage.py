@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,19 +18,12 @@ import pytest
 from rotator.adapters.db.store import SqlStore
 from rotator.domain import CredentialState
 from rotator.sandbox.runner import Sandbox
-from rotator.sandbox.seed import client_env, config_toml
-from tests.outage_support import TcpRelay, free_port
-from tests.sandbox_support import every_target_works, running_sandbox, seed_one, user_keys
-from tests.service_support import ServiceProcess, age_keys
+from rotator.sandbox.seed import CredentialSeed, client_env
+from tests.outage_support import TcpRelay, config_with_timeout, free_port
+from tests.sandbox_support import ROTATOR, every_target_works, seed_one, user_keys
+from tests.service_support import ServiceProcess, age_keys, http_get
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 GITLAB_TIMEOUT = 6.0  # one retry, 2 s after the first refusal; a request gives up within 2 x 6 s
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 @pytest.fixture
@@ -43,14 +33,9 @@ def relay(sandbox: Sandbox) -> Iterator[TcpRelay]:
     relay.close()
 
 
-def _config(sandbox: Sandbox, tmp_path: Path, relay: TcpRelay, seeds: list, **service: str) -> Path:  # type: ignore[type-arg]
-    urls = {**sandbox.urls(), "gitlab_url": relay.url}
-    text = config_toml(urls, seeds, database_url=f"sqlite:///{tmp_path / 'rotator.db'}", extra_service=service)
-    text = text.replace('token_env = "ROTATOR_GITLAB_TOKEN"',
-                        f'token_env = "ROTATOR_GITLAB_TOKEN"\ntimeout = "{GITLAB_TIMEOUT:.0f}s"')
-    path = tmp_path / "rotator.toml"
-    path.write_text(text)
-    return path
+def _config(sandbox: Sandbox, tmp_path: Path, relay: TcpRelay, seeds: list[CredentialSeed], **service: str) -> Path:
+    return config_with_timeout(tmp_path, {**sandbox.urls(), "gitlab_url": relay.url}, seeds,
+                               after='token_env = "ROTATOR_GITLAB_TOKEN"', timeout=f"{GITLAB_TIMEOUT:.0f}s", **service)
 
 
 def test_check_answers_within_the_budget_naming_gitlab(sandbox: Sandbox, tmp_path: Path, relay: TcpRelay) -> None:
@@ -72,14 +57,6 @@ def test_check_answers_within_the_budget_naming_gitlab(sandbox: Sandbox, tmp_pat
     assert "GitLab unreachable (connection refused), retry 1/1 in 2 s" in done.stderr  # each retry logged
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_the_service_names_gitlab_and_retries_within_its_backoff_once_it_is_back(
         sandbox: Sandbox, tmp_path: Path, relay: TcpRelay) -> None:
     seed = seed_one(sandbox)
@@ -98,7 +75,7 @@ def test_the_service_names_gitlab_and_retries_within_its_backoff_once_it_is_back
             return status is not None and status.state is CredentialState.FAILED and status.retry_at is not None
 
         service.wait_for(failed_with_retry, 60, "the credential to fail on GitLab, with a retry time")
-        code, body = _get(f"http://127.0.0.1:{listen}/readyz")
+        code, body = http_get(f"http://127.0.0.1:{listen}/readyz", timeout=5)
         assert code == 503 and "GitLab unreachable" in body and "connection refused" in body
         shown = json.loads(subprocess.run([ROTATOR, "status", "--json", "--config", str(config)], env=env,
                                           text=True, capture_output=True, timeout=60, check=False).stdout)
@@ -118,8 +95,8 @@ def test_the_service_names_gitlab_and_retries_within_its_backoff_once_it_is_back
         print(f"\nrotated {time.monotonic() - back:.1f}s after GitLab came back (backoff 3s doubling, max 6s)")
         assert every_target_works(sandbox, seed) == [] and len(user_keys(sandbox, seed.iam_user)) == 1
         deadline = time.monotonic() + 20
-        while _get(f"http://127.0.0.1:{listen}/readyz")[0] != 200 and time.monotonic() < deadline:
+        while http_get(f"http://127.0.0.1:{listen}/readyz", timeout=5)[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert _get(f"http://127.0.0.1:{listen}/readyz") == (200, "ready\n")
+        assert http_get(f"http://127.0.0.1:{listen}/readyz", timeout=5) == (200, "ready\n")
     finally:
         service.kill()

@@ -6,33 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml, ensure_group, gitlab_admin
-from tests.sandbox_support import clear_logs, running_sandbox, seed_one, unique, user_keys, writes_in
-
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
-
-
-@pytest.fixture
-def gitlab(sandbox: Sandbox) -> Iterator[Any]:
-    """The sandbox's GitLab, its settings put back after the test."""
-    emulator: Any = sandbox.gitlab
-    saved = emulator.settings()
-    yield emulator
-    emulator.configure(**saved)
+from tests.sandbox_support import ROTATOR, clear_logs, seed_one, unique, user_keys, writes_in
 
 
 def _rotate(sandbox: Sandbox, tmp_path: Path, seed: CredentialSeed, *, config_text: str | None = None

@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,17 +16,10 @@ import pytest
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml
 from rotator.sandbox.server import Fault
-from tests.sandbox_support import every_target_works, running_sandbox, user_keys
+from tests.sandbox_support import ROTATOR, every_target_works, user_keys
 from tests.service_support import seed_fleet
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 SECURITY = "#security-incidents"
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

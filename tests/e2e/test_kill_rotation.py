@@ -17,11 +17,9 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,26 +31,19 @@ from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml
 from rotator.sandbox.server import Fault
 from tests.sandbox_support import (
+    ROTATOR,
     every_target_works,
     max_keys_ever,
-    running_sandbox,
     seed_one,
     target_pair,
     unique,
     user_keys,
 )
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 # Steps as printed by `rotate` on stderr ("<credential>  <step> <detail>"); publish appears once per target.
 KILL_POINTS = ["startup", "intent", "create", "verify", "publish#1", "publish#2", "retire", "delete"]
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 @dataclass

@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,17 +28,10 @@ from rotator.adapters.db.store import SqlStore
 from rotator.domain import Phase
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml
-from tests.sandbox_support import every_target_works, running_sandbox, seed_one, unique, user_keys
+from tests.sandbox_support import ROTATOR, every_target_works, seed_one, unique, user_keys
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 STATE_KEY = Fernet.generate_key().decode()
 AWS_READS = ("Get", "List", "Describe", "Lookup")
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import pytest
 
 from rotator.adapters.db.store import SqlStore, make_engine, upgrade_to_head
 from rotator.domain import KeyOwner
-from rotator.sandbox.runner import Sandbox, start_sandbox
+from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import (
     CredentialSeed,
     TargetSeed,
@@ -30,18 +29,10 @@ from rotator.sandbox.seed import (
     stage_attack,
 )
 from rotator.sandbox.server import Fault
+from tests.sandbox_support import ROTATOR, run_rotator
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 SECURITY = "#security-incidents"
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")  # config_toml's audit_regions
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    running = start_sandbox()
-    running.wait_until_healthy()
-    yield running
-    running.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -62,11 +53,9 @@ class Case:
     database_url: str
 
     def run(self, *args: str, config: Path | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        command = [ROTATOR, *args]
         if config is not None or "--config" not in args:
-            command += ["--config", str(config or self.config)]
-        return subprocess.run(command, env=self.env, cwd=cwd or self.tmp, capture_output=True, text=True,
-                              timeout=180, check=False)
+            args = (*args, "--config", str(config or self.config))
+        return run_rotator(*args, env=self.env, cwd=cwd or self.tmp)
 
     def forget_traffic(self) -> None:
         for emulator in (self.sandbox.aws, self.sandbox.gitlab, self.sandbox.slack):

@@ -13,7 +13,6 @@ import json
 import random
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,22 +27,14 @@ from botocore.exceptions import ClientError
 
 from rotator.adapters.db.store import SqlStore, make_engine, upgrade_to_head
 from rotator.domain import KeyOwner, KeyStatus, Phase
-from rotator.sandbox.runner import Sandbox, start_sandbox
+from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml, pair_works, seed_credentials
+from tests.sandbox_support import ROTATOR, run_rotator
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 SECURITY = "#security-incidents"
 HOME = "123456789012"  # moto's default account: the ambient credentials'
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{HOME}:root"}}]})
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    running = start_sandbox()
-    running.wait_until_healthy()
-    yield running
-    running.stop()
-
 
 @pytest.fixture(autouse=True)
 def _clean(sandbox: Sandbox) -> Iterator[None]:
@@ -105,8 +96,7 @@ class Attack:
     tmp: Path
 
     def run(self, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([ROTATOR, *args, "--config", str(config or self.config)], env=self.env, cwd=self.tmp,
-                              capture_output=True, text=True, timeout=240, check=False)
+        return run_rotator(*args, "--config", str(config or self.config), env=self.env, cwd=self.tmp, timeout=240)
 
     def store(self) -> SqlStore:
         return SqlStore(make_engine(self.database_url))

@@ -5,34 +5,24 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 from cryptography.fernet import Fernet
 
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, aws_client, client_env, config_toml
 from tests.sandbox_support import (
+    ROTATOR,
     clear_logs,
     every_target_works,
-    running_sandbox,
+    run_rotator,
     seed_one,
     target_pair,
     user_keys,
     writes_in,
 )
-
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 def _config(sandbox: Sandbox, tmp_path: Path, seeds: list[CredentialSeed], **policy: str) -> Path:
@@ -43,7 +33,7 @@ def _config(sandbox: Sandbox, tmp_path: Path, seeds: list[CredentialSeed], **pol
 
 
 def _rotator(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ROTATOR, *args], env=env, text=True, capture_output=True, timeout=120, check=False)
+    return run_rotator(*args, env=env, timeout=120)
 
 
 def test_dry_run_prints_the_plan_and_makes_zero_write_calls(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -18,27 +18,20 @@ from rotator.adapters.db.store import SqlStore, upgrade_to_head
 from rotator.domain import CredentialState, Phase
 from rotator.leases import lease_name
 from rotator.sandbox.runner import Sandbox
+from tests.sandbox_support import ROTATOR
 from tests.service_support import (
-    ROTATOR,
     ServiceProcess,
     create_access_key_calls,
     gitlab_key_id,
     key_created,
     key_ids,
     own_database,
-    running_sandbox,
     seed_fleet,
     service_config,
     service_env,
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 @pytest.fixture

@@ -6,12 +6,7 @@ an outcome, and once Slack is back the owners receive what was kept, in order. A
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,41 +16,25 @@ from rotator.adapters.db.store import SqlStore
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import CredentialSeed, client_env, config_toml
 from rotator.sandbox.slack import SlackSandbox
-from tests.outage_support import free_port
-from tests.sandbox_support import every_target_works, running_sandbox, seed_one, user_keys
-from tests.service_support import ServiceProcess, age_keys
+from tests.outage_support import config_with_timeout, free_port
+from tests.sandbox_support import every_target_works, run_rotator, seed_one, user_keys
+from tests.service_support import ServiceProcess, age_keys, http_get
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 SLACK_TIMEOUT = "3s"  # one retry, 2 s after the first refusal: a closed Slack costs a process about 2 s
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 def _config(sandbox: Sandbox, tmp_path: Path, seeds: list[CredentialSeed], *, slack_port: int,
             **service: str) -> Path:
     urls = {**sandbox.urls(), "slack_api_url": f"http://127.0.0.1:{slack_port}/api/"}
-    text = config_toml(urls, seeds, database_url=f"sqlite:///{tmp_path / 'rotator.db'}", extra_service=service)
-    text = text.replace('security_channel = "#security-incidents"',
-                        f'security_channel = "#security-incidents"\ntimeout = "{SLACK_TIMEOUT}"')
-    path = tmp_path / "rotator.toml"
-    path.write_text(text)
-    return path
-
-
-def _rotator(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ROTATOR, *args], env=env, cwd=cwd, text=True, capture_output=True, timeout=180,
-                          check=False)
+    return config_with_timeout(tmp_path, urls, seeds, after='security_channel = "#security-incidents"',
+                               timeout=SLACK_TIMEOUT, **service)
 
 
 def test_revoke_with_slack_closed_contains_reports_audits_and_exits_3(sandbox: Sandbox, tmp_path: Path) -> None:
     seed = seed_one(sandbox)
     config = _config(sandbox, tmp_path, [seed], slack_port=free_port())
     env = client_env(sandbox.urls())
-    done = _rotator("revoke", "--key", seed.key_id, "--reason", "leaked", "--json", "--output",
+    done = run_rotator("revoke", "--key", seed.key_id, "--reason", "leaked", "--json", "--output",
                     str(tmp_path / "report"), "--config", str(config), env=env)
     assert done.returncode == 3, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
@@ -70,7 +49,7 @@ def test_revoke_with_slack_closed_contains_reports_audits_and_exits_3(sandbox: S
     written = sorted(p.name for p in (tmp_path / "report").iterdir())
     assert any(name.endswith(".md") for name in written) and any(name.endswith(".json") for name in written)
     # `rotator incidents` lists it, open
-    listed = _rotator("incidents", "--json", "--config", str(config), env=env)
+    listed = run_rotator("incidents", "--json", "--config", str(config), env=env)
     assert listed.returncode == 0, listed.stderr
     [incident] = json.loads(listed.stdout)["incidents"]
     assert incident["key_id"] == seed.key_id and incident["open"] is True
@@ -80,7 +59,7 @@ def test_revoke_with_slack_closed_contains_reports_audits_and_exits_3(sandbox: S
 def test_rotate_with_slack_closed_rotates_says_so_and_exits_0(sandbox: Sandbox, tmp_path: Path) -> None:
     seed = seed_one(sandbox)
     config = _config(sandbox, tmp_path, [seed], slack_port=free_port())
-    done = _rotator("rotate", seed.name, "--force", "--config", str(config), env=client_env(sandbox.urls()))
+    done = run_rotator("rotate", seed.name, "--force", "--config", str(config), env=client_env(sandbox.urls()))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "rotated" in done.stdout and "owners could not be told" in done.stdout.replace("\n", " ")
@@ -91,7 +70,7 @@ def test_rotate_with_slack_closed_rotates_says_so_and_exits_0(sandbox: Sandbox, 
 def test_check_with_slack_closed_prints_every_probe_and_exits_1(sandbox: Sandbox, tmp_path: Path) -> None:
     seed = seed_one(sandbox)
     config = _config(sandbox, tmp_path, [seed], slack_port=free_port())
-    done = _rotator("check", "--config", str(config), env=client_env(sandbox.urls()))
+    done = run_rotator("check", "--config", str(config), env=client_env(sandbox.urls()))
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     names = [line.split(": ", 1)[0][2:] for line in lines]
@@ -117,20 +96,12 @@ def test_check_names_a_missing_or_malformed_state_key(sandbox: Sandbox, tmp_path
         del env["ROTATOR_STATE_KEY"]
     else:
         env["ROTATOR_STATE_KEY"] = value
-    done = _rotator("check", "--config", str(config), env=env)
+    done = run_rotator("check", "--config", str(config), env=env)
     assert done.returncode == 1, done.stdout + done.stderr
     [line] = [line for line in done.stdout.splitlines() if line[2:].startswith("state key")]
     assert line.startswith("✘") and expected in line
     others = [line for line in done.stdout.splitlines() if not line[2:].startswith("state key")]
     assert others and all(line.startswith("✔") for line in others)  # the rest was still checked
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_the_service_rotates_with_slack_closed_and_delivers_once_slack_is_back(sandbox: Sandbox,
@@ -140,7 +111,7 @@ def test_the_service_rotates_with_slack_closed_and_delivers_once_slack_is_back(s
     slack_port, listen = free_port(), free_port()
     config = _config(sandbox, tmp_path, [seed], slack_port=slack_port, tick="1s", listen=f"127.0.0.1:{listen}")
     env = client_env(sandbox.urls())
-    assert _rotator("db", "upgrade", "--config", str(config), env=env).returncode == 0
+    assert run_rotator("db", "upgrade", "--config", str(config), env=env).returncode == 0
     store = SqlStore.from_url(f"sqlite:///{tmp_path / 'rotator.db'}")
     service = ServiceProcess(config, env, log_path=tmp_path / "run.log")
     back: SlackSandbox | None = None
@@ -152,9 +123,9 @@ def test_the_service_rotates_with_slack_closed_and_delivers_once_slack_is_back(s
         service.wait_for(rotated, 60, "the rotation")
         service.wait_for(lambda: store.queued_count() >= 1, 30, "the owners' message to be kept")
         assert every_target_works(sandbox, seed) == []
-        status, body = _get(f"http://127.0.0.1:{listen}/readyz")
+        status, body = http_get(f"http://127.0.0.1:{listen}/readyz", timeout=5)
         assert status == 503 and "Slack unreachable" in body
-        metrics = _get(f"http://127.0.0.1:{listen}/metrics")[1]
+        metrics = http_get(f"http://127.0.0.1:{listen}/metrics", timeout=5)[1]
         failed = [line for line in metrics.splitlines()
                   if line.startswith('rotator_notifications_failed_total{reason="unreachable"}')]
         assert failed and float(failed[0].split()[-1]) >= 1
@@ -172,9 +143,9 @@ def test_the_service_rotates_with_slack_closed_and_delivers_once_slack_is_back(s
         assert [m["text"].split("\n", 1)[0] for m in received[:len(kept)]] == kept  # oldest first
         assert any(m["channel"] == "#team-payments" and f"{seed.name} rotated" in m["text"] for m in received)
         deadline = time.monotonic() + 30
-        while _get(f"http://127.0.0.1:{listen}/readyz")[0] != 200 and time.monotonic() < deadline:
+        while http_get(f"http://127.0.0.1:{listen}/readyz", timeout=5)[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert _get(f"http://127.0.0.1:{listen}/readyz") == (200, "ready\n")
+        assert http_get(f"http://127.0.0.1:{listen}/readyz", timeout=5) == (200, "ready\n")
     finally:
         service.kill()
         if back is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -15,23 +14,14 @@ from botocore.credentials import RefreshableCredentials
 
 from rotator.adapters.aws import AssumedRoleProvider, AwsSessions
 from rotator.sandbox.runner import Sandbox
-from rotator.sandbox.seed import client_env
-from tests.sandbox_support import running_sandbox, unique
+from tests.sandbox_support import unique
 
 TRUST = ('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", '
          '"Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}')
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in client_env(sandbox.urls(), base={}).items():
-        monkeypatch.setenv(name, value)
+# Every test talks to the sandbox through os.environ, as rotator does in a deployment.
+pytestmark = pytest.mark.usefixtures("sandbox_env")
 
 
 def role_in_new_account(sandbox: Sandbox) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from rotator.sandbox.aws import AwsSandbox, start_aws
+from rotator.sandbox.aws import AwsSandbox
 from rotator.sandbox.server import Fault
 from tests.integration.aws_support import (
     DEFAULT_ACCOUNT,
@@ -29,13 +29,6 @@ from tests.integration.aws_support import (
     lookup_all,
     new_user_with_key,
 )
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[AwsSandbox]:
-    sandbox = start_aws()
-    yield sandbox
-    sandbox.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -10,13 +10,12 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from rotator.sandbox.aws import AwsSandbox, start_aws
+from rotator.sandbox.aws import AwsSandbox
 from rotator.sandbox.aws.identities import MintedSession, Principal
 from tests.integration.aws_support import (
     DEFAULT_ACCOUNT,
@@ -29,13 +28,6 @@ from tests.integration.aws_support import (
 
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT_ACCOUNT}:root"}}]})
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[AwsSandbox]:
-    sandbox = start_aws()
-    yield sandbox
-    sandbox.stop()
 
 
 @pytest.fixture(scope="module")

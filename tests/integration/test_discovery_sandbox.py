@@ -9,7 +9,6 @@ holds, an old key. Every case must be reported, and the emulators' request logs 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,15 +25,12 @@ from rotator.domain import ScopeKind
 from rotator.inventory.discover import DiscoveryReport, discover
 from rotator.inventory.report import as_json, emit_config, summary_line, text_sections
 from rotator.sandbox.runner import Sandbox
-from rotator.sandbox.seed import aws_client, client_env, create_iam_user, ensure_group, ensure_project, gitlab_admin
+from rotator.sandbox.seed import aws_client, create_iam_user, ensure_group, ensure_project, gitlab_admin
 from rotator.wiring.root import Root
-from tests.sandbox_support import clear_logs, running_sandbox, unique, writes_in
+from tests.sandbox_support import clear_logs, unique, writes_in
 
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
+# Every test talks to the sandbox through os.environ, as rotator does in a deployment.
+pytestmark = pytest.mark.usefixtures("sandbox_env")
 
 
 @dataclass
@@ -100,12 +96,6 @@ def seed_world(sandbox: Sandbox) -> World:
 @pytest.fixture(scope="module")
 def world(sandbox: Sandbox) -> World:
     return seed_world(sandbox)
-
-
-@pytest.fixture(autouse=True)
-def _env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in client_env(sandbox.urls(), base={}).items():
-        monkeypatch.setenv(name, value)
 
 
 def run(world: World, sandbox: Sandbox, *, per_page: int = 100) -> tuple[DiscoveryReport, Root]:

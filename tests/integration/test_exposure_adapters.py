@@ -17,7 +17,7 @@ from rotator.adapters.db.exposures import SqlExposureLedger
 from rotator.adapters.db.store import make_engine, upgrade_to_head
 from rotator.adapters.sqs import SqsQueue, queue_region
 from rotator.incident.events import ExposureRecord, Outcome, QuarantineState
-from rotator.sandbox.aws import AwsSandbox, start_aws
+from rotator.sandbox.aws import AwsSandbox
 from rotator.sandbox.seed import aws_client
 
 T0 = datetime(2026, 12, 4, 6, 30, tzinfo=UTC)
@@ -68,13 +68,6 @@ def test_saving_again_updates_everything_but_when_it_was_first_seen(ledger: SqlE
 
 
 # --- SQS through the sandbox's AWS front ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[AwsSandbox]:
-    sandbox = start_aws()
-    yield sandbox
-    sandbox.stop()
 
 
 def queues(aws: AwsSandbox, max_receive_count: int = 2) -> tuple[Any, str, str]:

@@ -17,24 +17,16 @@ from rotator.leases import new_holder
 from rotator.rotation.fleet import exposed_to, select_credentials
 from rotator.rotation.results import Outcome
 from rotator.sandbox.runner import Sandbox
-from rotator.sandbox.seed import CredentialSeed, TargetSeed, aws_client, client_env, config_toml, seed_credentials
+from rotator.sandbox.seed import CredentialSeed, TargetSeed, aws_client, config_toml, seed_credentials
 from rotator.sandbox.server import Fault
 from rotator.wiring.root import Root
-from tests.sandbox_support import every_target_works, running_sandbox, unique, user_keys
+from tests.sandbox_support import every_target_works, unique, user_keys
 
 SECURITY = "#security-incidents"
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
-
-
 @pytest.fixture(autouse=True)
-def _env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in client_env(sandbox.urls(), base={}).items():
-        monkeypatch.setenv(name, value)
+def _env(sandbox: Sandbox, sandbox_env: dict[str, str]) -> Iterator[None]:
     yield
     for emulator in (sandbox.aws, sandbox.gitlab, sandbox.slack):
         emulator.faults.clear()  # type: ignore[attr-defined]

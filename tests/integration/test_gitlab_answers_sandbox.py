@@ -9,7 +9,7 @@ naming the variable, and never counts the target as published.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,23 +23,15 @@ from rotator.ports import CiVariables
 from rotator.rotation.engine import Rotator
 from rotator.rotation.results import Outcome
 from rotator.sandbox.runner import Sandbox
-from rotator.sandbox.seed import client_env, config_toml, ensure_group, gitlab_admin
+from rotator.sandbox.seed import config_toml, ensure_group, gitlab_admin
 from rotator.wiring.root import Root
-from tests.sandbox_support import running_sandbox, seed_one, user_keys
+from tests.sandbox_support import seed_one, user_keys
 
 STAGING_KEY = "AKIASTAGINGSTAGING00"
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in client_env(sandbox.urls(), base={}).items():
-        monkeypatch.setenv(name, value)
+# Every test talks to the sandbox through os.environ, as rotator does in a deployment.
+pytestmark = pytest.mark.usefixtures("sandbox_env")
 
 
 class ColleagueDeletesFirst:

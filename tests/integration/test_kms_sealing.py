@@ -3,22 +3,13 @@ sandbox front over moto's KMS."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import boto3
 import pytest
 
 from rotator.adapters.sealing import FernetSealer, KmsSealer
 from rotator.domain import Secret
 from rotator.errors import StateKeyError
-from rotator.sandbox.aws import AwsSandbox, start_aws
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[AwsSandbox]:
-    sandbox = start_aws()
-    yield sandbox
-    sandbox.stop()
+from rotator.sandbox.aws import AwsSandbox
 
 
 def test_kms_envelope_round_trip_never_stores_the_plaintext(aws: AwsSandbox) -> None:

@@ -5,7 +5,6 @@ emulator has no policy simulator."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -16,19 +15,13 @@ from rotator.errors import AwsError, AwsNotFound
 from rotator.inventory.least_privilege import Need, boundary_gaps
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import aws_client
-from tests.sandbox_support import running_sandbox, seed_one, unique
+from tests.sandbox_support import seed_one, unique
 
 PATTERN = "arn:aws:iam::*:policy/ci-boundary/*"
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                              "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]})
 BOUNDARY_DOCUMENT = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Sid": "Artifacts", "Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::artifacts/*"}]})
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 def reads(sandbox: Sandbox) -> BotoPrivilegeReads:

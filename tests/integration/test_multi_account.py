@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,9 @@ from rotator.leases import new_holder
 from rotator.rotation.batch import rotate_many
 from rotator.rotation.results import Outcome
 from rotator.sandbox.runner import Sandbox
-from rotator.sandbox.seed import TargetSeed, client_env, gitlab_admin, pair_works, put_pair
+from rotator.sandbox.seed import TargetSeed, gitlab_admin, pair_works, put_pair
 from rotator.wiring.root import Root
-from tests.sandbox_support import running_sandbox, unique
+from tests.sandbox_support import unique
 
 EXTERNAL_ID = "external-id-for-a1"
 TRUST = ('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", '
@@ -42,12 +41,6 @@ class Account:
     key_id: str
     secret: str
     project: str
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 def account_client(sandbox: Sandbox, account_id: str, service: str) -> Any:
@@ -100,9 +93,7 @@ def config_for(sandbox: Sandbox, accounts: list[Account], tmp_path: Path) -> str
 
 
 @pytest.fixture(autouse=True)
-def _env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in client_env(sandbox.urls(), base={}).items():
-        monkeypatch.setenv(name, value)
+def _env(sandbox_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROTATOR_A1_EXTERNAL_ID", EXTERNAL_ID)
 
 

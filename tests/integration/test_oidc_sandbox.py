@@ -8,28 +8,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import gitlab
-import pytest
 
 from rotator.sandbox.runner import Sandbox
 from rotator.sandbox.seed import aws_client, client_env, config_toml
-from tests.sandbox_support import running_sandbox, seed_one, target_pair, user_keys
+from tests.sandbox_support import ROTATOR, seed_one, target_pair, user_keys
 
-ROTATOR = str(Path(sys.executable).with_name("rotator"))
 POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject",
                                                               "Resource": "arn:aws:s3:::artifacts/*"}]})
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -23,19 +23,12 @@ from rotator.domain import Journal, KeyOwner, Phase
 from rotator.errors import AwsThrottled, StoreError
 from rotator.incident.audit.run import run_audit
 from rotator.incident.containment import SESSION_DENY_POLICY, StepStatus, contain
-from rotator.sandbox.aws import AwsSandbox, start_aws
+from rotator.sandbox.aws import AwsSandbox
 from rotator.sandbox.server import Fault
 from rotator.wiring.containment import ContainmentWiring
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 QUICK = Backoff(base=0.02, cap=0.05, max_throttled=3, max_transient=1)
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[AwsSandbox]:
-    sandbox = start_aws()
-    yield sandbox
-    sandbox.stop()
 
 
 @pytest.fixture(autouse=True)

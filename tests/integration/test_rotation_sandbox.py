@@ -18,14 +18,13 @@ from rotator.leases import new_holder
 from rotator.rotation.batch import rotate_many
 from rotator.rotation.results import Outcome, RotationResult
 from rotator.sandbox.runner import Sandbox
-from rotator.sandbox.seed import CredentialSeed, TargetSeed, client_env, config_toml
+from rotator.sandbox.seed import CredentialSeed, TargetSeed, config_toml
 from rotator.sandbox.server import Fault
 from rotator.wiring.root import Root
 from tests.sandbox_support import (
     every_target_works,
     max_keys_ever,
     refuse_key_id_after_its_preflight,
-    running_sandbox,
     seed_one,
     target_pair,
     unique,
@@ -33,16 +32,8 @@ from tests.sandbox_support import (
 )
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
-
-
 @pytest.fixture(autouse=True)
-def _clean(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in client_env(sandbox.urls(), base={}).items():
-        monkeypatch.setenv(name, value)
+def _clean(sandbox: Sandbox, sandbox_env: dict[str, str]) -> Iterator[None]:
     yield
     gitlab = sandbox.gitlab
     for faults in (sandbox.aws.faults, gitlab.faults, sandbox.slack.faults):  # type: ignore[attr-defined]

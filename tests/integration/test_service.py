@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -30,10 +28,10 @@ from tests.service_support import (
     create_access_key_calls,
     drop_database,
     gitlab_key_id,
+    http_get,
     key_created,
     key_ids,
     own_database,
-    running_sandbox,
     seed_fleet,
     service_config,
     service_env,
@@ -41,12 +39,6 @@ from tests.service_support import (
 
 METRIC_NAMES = {"rotator_key_age_seconds", "rotator_rotations", "rotator_step_duration_seconds",
                 "rotator_credentials", "rotator_last_tick_timestamp_seconds", "rotator_incidents"}
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox() as running:
-        yield running
 
 
 @pytest.fixture
@@ -76,14 +68,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def aws_calls(sandbox: Sandbox) -> int:
@@ -304,12 +288,12 @@ def test_metrics_parse_and_carry_every_metric(tmp_path: Path, sandbox: Sandbox, 
     try:
         wait_until(lambda: bool(ticks), 30, "the first tick")
         url = service.url or ""
-        assert get(f"{url}/healthz") == (200, "ok\n")
-        assert get(f"{url}/readyz") == (200, "ready\n")
+        assert http_get(f"{url}/healthz") == (200, "ok\n")
+        assert http_get(f"{url}/readyz") == (200, "ready\n")
         service.root.store.save_incident(Incident(
             incident_id=str(uuid.uuid4()), key_id=seeded[0].key_id, account="default", user_name=None,
             actor="test", reason="test", t0=datetime.now(UTC)))
-        status, body = get(f"{url}/metrics")
+        status, body = http_get(f"{url}/metrics")
     finally:
         service.stop()
     assert status == 200
@@ -343,12 +327,12 @@ def test_readyz_fails_when_the_database_is_gone(tmp_path: Path, sandbox: Sandbox
     try:
         wait_until(lambda: "tick" in ticks, 30, "the first tick")
         url = service.url or ""
-        assert get(f"{url}/readyz")[0] == 200
+        assert http_get(f"{url}/readyz")[0] == 200
         drop_database(throwaway_pg_url)
-        status, body = get(f"{url}/readyz")
+        status, body = http_get(f"{url}/readyz")
         assert status == 503
         assert "database unreachable" in body
-        assert get(f"{url}/healthz")[0] == 200  # alive, just not ready
-        assert get(f"{url}/metrics")[0] == 200  # still serves what the process knows
+        assert http_get(f"{url}/healthz")[0] == 200  # alive, just not ready
+        assert http_get(f"{url}/metrics")[0] == 200  # still serves what the process knows
     finally:
         service.stop()

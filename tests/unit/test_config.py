@@ -495,6 +495,21 @@ def test_the_example_file_documents_every_key() -> None:
     assert not re.search(r"^#? ?[a-z_]*(token|secret|password|key) = ", text, flags=re.MULTILINE)
 
 
+def _verdicts_of_both_loaders(path: Path) -> list[bool]:
+    """Whether `revoke`'s early stdlib loader, then the full one, accept the file."""
+    from rotator.config.early import load_containment_settings
+
+    verdicts = []
+    for load in (lambda: load_containment_settings(str(path)), lambda: load_settings(str(path), partial=True)):
+        try:
+            load()
+        except ConfigError:
+            verdicts.append(False)
+        else:
+            verdicts.append(True)
+    return verdicts
+
+
 @pytest.mark.parametrize("field, value, accepted", [
     ("region", "us-gov-west-1", True), ("region", "cn-north-1", True), ("region", "us-east", False),
     ("role_arn", "arn:aws-cn:iam::111122223333:role/ci/rotator", True),
@@ -505,23 +520,13 @@ def test_both_loaders_accept_and_refuse_the_same_aws_values(tmp_path: Path, fiel
                                                             accepted: bool) -> None:
     """`revoke` reads [aws] with the early stdlib loader before containment, everything else reads it with the
     full one: a file that one accepts, the other must accept too."""
-    from rotator.config.early import load_containment_settings
-
     if field == "region":
         text = f'[aws]\nregion = "{value}"\n'
     else:
         text = f'[aws]\n[[aws.accounts]]\nname = "prod"\nrole_arn = "{value}"\n'
     path = tmp_path / "rotator.toml"
     path.write_text(text)
-    verdicts = []
-    for load in (lambda: load_containment_settings(str(path)), lambda: load_settings(str(path), partial=True)):
-        try:
-            load()
-        except ConfigError:
-            verdicts.append(False)
-        else:
-            verdicts.append(True)
-    assert verdicts == [accepted, accepted]
+    assert _verdicts_of_both_loaders(path) == [accepted, accepted]
 
 
 @pytest.mark.parametrize("text, accepted", [
@@ -531,19 +536,9 @@ def test_both_loaders_accept_and_refuse_the_same_aws_values(tmp_path: Path, fiel
     ('[revoke]\nconsistency_margin = 3\n', False),
 ])
 def test_both_loaders_accept_and_refuse_the_same_revoke_values(tmp_path: Path, text: str, accepted: bool) -> None:
-    from rotator.config.early import load_containment_settings
-
     path = tmp_path / "rotator.toml"
     path.write_text(text)
-    verdicts = []
-    for load in (lambda: load_containment_settings(str(path)), lambda: load_settings(str(path), partial=True)):
-        try:
-            load()
-        except ConfigError:
-            verdicts.append(False)
-        else:
-            verdicts.append(True)
-    assert verdicts == [accepted, accepted]
+    assert _verdicts_of_both_loaders(path) == [accepted, accepted]
 
 
 @pytest.mark.parametrize("body, problem", [

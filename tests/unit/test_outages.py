@@ -25,6 +25,14 @@ def _outbox(notifier: FakeNotifier, store: FakeIncidentStore, failures: list[Sla
     return OutboxNotifier(notifier, lambda: store, FakeClock(T0), holder="unit-test", on_failed=failures.append)
 
 
+def _post_while_slack_is_down(outbox: OutboxNotifier, notifier: FakeNotifier, *titles: str) -> None:
+    """Slack stops answering; each title is posted and refused to the caller (and kept by the outbox)."""
+    notifier.unreachable = True
+    for title in titles:
+        with pytest.raises(SlackUnavailable):
+            outbox.post("#team-a", title, [])
+
+
 # --- the outbox ------------------------------------------------------------------------------------------
 
 
@@ -41,10 +49,7 @@ def test_a_message_slack_does_not_answer_for_is_kept_and_the_caller_told_so() ->
 def test_after_one_failure_later_messages_queue_without_trying_slack_again() -> None:
     notifier, store, failures = FakeNotifier(), FakeIncidentStore(), []
     outbox = _outbox(notifier, store, failures)
-    notifier.unreachable = True
-    for title in ("first", "second", "third"):
-        with pytest.raises(SlackUnavailable):
-            outbox.post("#team-a", title, [])
+    _post_while_slack_is_down(outbox, notifier, "first", "second", "third")
     assert notifier.attempts == 1  # every try costs the whole retry budget: one per process while down
     assert [m.title for m in store.queued_notifications()] == ["first", "second", "third"]
 
@@ -52,10 +57,7 @@ def test_after_one_failure_later_messages_queue_without_trying_slack_again() -> 
 def test_kept_messages_are_delivered_oldest_first_once_slack_answers() -> None:
     notifier, store, failures = FakeNotifier(), FakeIncidentStore(), []
     outbox = _outbox(notifier, store, failures)
-    notifier.unreachable = True
-    for title in ("first", "second"):
-        with pytest.raises(SlackUnavailable):
-            outbox.post("#team-a", title, [])
+    _post_while_slack_is_down(outbox, notifier, "first", "second")
     notifier.unreachable = False
     delivery = outbox.send_queued()
     assert (delivery.delivered, delivery.waiting, delivery.error) == (2, 0, None)
@@ -79,10 +81,7 @@ def test_a_new_message_waits_behind_kept_ones_so_owners_read_them_in_order() -> 
 def test_delivery_stops_at_the_first_message_slack_still_does_not_take() -> None:
     notifier, store, failures = FakeNotifier(), FakeIncidentStore(), []
     outbox = _outbox(notifier, store, failures)
-    notifier.unreachable = True
-    for title in ("first", "second"):
-        with pytest.raises(SlackUnavailable):
-            outbox.post("#team-a", title, [])
+    _post_while_slack_is_down(outbox, notifier, "first", "second")
     delivery = outbox.send_queued()
     assert delivery.delivered == 0 and delivery.waiting == 2 and delivery.error
     assert [m.attempts for m in store.queued_notifications()] == [1, 0]
