@@ -159,7 +159,7 @@ def _refused(exc: SlackApiError, what: str, hint: str) -> SlackError:
     error = response.get("error", "unknown_error") if response is not None else "unknown_error"
     if isinstance(status, int) and (status in TRANSIENT_STATUS or status == 429):
         return SlackUnavailable(f"{what}: Slack answered {status} ({error})",
-                                hint="Slack is failing; the message is kept and sent again when Slack answers")
+                                hint="Slack is failing: check status.slack.com, then try again")
     return SlackError(f"{what}: {error}", hint=hint)
 
 

@@ -143,5 +143,7 @@ class OutboxNotifier:
                                     hint=cause.hint)
         log.warning("Slack did not answer: message kept for later", channel=message.channel, title=message.title,
                     error=str(cause))
-        return SlackUnavailable(f"{cause.message}; the message to {message.channel} is kept and sent when Slack "
-                                "answers again", hint=cause.hint or "nothing to do: it is sent once Slack answers")
+        return SlackUnavailable(f"{cause.message}; the message to {message.channel} is kept in the database and "
+                                "sent once Slack answers, by `rotator run` (every tick) or the next command that "
+                                "posts", hint="nothing to do while `rotator run` is running; otherwise run any "
+                                "command that posts once Slack is back")

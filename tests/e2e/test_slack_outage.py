@@ -42,7 +42,7 @@ def test_revoke_with_slack_closed_contains_reports_audits_and_exits_3(sandbox: S
     steps = {s["name"]: s for s in answer["steps"]}
     assert answer["contained"] is True and user_keys(sandbox, seed.iam_user)[seed.key_id] == "Inactive"
     assert steps["notify"]["status"] == "failed" and "cannot reach Slack" in steps["notify"]["detail"]
-    assert "kept and sent when Slack answers again" in steps["notify"]["detail"]
+    assert "kept in the database and sent once Slack answers, by `rotator run`" in steps["notify"]["detail"]
     # Nothing failed; the minutes before T0 wait for the follow-up audit (CloudTrail delivers late).
     assert steps["audit"]["status"] == "done" and answer["audit"]["coverage"]["failed"] is False
     assert steps["record"]["status"] == "done"

@@ -40,7 +40,7 @@ def test_a_message_slack_does_not_answer_for_is_kept_and_the_caller_told_so() ->
     notifier, store, failures = FakeNotifier(), FakeIncidentStore(), []
     outbox = _outbox(notifier, store, failures)
     notifier.unreachable = True
-    with pytest.raises(SlackUnavailable, match="kept and sent when Slack answers again"):
+    with pytest.raises(SlackUnavailable, match="kept in the database and sent once Slack answers, by `rotator run`"):
         outbox.post("#team-a", "first", ["one"])
     assert [(m.channel, m.title, m.lines) for m in store.queued_notifications()] == [("#team-a", "first", ("one",))]
     assert len(failures) == 1 and isinstance(failures[0], SlackUnavailable)
