@@ -98,7 +98,10 @@ def summary_line(report: DiscoveryReport) -> str:
     if report.limited is not None:
         coverage = "INCOMPLETE (the walk was limited to memberships: see Problems)"
     elif report.complete:
-        coverage = "complete"
+        # A regular user's walk is complete for what the token can be given, not for the instance.
+        everything = report.reach is None or report.reach.everything
+        coverage = "complete" if everything else "complete within that reach (the instance's other groups, " \
+            "projects and variables need an administrator's token)"
     else:
         coverage = "INCOMPLETE (see hidden variables / unreadable scopes)"
     reach = report.reach

@@ -307,6 +307,16 @@ def test_an_admin_token_with_admin_access_walks_everything_and_the_instance() ->
     assert "every group and project, and the instance variables" in summary_line(report)
 
 
+def test_an_administrators_complete_walk_is_complete_without_qualification() -> None:
+    inventory = FakeInventory({(GROUP, "a"): [var("AWS_ACCESS_KEY_ID", K1.key_id),
+                                              var("AWS_SECRET_ACCESS_KEY", "s", hidden=True)]})
+    inventory.variables_by_scope[(ScopeKind.INSTANCE, None)] = []
+    _, directory, iams = world()
+    report = run(inventory, directory, iams)
+    assert report.complete, report.problems
+    assert summary_line(report).endswith("coverage complete")
+
+
 def test_a_member_token_reading_all_it_can_read_has_complete_coverage() -> None:
     # Nested groups a ⊃ a/b: the user owns a/b only; GitLab would also list the ancestor a for a member, whose
     # variables it cannot read. The walk asks for what it can read, so nothing unreadable is listed.
@@ -320,7 +330,8 @@ def test_a_member_token_reading_all_it_can_read_has_complete_coverage() -> None:
     assert inventory.walks == [False] and inventory.calls == ["GET group a/b", "GET project a/b/app"]
     assert report.complete and not report.unreadable and not report.problems
     assert "the groups where ci-bot is Owner and the projects where ci-bot is Maintainer" in summary_line(report)
-    assert summary_line(report).endswith("coverage complete")
+    assert summary_line(report).endswith("coverage complete within that reach (the instance's other groups, "
+                                         "projects and variables need an administrator's token)")
 
 
 @pytest.mark.parametrize(("version", "flagged"), [("16.8.1-ee", True), ("16.9.0-ee", False)])
