@@ -16,6 +16,7 @@ import structlog
 
 from rotator.domain import CredentialSpec, CredentialState
 from rotator.errors import LeaseLost, RotatorError
+from rotator.incident.events import QUARANTINE
 from rotator.incident.events import Outcome as ExposureOutcome
 from rotator.incident.exposure import ExposureResult
 from rotator.leases import holding, lease_name
@@ -98,10 +99,21 @@ class TickContext:
     exposures: Callable[[], Sequence[ExposureResult]] | None = None
 
 
+def _check_exposures(ctx: TickContext) -> tuple[ExposureResult, ...]:
+    """The quarantine check never costs the tick its rotations: a failure there (the store's ledger, a party)
+    is one failed result, and the next tick looks again."""
+    assert ctx.exposures is not None
+    try:
+        return tuple(ctx.exposures())
+    except RotatorError as exc:
+        log.error("the quarantine check failed; rotations go on", error=str(exc))
+        return (ExposureResult(None, ExposureOutcome.FAILED, "-", f"quarantine check: {exc}", source=QUARANTINE),)
+
+
 def run_tick(ctx: TickContext) -> TickSummary:
     started = ctx.clock.now()
     began = time.monotonic()
-    exposures = tuple(ctx.exposures()) if ctx.exposures is not None and not ctx.stop_requested() else ()
+    exposures = _check_exposures(ctx) if ctx.exposures is not None and not ctx.stop_requested() else ()
     by_name: Mapping[str, CredentialSpec] = {spec.name: spec for spec in ctx.specs}
     due = select_due(ctx.queries.due_candidates(started), {n: s.policy for n, s in by_name.items()}, started,
                      ctx.pauses)

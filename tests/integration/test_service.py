@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
 
 from rotator.adapters.db.store import SqlStore, upgrade_to_head
 from rotator.config.settings import Settings, load_settings
 from rotator.domain import CredentialState, Incident, Phase
+from rotator.incident.events import Outcome as ExposureOutcome
 from rotator.leases import lease_name
 from rotator.rotation.results import Outcome
 from rotator.sandbox.runner import Sandbox
@@ -103,6 +105,25 @@ def test_a_tick_rotates_what_is_due_then_an_idle_tick_calls_nobody(
     assert second.due == () and second.results == ()
     assert aws_calls(sandbox) == aws_before
     assert len(sandbox.gitlab.log.entries()) == gitlab_before  # type: ignore[attr-defined]
+    service.stop()
+
+
+def test_a_failing_quarantine_check_costs_the_tick_none_of_its_rotations(
+        tmp_path: Path, sandbox: Sandbox, environment: dict[str, str], sqlite_url: str) -> None:
+    seeded = seed_fleet(sandbox, 1, prefix=prefix())
+    path = tmp_path / "rotator.toml"
+    path.write_text(service_config(sandbox, seeded, database_url=sqlite_url) + "\n[events]\nquarantine_check = true\n")
+    upgrade_to_head(sqlite_url)
+    engine = sqlalchemy.create_engine(sqlite_url)
+    with engine.begin() as connection:  # the quarantine ledger's table is gone: every read of it fails
+        connection.execute(sqlalchemy.text("DROP TABLE exposure_reports"))
+    engine.dispose()
+    service = Service(load_settings(str(path)))
+    service.prepare()
+    summary = service.tick_once()
+    assert {r.credential: r.outcome for r in summary.results} == {seeded[0].name: Outcome.ROTATED}
+    [failed] = summary.exposures
+    assert failed.outcome is ExposureOutcome.FAILED and failed.detail.startswith("quarantine check: ")
     service.stop()
 
 
