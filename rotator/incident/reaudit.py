@@ -7,7 +7,8 @@ before what the last audit could trust (the key and every session found so far, 
 cuts every principal newly found (rotator.incident.sessions), flags any session minted at or after the
 verified deactivation (IAM is eventually consistent), adds to the incident's Slack thread and report, and
 closes the incident once an audit has covered T0 plus the delivery delay and no follow-up is left (a lookup
-that failed is retried; a named gap, such as an account rotator cannot reach, is reported every time).
+that failed, the listing of enabled regions included, is retried; a named gap, such as an account rotator
+cannot reach, and a session not cut are reported every time, and the closing line names each one left).
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ class _Reaudit:
         schedule = self.ports.schedule
         # Lookups that failed (throttled, unavailable) may work next time: the incident stays open for them. A
         # named gap (an account rotator cannot reach, the 90-day horizon) stays one however often it is retried:
-        # it is reported, and does not keep the incident open.
+        # it is reported, does not keep the incident open, and is named again when the incident closes.
         covered = (report is not None and not report.failed_lookups and not report.retriable
                    and not report.pending)
         if self.by_hand and incident.follow_up_at is not None and incident.follow_up_at > now:
