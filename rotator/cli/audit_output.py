@@ -55,7 +55,7 @@ def print_reaudit(outcome: ReauditOutcome, *, as_json: bool) -> None:
             "closed": outcome.closed, "busy": outcome.busy,
             "follow_up_at": iso_seconds(incident.follow_up_at) if incident.follow_up_at else None,
             "added": [cut.as_dict() for cut in outcome.added], "sessions": [cut.as_dict() for cut in outcome.cuts],
-            "not_cut": [cut.line() for cut in outcome.cuts if cut.open_gap],
+            "not_cut": outcome.not_cut, "gaps_left": outcome.remaining_gaps,
             "late": [{"key_id": s.key_id, "found_by": s.found_by} for s in outcome.late],
             "lines": outcome.lines(), "problems": outcome.problems,
             "audit": report_json(outcome.report) if outcome.report is not None else None})

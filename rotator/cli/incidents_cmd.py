@@ -34,7 +34,9 @@ def incident_row(incident: Incident) -> dict[str, Any]:
 @handle_errors
 def incidents(limit: int, config_path: str | None, as_json: bool) -> None:
     """List the compromised-key incidents (`rotator revoke`) in the database: open ones first, then the
-    newest first. Each: id, key, principal, status, T0 (when the key was verified Inactive), actor.
+    newest first. Each: id, key, principal, status, T0 (sessions issued before it are
+    denied; the verified deactivation plus [revoke] consistency_margin, for a temporary key the moment
+    its deny was written; a re-run on a key keeps its earlier incident's T0), actor.
     Reads only the database (no call to AWS, GitLab or Slack), but validates the whole config, as `rotate`
     does. The full report of one is in its `rotator revoke --output` files.
 

@@ -111,8 +111,11 @@ def revoke(key_id: str, reason: str, replace_key: bool, no_audit: bool, dry_run:
 
 
 def _say_interrupted(containment: Containment, signal: str, when: str) -> None:
-    state = "planned (dry run)" if containment.dry_run else "contained (Inactive, verified)"
-    click.echo(f"rotator: interrupted by {signal} {when}: {containment.key_id} is {state}; run the same "
+    from rotator.incident.report import headline
+
+    # The report's own words: a temporary key's session is cut, never "Inactive"; a dry run changed nothing.
+    state = headline(containment, containment.cuts, verified=True)
+    click.echo(f"rotator: interrupted by {signal} {when}: {state}; run the same "
                "`rotator revoke` again to finish notify, replace and audit", err=True)
 
 

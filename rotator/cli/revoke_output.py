@@ -59,7 +59,8 @@ def print_outcome(outcome: IncidentOutcome, *, actor: str, reason: str, as_json:
         print_json(document)
         return
     console = Console(file=sys.stdout, highlight=False, width=max(Console().width, 120))
-    console.print(f"[bold]{escape(headline(outcome.containment, outcome.cuts))}[/]"
+    unattributed = outcome.audit.unattributed if outcome.audit is not None else ()
+    console.print(f"[bold]{escape(headline(outcome.containment, outcome.cuts, unattributed))}[/]"
                   + (f"  (incident {outcome.incident_id})" if outcome.incident_id else ""))
     table = Table(title_justify="left", show_lines=False)
     for column in ("step", "outcome", "detail"):
@@ -69,7 +70,7 @@ def print_outcome(outcome: IncidentOutcome, *, actor: str, reason: str, as_json:
                       escape(step.detail))
     console.print(table)
     console.print("[bold]sessions:[/]")
-    for line in session_lines(outcome.containment, outcome.cuts):
+    for line in session_lines(outcome.containment, outcome.cuts, outcome.audit):
         # soft_wrap: each line stays one line, as in the report and the Slack thread.
         console.print(escape(f"  {line}"), soft_wrap=True)
     if outcome.audit is not None:
@@ -84,7 +85,9 @@ def print_outcome(outcome: IncidentOutcome, *, actor: str, reason: str, as_json:
         console.print(escape(f"report: {path}"))
     if outcome.exit_code:
         gaps = len(outcome.open_gaps)
-        why = f"sessions of {gaps} principal(s) are NOT cut (listed above)" if gaps else "a follow-up step failed"
+        why = (f"sessions of {gaps} principal(s) are NOT cut (listed above)" if gaps else
+               f"{len(unattributed)} session(s) of unknown principal are NOT cut (see the audit's coverage)"
+               if unattributed else "a follow-up step failed")
         Console(stderr=True).print(f"[red]contained, but {why}: exit 3[/]")
 
 

@@ -373,7 +373,8 @@ def _contain_temporary(result: Containment, ports: ContainmentPorts, role: str |
     if cut.status not in (CutStatus.DENIED, CutStatus.ALREADY, CutStatus.PLANNED):
         raise NotContained(f"could not cut the session of temporary key {key_id}: {cut.reason}", result.tried,
                            hint=f"run: {cut.command}" if cut.command else "see the reason above")
-    result.contained = cut.cut or result.dry_run
+    # A dry run wrote no deny: nothing is contained, whatever the plan says.
+    result.contained = cut.cut and not result.dry_run
     result.contained_at = None if result.dry_run else ports.clock.now()
     if identity.minted_by:
         # Cutting this session does not stop whoever holds the key that minted it from minting another.

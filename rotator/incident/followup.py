@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from rotator.domain import CredentialSpec, Event, Incident, Journal, KeyOwner, KeyStatus, Phase
-from rotator.errors import AwsError, ExitCode, RotatorError
+from rotator.errors import AwsError, ExitCode, RotatorError, SlackUnavailable
 from rotator.incident.audit.report import slack_lines
 from rotator.incident.audit.run import DELIVERY_DELAY, AuditReport
 from rotator.incident.containment import Containment, KeyIdentity, Step, StepStatus, iso_seconds
@@ -124,6 +124,7 @@ class _State:
     follow_up_at: datetime | None = None
     closed_at: datetime | None = None
     audit_error: RotatorError | None = None
+    kept: bool = False  # Slack did not take the containment message at once: it waits in the outbox
 
 
 class IncidentFollowUp:
@@ -396,13 +397,19 @@ class IncidentFollowUp:
         channel = self.state.thread_channel
         title = f"rotator: {'revoke re-run: ' if rerun else ''}{headline(self.containment)}"
         lines = slack_containment_lines(self.containment, self.steps, self.ports.actor, self.options.reason,
-                                        self.state.incident_id)
+                                        self.state.incident_id, audit=self.options.audit,
+                                        replace=self.options.replace)
         posted, failed = [], []
         # A re-run adds to the incident's thread; the owners heard about the incident the first time.
         for destination in dict.fromkeys([channel] if rerun else [channel, *owners]):
             try:
                 ts = notifier.post(destination, title, lines, severity="critical",
                                    thread=self.state.thread if destination == channel else None)
+            except SlackUnavailable as exc:
+                failed.append(f"{destination}: {exc}")
+                # Kept for later (the outbox): the replies follow it to the channel, with no thread to join.
+                self.state.kept = self.state.kept or destination == channel
+                continue
             except RotatorError as exc:
                 failed.append(f"{destination}: {exc}")
                 continue
@@ -417,8 +424,10 @@ class IncidentFollowUp:
                       + (" (in the incident's existing thread)" if rerun else ""))
 
     def _reply(self, name: str, title: str, lines: list[str], severity: str) -> None:
-        if self.containment.dry_run or self.state.thread is None or self.state.thread_channel is None:
+        if self.containment.dry_run or self.state.thread_channel is None:
             return
+        if self.state.thread is None and not self.state.kept:
+            return  # the containment message was never posted: there is nothing to follow
         try:
             notifier = self.ports.notifier()
             if notifier is not None:
@@ -473,6 +482,12 @@ class IncidentFollowUp:
         if self.state.audit_error is not None:
             self._add("audit", StepStatus.FAILED, f"coverage incomplete: {self.state.audit_error}")
             self._reply_sessions()
+            self._reply("notify audit", f"rotator: CloudTrail audit of {self.containment.key_id}: FAILED",
+                        [f"the audit failed: {self.state.audit_error}",
+                         "the sessions posted above are only those found before it failed; others may be unfound "
+                         "and NOT cut",
+                         f"the service re-audits the open incident; now: rotator audit --incident "
+                         f"{self.state.incident_id}"], "warning")
             return
         report = self.audit_report
         assert report is not None
@@ -498,8 +513,12 @@ class IncidentFollowUp:
 
     def _reply_sessions(self) -> None:
         cuts = self.state.cuts
-        self._reply("notify sessions", sessions_title(self.containment.key_id, cuts),
-                    session_lines(self.containment, cuts), "warning" if any(c.open_gap for c in cuts) else "ok")
+        report = self.audit_report
+        unknown = report.unattributed if report is not None else ()
+        title = sessions_title(self.containment.key_id, cuts) + (
+            f"; {len(unknown)} session(s) of unknown principal NOT cut" if unknown else "")
+        self._reply("notify sessions", title, session_lines(self.containment, cuts, report),
+                    "warning" if unknown or any(c.open_gap for c in cuts) else "ok")
 
     def _remember_minted(self, report: AuditReport) -> None:
         """Sessions the key minted for its own user are that user's: remembered, `revoke --key ASIA…` can

@@ -7,7 +7,8 @@ before what the last audit could trust (the key and every session found so far, 
 cuts every principal newly found (rotator.incident.sessions), flags any session minted at or after the
 verified deactivation (IAM is eventually consistent), adds to the incident's Slack thread and report, and
 closes the incident once an audit has covered T0 plus the delivery delay and no follow-up is left (a lookup
-that failed is retried; a named gap, such as an account rotator cannot reach, is reported every time).
+that failed, the listing of enabled regions included, is retried; a named gap, such as an account rotator
+cannot reach, and a session not cut are reported every time, and the closing line names each one left).
 """
 
 from __future__ import annotations
@@ -80,21 +81,66 @@ class ReauditOutcome:
                   or bool(self.problems))
         return ExitCode.CONTAINED_FOLLOW_UP_FAILED if failed else ExitCode.OK
 
+    @property
+    def not_cut(self) -> list[str]:
+        """Every session found and not (provably) cut: principals whose deny failed, sessions nobody can name."""
+        unknown = list(self.report.unattributed_lines) if self.report is not None else []
+        return [cut.line() for cut in self.cuts if cut.open_gap] + unknown
+
+    @property
+    def remaining_gaps(self) -> list[str]:
+        """What the last audit could not cover, each named (the sessions of unknown principal are in not_cut)."""
+        if self.report is None:
+            return []
+        unknown = set(self.report.unattributed_lines)
+        return [gap for gap in self.report.gaps if gap not in unknown]
+
     def lines(self) -> list[str]:
         """What the thread and the report get: the additions, the flags, the coverage, what happens next."""
-        lines = [cut.line() for cut in self.added] or ["no session found since the last audit"]
-        lines += [f"session {s.key_id} ({s.found_by}) was minted after the key was verified Inactive at "
-                  f"{iso_seconds(self.incident.contained_at) if self.incident.contained_at else '?'}: IAM is "
-                  "eventually consistent; it is listed above with the deny that covers it" for s in self.late]
+        if self.busy:
+            return list(self.problems)  # nothing ran: there is nothing else to say
+        lines = [cut.line() for cut in self.added]
+        if self.report is None:
+            lines.append("the audit failed, so this follow-up covered nothing: sessions minted since the last audit "
+                         "may be unfound" + (" (the principals above were found before it failed)" if lines else ""))
+        elif not lines:
+            lines.append("no session found since the last audit")
+        lines += [self._late_line(s) for s in self.late]
+        lines += self.problems
         if self.report is not None:
             lines += [self.report.verdict, *coverage_lines(self.report)]
         if self.closed:
-            lines.append(f"incident {self.incident.incident_id} closed: an audit has covered T0 plus the delivery "
-                         "delay")
+            lines.append(self._closed_line())
         elif self.incident.follow_up_at is not None:
             lines.append(f"incident {self.incident.incident_id} stays open: next follow-up at "
                          f"{iso_seconds(self.incident.follow_up_at)}")
         return lines
+
+    def _late_line(self, session: FoundSession) -> str:
+        when = iso_seconds(self.incident.contained_at) if self.incident.contained_at else "?"
+        head = (f"session {session.key_id} ({session.found_by}) was minted after the key was verified Inactive at "
+                f"{when}: IAM is eventually consistent; ")
+        cut = next((c for c in self.cuts if session.key_id in c.sessions), None)
+        before = parse_iso(cut.denies_before) if cut is not None and cut.cut else None
+        if cut is None or before is None or session.minted_at is None or session.minted_at >= before:
+            return head + "it is NOT cut: no deny read back covers a session minted then" + (
+                f" ({cut.line()})" if cut is not None else "")
+        where = ("it is listed above with the deny that covers it" if cut in self.added else
+                 f"the deny on {cut.principal.describe()} (sessions issued before {cut.denies_before}, read back) "
+                 "covers it")
+        return head + where
+
+    def _closed_line(self) -> str:
+        incident_id = self.incident.incident_id
+        gaps, not_cut = self.remaining_gaps, self.not_cut
+        if not gaps and not not_cut:
+            return f"incident {incident_id} closed: an audit has covered T0 plus the delivery delay"
+        # Retrying cannot fill these (an account rotator cannot reach, a principal it may not change): the
+        # incident closes with each of them named, for a human.
+        left = [f"NOT covered: {gap}" for gap in gaps] + [f"NOT cut: {line}" for line in not_cut]
+        return (f"incident {incident_id} closed with {len(left)} gap(s) rotator cannot fill by retrying: the "
+                "scheduled follow-ups are over and an audit has covered T0 plus the delivery delay everywhere "
+                "else; left for a human: " + "; ".join(left))
 
 
 def due_incidents(store: IncidentStore, now: datetime) -> list[Incident]:
@@ -163,8 +209,9 @@ class _Reaudit:
         schedule = self.ports.schedule
         # Lookups that failed (throttled, unavailable) may work next time: the incident stays open for them. A
         # named gap (an account rotator cannot reach, the 90-day horizon) stays one however often it is retried:
-        # it is reported, and does not keep the incident open.
-        covered = report is not None and not report.failed_lookups and not report.pending
+        # it is reported, does not keep the incident open, and is named again when the incident closes.
+        covered = (report is not None and not report.failed_lookups and not report.retriable
+                   and not report.pending)
         if self.by_hand and incident.follow_up_at is not None and incident.follow_up_at > now:
             upcoming: datetime | None = incident.follow_up_at  # a run by hand never skips a scheduled one
         else:
@@ -215,7 +262,8 @@ class _Reaudit:
         document = report_document(incident)
         document["sessions"] = [cut.as_dict() for cut in cuts]
         document["session_lines"] = [cut.line() for cut in cuts]
-        document["not_cut"] = [cut.line() for cut in cuts if cut.open_gap]
+        document["not_cut"] = outcome.not_cut
+        document["gaps_left"] = outcome.remaining_gaps
         document["follow_ups"] = steps["follow_ups"]
         document["closed_at"] = iso_seconds(incident.closed_at) if incident.closed_at else None
         document["follow_up_at"] = iso_seconds(incident.follow_up_at) if incident.follow_up_at else None
@@ -226,7 +274,8 @@ class _Reaudit:
             document["audit"] = report_json(outcome.report)
         status = incident.status
         if incident.closed_at is not None and not status.startswith("closed"):
-            status = "closed" + (", sessions NOT cut" if any(cut.open_gap for cut in cuts) else "")
+            status = "closed" + (", sessions NOT cut" if outcome.not_cut else "") + (
+                ", coverage incomplete" if outcome.remaining_gaps else "")
         saved = replace(incident, steps=steps, report_markdown=markdown, status=status,
                         report_json=json.dumps(document, sort_keys=True, default=str))
         try:

@@ -49,24 +49,33 @@ class IncidentView:
         return [cut for cut in self.cuts if cut.open_gap]
 
     @property
+    def unattributed(self) -> tuple[str, ...]:
+        return self.audit.unattributed if self.audit is not None else ()
+
+    @property
     def contained(self) -> bool:
         """The key is Inactive (or its session cut) and every session found is cut."""
-        return self.containment.contained and not self.open_gaps
+        return self.containment.contained and not self.open_gaps and not self.unattributed
 
 
-def headline(containment: Containment, cuts: Sequence[SessionCut] = ()) -> str:
+def headline(containment: Containment, cuts: Sequence[SessionCut] = (), unattributed: Sequence[str] = (), *,
+             verified: bool = False) -> str:
+    """One line on the state of the key. ``unattributed``: sessions found whose principal is unknown (never
+    cut). ``verified``: name how an AKIA key's state was checked (ListAccessKeys read it back Inactive)."""
     key = containment.key_id
     if containment.dry_run:
         return f"dry run for {key}: nothing was changed"
     if not containment.contained:
         return f"{key} is NOT contained"
     gaps = [cut for cut in cuts if cut.open_gap]
-    if gaps:
+    if gaps or unattributed:
         what = "its session is cut" if containment.temporary else "it is Inactive"
-        return f"{key}: {what}, but sessions of {len(gaps)} principal(s) are NOT cut"
+        missing = ([f"sessions of {len(gaps)} principal(s)"] if gaps else []) + (
+            [f"{len(unattributed)} session(s) of unknown principal"] if unattributed else [])
+        return f"{key}: {what}, but {' and '.join(missing)} are NOT cut"
     if containment.temporary:
         return f"the session of temporary key {key} is cut"
-    return f"{key} is contained (Inactive)"
+    return f"{key} is contained (Inactive, verified)" if verified else f"{key} is contained (Inactive)"
 
 
 def identity_lines(containment: Containment, actor: str, reason: str, incident_id: str | None) -> list[str]:
@@ -108,15 +117,28 @@ def upstream_lines(containment: Containment) -> list[str]:
             f"`rotator audit --key {containment.key_id}` once CloudTrail has delivered, then revoke it"]
 
 
-def session_lines(containment: Containment, cuts: Sequence[SessionCut]) -> list[str]:
-    return [cut.line() for cut in cuts] + upstream_lines(containment)
+def session_lines(containment: Containment, cuts: Sequence[SessionCut], audit: AuditReport | None = None) -> list[str]:
+    """One line per principal, then each session whose principal is unknown (NOT cut), then the upstream key."""
+    unattributed = list(audit.unattributed_lines) if audit is not None else []
+    return [cut.line() for cut in cuts] + unattributed + upstream_lines(containment)
 
 
 def slack_containment_lines(containment: Containment, steps: Sequence[Step], actor: str, reason: str,
-                            incident_id: str | None) -> list[str]:
+                            incident_id: str | None, *, audit: bool = False, replace: bool = False) -> list[str]:
+    """``audit``/``replace``: that step runs after this message, and posts its outcome to the channel."""
     lines = identity_lines(containment, actor, reason, incident_id)
     lines += [f"{step.name}: {STATUS_MARK[step.status]}: {step.detail}" for step in steps]
-    lines.append("the sessions the key's sessions reached, and the CloudTrail audit, follow in this thread")
+    follows = (["the sessions the key's sessions reached", "the CloudTrail audit (or why it failed)"] if audit
+               else []) + (["the replacement of the key in GitLab"] if replace else [])
+    if follows:
+        # A message Slack did not take at once is kept and sent later, with no thread to reply in: then the
+        # replies are sent to the channel on their own, after it.
+        lines.append(f"to follow in this thread (in the channel, if Slack did not take this message at once): "
+                     f"{'; '.join(follows)}")
+    elif not containment.dry_run:
+        run = f"rotator audit --incident {incident_id}" if incident_id else f"rotator audit --key {containment.key_id}"
+        lines.append(f"nothing follows in this thread from this run (--no-audit): `{run}` searches CloudTrail for "
+                     "the sessions the key minted")
     return lines
 
 
@@ -128,12 +150,12 @@ def sessions_title(key_id: str, cuts: Sequence[SessionCut]) -> str:
 
 def render_incident_markdown(view: IncidentView) -> str:
     containment = view.containment
-    lines = [f"# Incident: {headline(containment, view.cuts)}", ""]
+    lines = [f"# Incident: {headline(containment, view.cuts, view.unattributed)}", ""]
     lines += [f"- {line}" for line in identity_lines(containment, view.actor, view.reason, view.incident_id)]
     lines += ["", "## Steps", "", "| step | outcome | detail |", "|---|---|---|"]
     lines += [f"| {s.name} | {STATUS_MARK[s.status]} | {s.detail.replace('|', '/')} |" for s in view.steps]
     lines += ["", SESSIONS_HEADING, ""]
-    lines += [f"- {line}" for line in session_lines(containment, view.cuts)] or ["- (none)"]
+    lines += [f"- {line}" for line in session_lines(containment, view.cuts, view.audit)] or ["- (none)"]
     if view.follow_up_at is not None:
         lines += ["", FOLLOW_UPS_HEADING, "",
                   f"- scheduled: {iso_seconds(view.follow_up_at)} (the incident stays open until an audit has covered "
@@ -168,8 +190,8 @@ def incident_json(view: IncidentView) -> dict[str, Any]:
         "key_created_at": iso_seconds(containment.key_created_at) if containment.key_created_at else None,
         "steps": [step.as_dict() for step in view.steps],
         "sessions": [cut.as_dict() for cut in view.cuts],
-        "session_lines": session_lines(containment, view.cuts),
-        "not_cut": [cut.line() for cut in view.open_gaps],
+        "session_lines": session_lines(containment, view.cuts, view.audit),
+        "not_cut": [cut.line() for cut in view.open_gaps] + list(view.audit.unattributed_lines if view.audit else ()),
         "follow_up_at": iso_seconds(view.follow_up_at) if view.follow_up_at else None,
         "tried": list(containment.tried),
         "audit": None if view.audit is None else report_json(view.audit),

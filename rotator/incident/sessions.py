@@ -240,7 +240,8 @@ def _read_back(ports: CutPorts, iam: IncidentIam, written: SessionCut) -> Sessio
         except AwsError as exc:
             problem = _short(exc.message)
             break
-        if seen is not None and (parse_iso(seen) or written.t0) >= written.t0:
+        moment = parse_iso(seen)
+        if seen is not None and moment is not None and moment >= written.t0:
             return replace(written, status=CutStatus.DENIED, denies_before=seen, command="")
         if attempt + 1 < READ_BACK_ATTEMPTS:
             ports.sleep(1.0)

@@ -71,15 +71,41 @@ def session_deny_document(t0: datetime) -> str:
 
 
 def t0_of_document(document: str) -> str | None:
-    """The T0 of a session-deny policy rotator wrote earlier, as written (ISO 8601, seconds, UTC)."""
+    """The T0 of a session-deny policy rotator wrote earlier, as written (ISO 8601, seconds, UTC); None unless a
+    statement with rotator's Sid denies every action on every resource to sessions issued before a readable
+    time, and nothing else narrows it. A statement that only carries the Sid (edited by hand: Allow, one
+    action, another condition) cuts nothing, so it must never be taken for a deny."""
     try:
         statements = json.loads(document).get("Statement", [])
         for statement in statements if isinstance(statements, list) else [statements]:
             if statement.get("Sid") == SESSION_DENY_SID:
-                return str(statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"])
-    except (ValueError, KeyError, TypeError, AttributeError):
+                return _denied_before(statement)
+    except (ValueError, TypeError, AttributeError):
         return None
     return None
+
+
+def _everything(value: object) -> bool:
+    return value in ("*", ["*"])
+
+
+def _denied_before(statement: dict[str, object]) -> str | None:
+    """The TokenIssueTime of a statement shaped exactly like session_deny_document's, else None."""
+    if set(statement) - {"Sid", "Effect", "Action", "Resource", "Condition"}:
+        return None  # Principal, NotAction, NotResource: not the statement rotator writes
+    if statement.get("Effect") != "Deny" or not _everything(statement.get("Action")) or not _everything(
+            statement.get("Resource")):
+        return None
+    condition = statement.get("Condition")
+    if not isinstance(condition, dict) or set(condition) != {"DateLessThan"}:
+        return None  # another condition operator would narrow the deny
+    before = condition["DateLessThan"]
+    if not isinstance(before, dict) or set(before) != {"aws:TokenIssueTime"}:
+        return None
+    value = before["aws:TokenIssueTime"]
+    if not isinstance(value, str) or parse_iso(value) is None:
+        return None  # a time IAM cannot compare denies nothing rotator can vouch for
+    return value
 
 
 def iso_seconds(moment: datetime) -> str:

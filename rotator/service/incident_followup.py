@@ -43,6 +43,6 @@ def follow_up_due_incidents(root: Root, holder: str, *,
         log.info("incident followed up", incident=after.incident_id, key=after.key_id, busy=outcome.busy,
                  added=len(outcome.added), closed=outcome.closed,
                  next=after.follow_up_at.isoformat() if after.follow_up_at else None,
-                 not_cut=sum(1 for cut in outcome.cuts if cut.open_gap))
+                 not_cut=len(outcome.not_cut), gaps_left=len(outcome.remaining_gaps))
         outcomes.append(outcome)
     return outcomes

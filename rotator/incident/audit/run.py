@@ -88,6 +88,9 @@ class AuditReport:
     events: tuple[TrailEvent, ...]
     summary: Summary
     gaps: tuple[str, ...] = ()  # what could not be covered, besides failed region lookups
+    # The gaps above that come from a lookup that failed (listing the enabled regions) and may work next time.
+    retriable: tuple[str, ...] = ()
+    cutting: bool = False  # each session found was handed over to be cut (a playbook's audit, not a read-only one)
     account_id: str | None = None
     delivery_delay: timedelta = DELIVERY_DELAY
     now: datetime | None = None  # when the audit ran (default: end)
@@ -126,6 +129,16 @@ class AuditReport:
         return tuple(s for s in (k.session for k in self.keys) if s is not None)
 
     @property
+    def unattributed(self) -> tuple[str, ...]:
+        """Session keys found minted whose principal the records do not name: none of them is cut."""
+        return tuple(k.key_id for k in self.keys if self.cutting and k.parent is not None and k.principal is None)
+
+    @property
+    def unattributed_lines(self) -> tuple[str, ...]:
+        return tuple(unattributed_gap(k.key_id, k.minted_by or "?") for k in self.keys
+                     if self.cutting and k.parent is not None and k.principal is None)
+
+    @property
     def pending_note(self) -> str:
         when = f"the follow-up at {_iso(self.follow_up_at)}" if self.follow_up_at else (
             f"a re-run after {_iso((self.cover_until or self.end) + self.delivery_delay)}")
@@ -142,6 +155,12 @@ class AuditReport:
                  "no suspicious activity found")
         scope = f"{found} in {len(self.regions)} region(s) over the audited window"
         return f"{scope}; {self.pending_note}" if self.pending else f"{scope} (management events)"
+
+
+def unattributed_gap(key_id: str, origin: str) -> str:
+    """The coverage gap of a session whose principal is unknown: it is audited, but no deny covers it."""
+    return (f"session {key_id} ({origin}): principal unknown (the record names no role or user it acts as), NOT "
+            f"cut: find the role it belongs to and run `rotator revoke --key {key_id} --role NAME`")
 
 
 def _iso(moment: datetime | None) -> str:
@@ -173,7 +192,7 @@ def key_window(now: datetime, *, key_created_at: datetime | None, temporary: boo
 
 
 def resolve_regions(trail: CloudTrail, configured: Sequence[str] | None, gaps: list[str],
-                    account_id: str | None = None) -> tuple[str, ...]:
+                    account_id: str | None = None, retriable: list[str] | None = None) -> tuple[str, ...]:
     """The configured audit regions, else every enabled region; us-east-1 always (IAM and STS events)."""
     if configured:
         regions = list(configured)
@@ -182,8 +201,11 @@ def resolve_regions(trail: CloudTrail, configured: Sequence[str] | None, gaps: l
             regions = trail.enabled_regions()
         except AwsError as exc:
             where = f" of account {account_id}" if account_id else ""
-            gaps.append(f"could not list the enabled regions{where} ({exc.message}); only {GLOBAL_EVENTS_REGION} "
-                        "was audited there: set [aws] audit_regions to name them")
+            gap = (f"could not list the enabled regions{where} ({exc.message}); only {GLOBAL_EVENTS_REGION} was "
+                   "audited there: set [aws] audit_regions to name them")
+            gaps.append(gap)
+            if retriable is not None:
+                retriable.append(gap)
             regions = []
     return tuple(dict.fromkeys([GLOBAL_EVENTS_REGION, *regions]))
 
@@ -225,6 +247,7 @@ class _Fanout:
     events: dict[str, TrailEvent] = field(default_factory=dict)
     coverage: list[RegionCoverage] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)
+    retriable: list[str] = field(default_factory=list)
     regions: dict[str, tuple[str, ...]] = field(default_factory=dict)  # account id ("" = audited) → regions
     pending: set[Future[tuple[RegionCoverage, list[TrailEvent]]]] = field(default_factory=set)
 
@@ -235,7 +258,8 @@ class _Fanout:
 
     def _regions_of(self, trail: CloudTrail, account: str) -> tuple[str, ...]:
         if account not in self.regions:
-            self.regions[account] = resolve_regions(trail, self.configured_regions, self.gaps, account or None)
+            self.regions[account] = resolve_regions(trail, self.configured_regions, self.gaps, account or None,
+                                                    self.retriable)
         return self.regions[account]
 
     def follow(self, key: AuditedKey) -> None:
@@ -282,6 +306,9 @@ class _Fanout:
         session = key.session
         if session is not None and self.on_session is not None:
             self.on_session(session)  # first: cutting it must not wait for its own lookups to be set up
+        if principal is None and self.on_session is not None:
+            # No deny can be put on a principal nobody can name: the session stays usable, and says so.
+            self.gaps.append(unattributed_gap(minted, origin))
         if len(self.keys) >= self.max_keys:
             self.keys[minted] = key
             self.gaps.append(f"{minted} ({origin}) not followed: more than {self.max_keys} keys minted")
@@ -323,11 +350,13 @@ def run_audit(trail: CloudTrail, key_id: str, *, start: datetime, end: datetime,
                     f"{_iso(start)} → {_iso(earliest)} was not audited. Look there in the trail's S3 bucket (e.g. "
                     "with Athena) or a CloudTrail Lake event data store, if one was logging then")
         start = earliest
-    chosen = resolve_regions(trail, regions, gaps, account_id)
+    retriable: list[str] = []
+    chosen = resolve_regions(trail, regions, gaps, account_id, retriable)
     with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, 2 * len(chosen) * (1 + len(seeds))),
                             thread_name_prefix="audit") as pool:
         fanout = _Fanout(trail, regions, end, account_id, trail_for or (lambda _: None), max_keys, pool, on_region,
-                         on_session, name_account or (lambda _: None), gaps=gaps, regions={"": chosen})
+                         on_session, name_account or (lambda _: None), gaps=gaps, retriable=retriable,
+                         regions={"": chosen})
         fanout.follow(AuditedKey(key_id, start, account_id=account_id, principal=principal))
         for seed in seeds:
             if seed.key_id not in fanout.keys:
@@ -345,6 +374,7 @@ def run_audit(trail: CloudTrail, key_id: str, *, start: datetime, end: datetime,
         key_id=key_id, start=start, end=end, regions=all_regions, keys=tuple(fanout.keys.values()),
         coverage=coverage, events=events,
         summary=summarize(events, known_cidrs=known_cidrs, usual_regions=usual_regions),
-        gaps=tuple(fanout.gaps), account_id=account_id, delivery_delay=delivery_delay, now=now,
+        gaps=tuple(fanout.gaps), retriable=tuple(fanout.retriable), account_id=account_id,
+        delivery_delay=delivery_delay, now=now, cutting=on_session is not None,
         cover_until=cover_until, follow_up_at=follow_up_at,
     )
