@@ -141,6 +141,12 @@ def login_profile(iam: IncidentIam, user: str, disable_console: bool, dry_run: b
         if dry_run:
             return Step("console login", StepStatus.PLANNED, f"{since}: delete it (--disable-console)")
         iam.delete_login_profile(user)
+        still = iam.login_profile_created(user)  # read back: "deleted" is said only of what IAM no longer has
     except AwsError as exc:
         return Step("console login", StepStatus.FAILED, f"user {user}: {exc}")
-    return Step("console login", StepStatus.DONE, f"{since}: deleted (--disable-console)")
+    if still is not None:
+        return Step("console login", StepStatus.FAILED,
+                    f"{since}: DeleteLoginProfile answered, but GetLoginProfile still finds it: check with "
+                    f"`aws iam get-login-profile --user-name {user}` and delete it by hand")
+    return Step("console login", StepStatus.DONE,
+                f"{since}: deleted (--disable-console; GetLoginProfile finds none)")

@@ -24,6 +24,7 @@ class FakeIncidentIam(FakeIam):
         self.user_policies: dict[tuple[str, str], str] = {}
         self.role_policies: dict[tuple[str, str], str] = {}
         self.login_profiles: dict[str, datetime] = {}
+        self.login_profiles_that_stay: set[str] = set()  # DeleteLoginProfile answers, yet the profile remains
         self.managed_policies: dict[str, set[str]] = {}  # policy ARN → users it is attached to
         self.ignore_deactivate = False  # an UpdateAccessKey that AWS accepts but that never takes effect
         self.roles: dict[str, str] = {}  # role name → path
@@ -88,7 +89,8 @@ class FakeIncidentIam(FakeIam):
 
     def delete_login_profile(self, user_name: str) -> None:
         self._call("DeleteLoginProfile")
-        self.login_profiles.pop(user_name, None)
+        if user_name not in self.login_profiles_that_stay:
+            self.login_profiles.pop(user_name, None)
 
     def users_with_policy(self, policy_arn: str) -> list[str]:
         self._call("ListEntitiesForPolicy")

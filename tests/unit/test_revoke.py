@@ -202,8 +202,20 @@ def test_console_password_is_reported_and_deleted_only_when_asked() -> None:
     world.iam.login_profiles["ci-payments"] = T0
     assert step(world.contain(), "console login") is StepStatus.ATTENTION
     assert "ci-payments" in world.iam.login_profiles
-    assert step(world.contain(disable_console=True), "console login") is StepStatus.DONE
+    deleted = world.contain(disable_console=True)
+    assert step(deleted, "console login") is StepStatus.DONE
     assert "ci-payments" not in world.iam.login_profiles
+    assert next(s.detail for s in deleted.steps if s.name == "console login").endswith(
+        "deleted (--disable-console; GetLoginProfile finds none)")
+
+
+def test_a_console_password_still_there_after_its_deletion_is_a_failed_step() -> None:
+    world = incident_world()
+    world.iam.login_profiles["ci-payments"] = T0
+    world.iam.login_profiles_that_stay.add("ci-payments")
+    result = world.contain(disable_console=True)
+    assert step(result, "console login") is StepStatus.FAILED
+    assert "GetLoginProfile still finds it" in next(s.detail for s in result.steps if s.name == "console login")
 
 
 def test_dry_run_changes_nothing() -> None:
