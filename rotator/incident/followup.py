@@ -233,8 +233,12 @@ class IncidentFollowUp:
             for journal in journals:
                 self._retire_replaced(journal)
         else:
+            held = [c for c in credentials if any(lease.name == lease_name(c) for lease in self.state.leases)]
+            missed = [c for c in credentials if c not in held]
             self._add("preempt", StepStatus.NOTHING, "no rotation of this key was in flight"
-                      + (f"; holding credential {credentials[0]}'s lease until done" if credentials else ""))
+                      + (f"; holding the lease of credential {', '.join(held)} until done" if held else "")
+                      + (f"; could not take the lease of credential {', '.join(missed)}: a rotation may start "
+                         "there meanwhile" if missed else ""))
 
     def _retire_replaced(self, journal: Journal) -> None:
         """The compromised key is the one this rotation published, and the key it replaced is still in its grace
@@ -302,6 +306,19 @@ class IncidentFollowUp:
                     self._supersede(store, journal.rotation_id, journal.credential)
         except RotatorError as exc:
             self._add("preempt", StepStatus.FAILED, f"re-checking superseded rotations: {exc}")
+
+    def _keep_leases(self) -> None:
+        for lease in list(self.state.leases):
+            try:
+                kept = lease.renew()
+            except RotatorError as exc:
+                kept, why = False, f"the database did not answer ({exc})"
+            else:
+                why = "another process took it"
+            if not kept:
+                self.state.leases.remove(lease)
+                self._add("preempt", StepStatus.ATTENTION, f"lost {lease.name} during the audit ({why}): a "
+                          "rotation of that credential may start before this incident is done")
 
     def _release(self) -> None:
         if self.state.store is None:
@@ -476,7 +493,11 @@ class IncidentFollowUp:
             self._add("audit", StepStatus.SKIPPED, f"dry run: `rotator audit --key {self.containment.key_id}` runs it "
                       "alone (read-only)")
             return
-        thread.join()
+        while thread.is_alive():
+            # An audit may outlast lease_ttl: keep the preempted credentials' leases meanwhile, so that no
+            # rotation of them starts while the incident is still being handled.
+            thread.join(self.ports.lease_ttl.total_seconds() / 3)
+            self._keep_leases()
         # Cuts the audit started are finished even when the audit itself failed halfway.
         self._take_cuts(self.cutter.finish())
         if self.state.audit_error is not None:

@@ -69,6 +69,17 @@ def test_in_flight_rotation_is_superseded_and_its_lease_taken() -> None:
     assert any(e.action == "supersede" for e in world.store.event_rows)
 
 
+def test_with_no_rotation_in_flight_the_credentials_lease_is_held_and_said_so() -> None:
+    world = incident_world()
+    outcome = world.revoke()
+    preempt = next(s for s in outcome.steps if s.name == "preempt")
+    assert preempt.status is StepStatus.NOTHING
+    assert preempt.detail == ("no rotation of this key was in flight; holding the lease of credential payments "
+                              "until done")
+    assert world.store.leases[lease_name("payments")].token == 1 and world.store.lease_holder(
+        lease_name("payments")) is None  # taken, then released when done
+
+
 def test_slack_failure_is_exit_3_and_never_touches_containment() -> None:
     world = incident_world()
     world.notifier.down = True
