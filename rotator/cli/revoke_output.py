@@ -78,9 +78,8 @@ def print_outcome(outcome: IncidentOutcome, *, actor: str, reason: str, as_json:
         for finding in outcome.audit.summary.findings[:8]:
             console.print(escape(f"  [{finding.severity}] {finding.title} ({', '.join(finding.regions)})"))
     if outcome.follow_up_at is not None:
-        console.print(escape(f"follow-up: `rotator run` re-audits incident {outcome.incident_id} at "
-                             f"{iso_seconds(outcome.follow_up_at)} (or now: rotator audit --incident "
-                             f"{outcome.incident_id})"))
+        console.print(escape(f"follow-up: scheduled at {iso_seconds(outcome.follow_up_at)}, done by `rotator run` "
+                             f"if it is running (by hand: rotator audit --incident {outcome.incident_id})"))
     for path in written:
         console.print(escape(f"report: {path}"))
     if outcome.exit_code:

@@ -471,7 +471,9 @@ class IncidentFollowUp:
         the store, Slack and GitLab are busy."""
         if not self.options.audit or self.containment.dry_run:
             return None
-        follow_up_at = self.ports.schedule.first(self.containment.t0)  # said in the report's pending note
+        # Said in the report's pending note: the next scheduled follow-up (a re-run of an older incident may be
+        # past them all: the note then asks for a re-run instead).
+        follow_up_at = self.ports.schedule.next_after(self.containment.t0, self.ports.clock.now())
 
         def audit() -> None:
             try:

@@ -140,10 +140,11 @@ class AuditReport:
 
     @property
     def pending_note(self) -> str:
-        when = f"the follow-up at {_iso(self.follow_up_at)}" if self.follow_up_at else (
-            f"a re-run after {_iso((self.cover_until or self.end) + self.delivery_delay)}")
+        when = (f"the follow-up scheduled at {_iso(self.follow_up_at)} (run by `rotator run`) covers them"
+                if self.follow_up_at else
+                f"a re-run after {_iso((self.cover_until or self.end) + self.delivery_delay)} covers them")
         return (f"pending follow-up: calls made after {_iso(self.reliable_until)} may not be delivered by CloudTrail "
-                f"yet (delivery delay about {_minutes(self.delivery_delay)}); {when} covers them")
+                f"yet (delivery delay about {_minutes(self.delivery_delay)}); {when}")
 
     @property
     def verdict(self) -> str:
