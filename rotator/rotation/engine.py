@@ -15,7 +15,7 @@ LastUsedDate gate. It never deletes: the old key stays Inactive as evidence unti
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -53,8 +53,9 @@ from rotator.rotation.targets import (
     describe_split,
     missing_variable_error,
     preflight,
+    put_back_secret,
     read_target,
-    restore_secret,
+    shown_key_id,
     write_pair,
 )
 from rotator.rotation.verify import verify_new_key
@@ -296,6 +297,7 @@ class Rotator:
             if target.target_id in journal.targets_done:
                 continue
             marker = f"{target.target_id}#secret"
+            before: Mapping[tuple[str, str], str | None] | None = None  # this target's scopes, once read
             self._guard()
             try:
                 reading = read_target(self.ports.variables, target)
@@ -319,16 +321,19 @@ class Rotator:
                 continue
             except GitLabPairSplit as split:
                 self._guard()
-                if _holds_old_secret(reading, new_key) and restore_secret(self.ports.variables, reading):
+                restorable = _holds_old_secret(reading, new_key)
+                unrestored = put_back_secret(self.ports.variables, reading, before=before) if restorable else None
+                if restorable and unrestored is None:
                     journal = self._save(replace(journal, targets_done=journal.targets_done - {marker}))
                     text = (f"{target.label}: GitLab refused {target.access_key_id_var} (HTTP {split.status}) after "
-                            f"{target.secret_access_key_var} was written; the old secret was put back, so the "
-                            f"target holds {reading.held_key_id} again")
+                            f"{target.secret_access_key_var} was written; the old secret was put back (GitLab's "
+                            f"answer checked), so the target holds {shown_key_id(reading.held_key_id)} again")
                     refused.append(text)
                     self.report.event("publish", "restored", key_ids=(new_key.key_id,), target=target.label,
                                       error=split.failure.message, status=split.status)
                 else:
-                    broken[target.target_id] = describe_split(reading, split, new_key.key_id)
+                    broken[target.target_id] = describe_split(reading, split, new_key.key_id,
+                                                              restore_problem=unrestored)
                     self.report.event("publish", "broken", key_ids=(new_key.key_id,), target=target.label,
                                       error=split.failure.message, status=split.status)
                 continue
