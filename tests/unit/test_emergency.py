@@ -83,3 +83,31 @@ def _options():  # type: ignore[no-untyped-def]
     from rotator.rotation.fleet import FleetOptions
 
     return FleetOptions(holder="x", lease_ttl=timedelta(minutes=2), emergency=True)
+
+
+def test_the_owners_hear_the_old_key_is_inactive_only_after_iam_lists_it_so() -> None:
+    w = rotation_world(grace=timedelta(hours=1))
+    w.iam.ignore_deactivate = True  # accepted, never takes effect
+    failed = Rotator(w.ports(), w.spec, emergency=True).run()
+    assert failed.outcome is Outcome.FAILED and failed.retired_key_id is None
+    said = [line for p in w.notifier.posted for line in [p.title, *p.lines]]
+    assert not any("Inactive" in line and "IAM still lists" not in line for line in said), said
+    assert w.iam.key(w.key_id).status is KeyStatus.ACTIVE
+    w.iam.ignore_deactivate = False
+    closed = Rotator(w.ports(), w.spec, emergency=True).run()
+    assert closed.retired_key_id == w.key_id
+    rotated = [p for p in w.notifier.posted if p.title == "rotator: payments rotated (emergency)"]
+    assert len(rotated) == 1 and rotated[0].lines[0] == f"new key {closed.new_key_id} is in 2 GitLab target(s)"
+    assert rotated[0].lines[1].startswith(f"old key {w.key_id} is Inactive (verified with ListAccessKeys), kept as "
+                                          "evidence until ")
+    actions = [(e.action, e.outcome, e.detail.get("kind")) for e in w.store.event_rows]
+    assert actions.index(("deactivate_key", "ok", None)) < actions.index(("notify", "ok", "rotated"))
+
+
+def test_an_emergency_run_deactivates_again_a_retired_key_that_is_active_again() -> None:
+    w = rotation_world(delete_after=timedelta(days=1))
+    assert w.run().outcome is Outcome.WAITING  # retired, waiting for delete_after
+    w.iam.key(w.key_id).status = KeyStatus.ACTIVE
+    result = Rotator(w.ports(), w.spec, emergency=True).run()
+    assert result.retired_key_id == w.key_id and w.iam.key(w.key_id).status is KeyStatus.INACTIVE
+    assert "verified with ListAccessKeys" in result.message
