@@ -18,9 +18,10 @@ def read_back_inactive(iam: Iam, user_name: str, key_id: str, clock: Clock, *,
     """ListAccessKeys until it shows ``key_id`` Inactive or gone, at most ``attempts`` times, about a second
     apart. Returns the key as IAM last listed it (its status may still be Active), or None when the user has no
     such key. An error of the listing is raised as is."""
-    for attempt in range(attempts):
+    attempt = 1
+    while True:  # at least one read, whatever ``attempts`` says: None must mean "IAM lists no such key"
         key = next((k for k in iam.list_access_keys(user_name) if k.key_id == key_id), None)
-        if key is None or key.status is KeyStatus.INACTIVE or attempt + 1 >= attempts:
+        if key is None or key.status is KeyStatus.INACTIVE or attempt >= attempts:
             return key
         clock.sleep(1.0)
-    return None  # attempts < 1: nothing was read, nothing is known
+        attempt += 1

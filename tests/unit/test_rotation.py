@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from rotator.deactivation import read_back_inactive
 from rotator.domain import (
     CredentialState,
     Journal,
@@ -395,3 +396,17 @@ def test_a_retired_key_made_active_again_is_neither_deleted_nor_called_inactive(
     assert old in w.iam.key_ids("ci-payments") and w.iam.key(old).status is KeyStatus.ACTIVE
     told = [line for p in w.notifier.posted if "held before deleting" in p.title for line in p.lines]
     assert told and told[0] == held.message
+
+
+def test_the_read_back_lists_at_least_once_a_second_apart_and_returns_the_key_as_last_listed() -> None:
+    w = rotation_world()
+    slept, calls = w.clock.slept, len(w.iam.calls)
+    once = read_back_inactive(w.iam, "ci-payments", w.key_id, w.clock, attempts=0)
+    assert once is not None and once.status is KeyStatus.ACTIVE and w.iam.calls[calls:] == ["ListAccessKeys"]
+    still = read_back_inactive(w.iam, "ci-payments", w.key_id, w.clock, attempts=3)
+    assert still is not None and still.status is KeyStatus.ACTIVE
+    assert w.iam.calls[calls + 1:] == ["ListAccessKeys"] * 3 and w.clock.slept == slept + 2.0
+    w.iam.key(w.key_id).status = KeyStatus.INACTIVE
+    seen = read_back_inactive(w.iam, "ci-payments", w.key_id, w.clock)
+    assert seen is not None and seen.status is KeyStatus.INACTIVE and w.clock.slept == slept + 2.0
+    assert read_back_inactive(w.iam, "ci-payments", "AKIANOSUCHKEYNOSUCH0", w.clock) is None

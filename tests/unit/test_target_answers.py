@@ -428,14 +428,20 @@ def test_a_put_back_secret_that_lands_in_another_scope_is_undone_and_never_resto
     variables = gitlab_with(GROUP_T)
     variables.seed(GROUP_T.kind, GROUP_T.path, SECRET, "staging-secret-0000000", scope="staging")
     reading = read_target(variables, GROUP_T)
-    before = {(SECRET, "staging"): "staging-secret-0000000"}
+    before = {(SECRET, "staging"): "staging-as-the-split-saw-it"}  # the snapshot given wins over a later read
     vanishes_before_its_put(variables, SECRET)
     staging = replace(GROUP_T.var(SECRET), environment_scope="staging")
     assert put_back_secret(variables, reading, before=before) == (
         f"putting the old secret back failed ({GROUP_T.var(SECRET).label}: GitLab updated a variable with "
         f"environment_scope=staging (asked production); rotator put back the previous value of {staging.label})")
-    assert variables.value(GROUP_T.kind, GROUP_T.path, SECRET, "staging") == "staging-secret-0000000"
+    assert variables.value(GROUP_T.kind, GROUP_T.path, SECRET, "staging") == "staging-as-the-split-saw-it"
     assert restore_secret(gitlab_with(GROUP_T), read_target(gitlab_with(GROUP_T), GROUP_T)) is True
+    unsnapshotted = gitlab_with(GROUP_T)
+    unsnapshotted.seed(GROUP_T.kind, GROUP_T.path, SECRET, "staging-secret-0000000", scope="staging")
+    reading = read_target(unsnapshotted, GROUP_T)
+    vanishes_before_its_put(unsnapshotted, SECRET)
+    assert restore_secret(unsnapshotted, reading) is False  # no snapshot given: one is read before the PUT
+    assert unsnapshotted.value(GROUP_T.kind, GROUP_T.path, SECRET, "staging") == "staging-secret-0000000"
 
 
 def test_a_put_back_secret_whose_answer_has_other_flags_or_another_value_is_not_a_restore() -> None:
@@ -472,6 +478,14 @@ def test_a_split_pair_whose_secret_could_not_be_put_back_says_so_and_claims_noth
     assert describe_split(reading, split, NEW) == (
         f"{PROJECT_T.label}: AWS_SECRET_ACCESS_KEY holds the secret of {NEW} but AWS_ACCESS_KEY_ID still holds "
         f"{OLD}: GitLab refused the key-id write (HTTP 403: 403 Forbidden)")
+    hidden = gitlab_with(PROJECT_T, secret_hidden=True)
+    assert describe_split(read_target(hidden, PROJECT_T), split, NEW, restore_problem="unreadable") == (
+        f"{PROJECT_T.label}: AWS_SECRET_ACCESS_KEY holds the secret of {NEW} but AWS_ACCESS_KEY_ID still holds "
+        f"{OLD}: GitLab refused the key-id write (HTTP 403: 403 Forbidden)")
+    created = read_target(FakeCiVariables(), replace(PROJECT_T, create_missing=True))
+    assert describe_split(created, split, NEW, restore_problem="unreadable") == (
+        f"{PROJECT_T.label}: AWS_SECRET_ACCESS_KEY holds the secret of {NEW} but AWS_ACCESS_KEY_ID still holds its "
+        "old value: GitLab refused the key-id write (HTTP 403: 403 Forbidden)")
 
 
 # --- a swapped pair: the secret in the key-id variable is never repeated ---------------------------------------
