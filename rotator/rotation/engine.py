@@ -491,9 +491,11 @@ class Rotator:
                   f"{journal.deactivated_at.isoformat() if journal.deactivated_at else 'an unknown time'}, but IAM "
                   "lists it as Active: someone made it Active again; rotator neither deletes nor deactivates it "
                   "without a human")
-        self.report.notify("held", f"rotator: {self.spec.name} held before deleting the old key",
-                           [reason, f"deactivate {journal.old_key_id} yourself (or find who needs it), then run "
-                                    f"`rotator rotate {self.spec.name}`"], "warning")
+        if journal.hold_reason != reason:  # told once, not on every retry
+            self._save(replace(journal, hold_reason=reason))
+            self.report.notify("held", f"rotator: {self.spec.name} held before deleting the old key",
+                               [reason, f"deactivate {journal.old_key_id} yourself (or find who needs it), then run "
+                                        f"`rotator rotate {self.spec.name}`"], "warning")
         raise _Stop(self._hold(reason, key_id=journal.new_key_id))
 
     def _emergency_end(self, journal: Journal) -> RotationResult:

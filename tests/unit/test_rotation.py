@@ -396,6 +396,10 @@ def test_a_retired_key_made_active_again_is_neither_deleted_nor_called_inactive(
     assert old in w.iam.key_ids("ci-payments") and w.iam.key(old).status is KeyStatus.ACTIVE
     told = [line for p in w.notifier.posted if "held before deleting" in p.title for line in p.lines]
     assert told and told[0] == held.message
+    assert w.run().outcome is Outcome.HELD and len(
+        [p for p in w.notifier.posted if "held before deleting" in p.title]) == 1  # told once
+    w.iam.key(old).status = KeyStatus.INACTIVE  # a human deactivated it again
+    assert w.run().outcome is Outcome.ROTATED and old not in w.iam.key_ids("ci-payments")
 
 
 def test_the_read_back_lists_at_least_once_a_second_apart_and_returns_the_key_as_last_listed() -> None:
