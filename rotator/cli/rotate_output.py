@@ -158,7 +158,10 @@ def fleet_summary(report: FleetReport) -> dict[str, Any]:
                         for b in report.buckets],
         "emergency": report.emergency,
         "still_exposed": [{"credential": e.credential, "active_key_ids": list(e.active_key_ids), "reason": e.reason,
-                           "verify_error": e.verify_error, "finish": e.finish_commands()} for e in report.exposures],
+                           "finish": e.finish_commands()} for e in report.still_exposed],
+        "not_verified": [{"credential": e.credential, "verify_error": e.verify_error, "reason": e.reason,
+                          "finish": e.finish_commands()} for e in report.not_verified],
+        "not_started": list(report.not_started),
         "ok": report.ok,
     }
 
@@ -167,19 +170,26 @@ def print_fleet_summary(report: FleetReport) -> None:
     summary = fleet_summary(report)
     console = Console(stderr=True, highlight=False)
     rate = summary["credentials_per_second"]
+    posted = sum(1 for _, error in report.owner_posts if error is None)
+    unposted = len(report.owner_posts) - posted
     console.print(f"{len(report.results)} credential(s) in {summary['seconds']}s"
-                  + (f" ({rate}/s)" if rate else "") + "; owners told in "
-                  + f"{len(report.owner_posts)} batched message(s)")
+                  + (f" ({rate}/s)" if rate else "") + f"; owners told in {posted} batched message(s)"
+                  + (f"; {unposted} could not be posted (see Slack below)" if unposted else ""), soft_wrap=True)
     for party in summary["rate_limits"]:
         console.print(f"  {party['party']}: {party['requests']} request(s) at ≤{party['configured_rate']}/s, "
                       f"throttled {party['throttled']} time(s)")
     if report.emergency:
         if not report.exposures:
+            # still_exposed asked IAM about every credential in scope, not-started ones included.
             console.print("[green]every exposed key is Inactive (IAM ListAccessKeys)[/]")
-        for exposure in report.exposures:
-            keys = ", ".join(exposure.active_key_ids) or "(not verified)"
-            console.print(f"[red]{escape(exposure.credential)}: still Active {keys}[/]: {escape(exposure.reason)}",
-                          soft_wrap=True)
+        for exposure in report.still_exposed:
+            console.print(f"[red]{escape(exposure.credential)}: still Active {', '.join(exposure.active_key_ids)}[/]: "
+                          f"{escape(exposure.reason)}", soft_wrap=True)
+            for command in exposure.finish_commands():
+                console.print(f"    {escape(command)}", soft_wrap=True)
+        for exposure in report.not_verified:
+            console.print(f"[yellow]{escape(exposure.credential)}: NOT VERIFIED: IAM could not be asked "
+                          f"({escape(exposure.verify_error or '')})[/]: {escape(exposure.reason)}", soft_wrap=True)
             for command in exposure.finish_commands():
                 console.print(f"    {escape(command)}", soft_wrap=True)
     problems = [f"{c}: {e}" for c, e in report.owner_posts if e] + (

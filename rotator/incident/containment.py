@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from rotator.deactivation import READ_BACK_ATTEMPTS, read_back_inactive
 from rotator.domain import KeyOwner, KeyStatus, is_access_key_id, is_temporary_key_id
 from rotator.errors import (
     AwsError,
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CONSISTENCY_MARGIN = timedelta(minutes=3)
 
-VERIFY_ATTEMPTS = 5  # ListAccessKeys reads, about a second apart: IAM is eventually consistent
+VERIFY_ATTEMPTS = READ_BACK_ATTEMPTS  # ListAccessKeys reads, about a second apart: IAM is eventually consistent
 
 
 class NotContained(RotatorError):
@@ -316,30 +317,29 @@ def _deactivate(result: Containment, iam: IncidentIam, identity: KeyIdentity, cl
     except AwsError as exc:
         refused = exc  # still verify: a key that is already Inactive counts as contained
         result.tried.append(f"iam:UpdateAccessKey: {exc.message}")
-    for attempt in range(VERIFY_ATTEMPTS):
-        try:
-            key = _find_key(iam, user, key_id)
-        except AwsNotFound:
-            raise
-        except AwsError as exc:
-            result.tried.append(f"iam:ListAccessKeys: {exc.message}")
-            raise NotContained(f"cannot verify that {key_id} is Inactive" + (
-                "" if refused else " (UpdateAccessKey was accepted)"), result.tried,
-                hint="check the key's status in the IAM console now") from None
-        result.key_created_at = key.created_at
-        if key.status is KeyStatus.INACTIVE:
-            result.contained = True
-            if refused is not None:
-                result.steps.append(Step("deactivate", StepStatus.ALREADY, f"{key_id} of user {user} is Inactive "
-                                         f"(UpdateAccessKey itself failed: {refused.message})"))
-            else:
-                result.steps.append(Step("deactivate", StepStatus.DONE, f"{key_id} of user {user} is Inactive "
-                                         "(UpdateAccessKey, verified with ListAccessKeys)"))
-            return
+    try:
+        # Once UpdateAccessKey was refused, waiting cannot help: one read says whether it is Inactive anyway.
+        listed = read_back_inactive(iam, user, key_id, clock, attempts=1 if refused is not None else VERIFY_ATTEMPTS)
+    except AwsNotFound:
+        raise
+    except AwsError as exc:
+        result.tried.append(f"iam:ListAccessKeys: {exc.message}")
+        raise NotContained(f"cannot verify that {key_id} is Inactive" + (
+            "" if refused else " (UpdateAccessKey was accepted)"), result.tried,
+            hint="check the key's status in the IAM console now") from None
+    if listed is None:
+        raise AwsNotFound(f"user {user} has no access key {key_id}", code="NoSuchEntity",
+                          operation="iam:ListAccessKeys")
+    result.key_created_at = listed.created_at
+    if listed.status is KeyStatus.INACTIVE:
+        result.contained = True
         if refused is not None:
-            break
-        if attempt + 1 < VERIFY_ATTEMPTS:
-            clock.sleep(1.0)
+            result.steps.append(Step("deactivate", StepStatus.ALREADY, f"{key_id} of user {user} is Inactive "
+                                     f"(UpdateAccessKey itself failed: {refused.message})"))
+        else:
+            result.steps.append(Step("deactivate", StepStatus.DONE, f"{key_id} of user {user} is Inactive "
+                                     "(UpdateAccessKey, verified with ListAccessKeys)"))
+        return
     raise NotContained(f"{key_id} of user {user} is still Active", result.tried,
                        hint=(refused.hint if refused is not None and refused.hint else
                              "deactivate it by hand in the IAM console, then run revoke again for the follow-ups"))

@@ -15,10 +15,11 @@ LastUsedDate gate. It never deletes: the old key stays Inactive as evidence unti
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from rotator.deactivation import READ_BACK_ATTEMPTS, read_back_inactive
 from rotator.domain import (
     AccessKey,
     CredentialSpec,
@@ -53,8 +54,9 @@ from rotator.rotation.targets import (
     describe_split,
     missing_variable_error,
     preflight,
+    put_back_secret,
     read_target,
-    restore_secret,
+    shown_key_id,
     write_pair,
 )
 from rotator.rotation.verify import verify_new_key
@@ -88,6 +90,9 @@ class Rotator:
         self.resume_only = resume_only
         self._guard = guard or (lambda: None)
         self.report = Reporter(ports, spec, on_step)
+        # What IAM listed for the old key in this run, once it listed it Inactive or gone: "Inactive" or
+        # "already deleted". Every "is Inactive" this run says rests on it, never on UpdateAccessKey alone.
+        self._old_key_seen: str | None = None
 
     # --- entry point -------------------------------------------------------------------------------
     def run(self) -> RotationResult:
@@ -210,6 +215,9 @@ class Rotator:
             self.report.notify("held", f"rotator: {self.spec.name} held", [reason], "warning")
             raise _Stop(self._hold(reason))
         keys = {k.key_id: k for k in self.ports.iam.list_access_keys(journal.user_name)}
+        old = keys.get(journal.old_key_id or "")
+        if old is not None and old.status is KeyStatus.INACTIVE:
+            self._old_key_seen = "Inactive"
         if journal.phase is Phase.INTENT:
             self._roll_back_unjournaled(journal, keys.values())
             return None
@@ -254,6 +262,8 @@ class Rotator:
             journal = self._publish(journal, new_key)
         if journal.phase is Phase.PUBLISHED:
             journal = self._retire(journal)
+        if journal.phase is Phase.RETIRED and self._old_key_seen is None:
+            journal = self._active_again(journal)
         if journal.phase is Phase.RETIRED and self.emergency:
             return self._emergency_end(journal)
         if journal.phase is Phase.RETIRED:
@@ -296,6 +306,7 @@ class Rotator:
             if target.target_id in journal.targets_done:
                 continue
             marker = f"{target.target_id}#secret"
+            before: Mapping[tuple[str, str], str | None] | None = None  # this target's scopes, once read
             self._guard()
             try:
                 reading = read_target(self.ports.variables, target)
@@ -319,16 +330,19 @@ class Rotator:
                 continue
             except GitLabPairSplit as split:
                 self._guard()
-                if _holds_old_secret(reading, new_key) and restore_secret(self.ports.variables, reading):
+                restorable = _holds_old_secret(reading, new_key)
+                unrestored = put_back_secret(self.ports.variables, reading, before=before) if restorable else None
+                if restorable and unrestored is None:
                     journal = self._save(replace(journal, targets_done=journal.targets_done - {marker}))
                     text = (f"{target.label}: GitLab refused {target.access_key_id_var} (HTTP {split.status}) after "
-                            f"{target.secret_access_key_var} was written; the old secret was put back, so the "
-                            f"target holds {reading.held_key_id} again")
+                            f"{target.secret_access_key_var} was written; the old secret was put back (GitLab's "
+                            f"answer checked), so the target holds {shown_key_id(reading.held_key_id)} again")
                     refused.append(text)
                     self.report.event("publish", "restored", key_ids=(new_key.key_id,), target=target.label,
                                       error=split.failure.message, status=split.status)
                 else:
-                    broken[target.target_id] = describe_split(reading, split, new_key.key_id)
+                    broken[target.target_id] = describe_split(reading, split, new_key.key_id,
+                                                              restore_problem=unrestored)
                     self.report.event("publish", "broken", key_ids=(new_key.key_id,), target=target.label,
                                       error=split.failure.message, status=split.status)
                 continue
@@ -395,11 +409,12 @@ class Rotator:
                                      hold_reason=None, broken_targets=frozenset()))
         self.ports.store.set_status(self.spec.name, CredentialState.ROTATING, now, current_key_id=new_key.key_id,
                                     key_created_at=new_key.created_at)
+        if self.emergency:
+            return journal  # the owners are told once the old key is seen Inactive (_emergency_end)
         retire_at = now + self.spec.policy.grace
         self.report.notify("rotated", f"rotator: {self.spec.name} rotated", [
             f"new key {new_key.key_id} is in {len(self.spec.targets)} GitLab target(s)",
-            f"old key {journal.old_key_id or '(none)'} is made Inactive now (emergency rotation)" if self.emergency
-            else f"old key {journal.old_key_id or '(none)'} stays Active until {retire_at.isoformat()} (grace)",
+            f"old key {journal.old_key_id or '(none)'} stays Active until {retire_at.isoformat()} (grace)",
         ], "ok")
         return journal
 
@@ -445,12 +460,43 @@ class Rotator:
         return self._deactivate(journal, now)
 
     def _deactivate(self, journal: Journal, now: datetime) -> Journal:
-        assert journal.old_key_id is not None
+        """UpdateAccessKey Inactive, then read back with ListAccessKeys: the journal says RETIRED only once IAM
+        lists the key Inactive (or gone); otherwise the run fails at PUBLISHED and the next run deactivates again."""
+        old = journal.old_key_id
+        assert old is not None
         self._guard()
-        self.ports.iam.set_access_key_status(journal.user_name, journal.old_key_id, active=False)
-        self.report.event("deactivate_key", "ok", key_ids=(journal.old_key_id,))
-        self.report.step("retire", f"deactivated {journal.old_key_id}")
+        self.ports.iam.set_access_key_status(journal.user_name, old, active=False)
+        listed = read_back_inactive(self.ports.iam, journal.user_name, old, self.ports.clock)
+        if listed is not None and listed.status is not KeyStatus.INACTIVE:
+            self.report.event("deactivate_key", "failed", key_ids=(old,), listed=listed.status.value)
+            raise RotatorError(f"UpdateAccessKey {old} Inactive was accepted, but IAM still lists {old} as "
+                               f"{listed.status.value} after {READ_BACK_ATTEMPTS} ListAccessKeys read(s)",
+                               hint=f"check {old} in the IAM console; run `rotator rotate {self.spec.name}` again to "
+                                    "deactivate it again")
+        self._old_key_seen = "Inactive" if listed is not None else "already deleted"
+        self.report.event("deactivate_key", "ok", key_ids=(old,), verified="ListAccessKeys")
+        self.report.step("retire", f"deactivated {old}: {self._old_key_seen} (verified with ListAccessKeys)")
         return self._save(replace(journal, phase=Phase.RETIRED, deactivated_at=now, hold_reason=None))
+
+    def _active_again(self, journal: Journal) -> Journal:
+        """The journal says the old key was retired, but IAM (listed when this run resumed) does not list it
+        Inactive: someone made it Active again, or an earlier version of rotator journaled an UpdateAccessKey it
+        never read back. An emergency run deactivates it again (the key is the danger); a normal run neither
+        deactivates nor deletes an Active key without a human."""
+        assert journal.old_key_id is not None
+        if self.emergency:
+            self.report.step("retire", f"IAM lists {journal.old_key_id} as Active although it was retired")
+            return self._deactivate(journal, self.ports.clock.now())
+        reason = (f"{journal.old_key_id} was retired at "
+                  f"{journal.deactivated_at.isoformat() if journal.deactivated_at else 'an unknown time'}, but IAM "
+                  "lists it as Active: someone made it Active again; rotator neither deletes nor deactivates it "
+                  "without a human")
+        if journal.hold_reason != reason:  # told once, not on every retry
+            self._save(replace(journal, hold_reason=reason))
+            self.report.notify("held", f"rotator: {self.spec.name} held before deleting the old key",
+                               [reason, f"deactivate {journal.old_key_id} yourself (or find who needs it), then run "
+                                        f"`rotator rotate {self.spec.name}`"], "warning")
+        raise _Stop(self._hold(reason, key_id=journal.new_key_id))
 
     def _emergency_end(self, journal: Journal) -> RotationResult:
         """An emergency run stops once the old key is Inactive, as IAM itself reports it: kept as evidence,
@@ -459,18 +505,18 @@ class Rotator:
         retired = None
         if old is None:
             message = f"rotated to {journal.new_key_id}; there was no old key"
+            told = "there was no old key"
         else:
-            keys = {k.key_id: k for k in self.ports.iam.list_access_keys(journal.user_name)}
-            if old in keys and keys[old].status is not KeyStatus.INACTIVE:
-                raise RotatorError(f"IAM still lists {old} as {keys[old].status.value} after it was deactivated",
-                                   hint=f"run `rotator rotate {self.spec.name} --emergency` again")
+            state = self._old_key_seen  # read back by _deactivate, or listed when this run resumed
+            assert state is not None
             retired = old
-            state = "Inactive" if old in keys else "already deleted"
-            assert journal.deactivated_at is not None or old not in keys
             delete_at = (journal.deactivated_at or self.ports.clock.now()) + self.spec.policy.delete_after
-            message = (f"rotated to {journal.new_key_id}; {old} is {state} (verified with ListAccessKeys)"
-                       + (f", kept as evidence until {delete_at.isoformat()} (delete_after)" if old in keys else ""))
+            kept = f", kept as evidence until {delete_at.isoformat()} (delete_after)" if state == "Inactive" else ""
+            message = f"rotated to {journal.new_key_id}; {old} is {state} (verified with ListAccessKeys){kept}"
+            told = f"old key {old} is {state} (verified with ListAccessKeys){kept}"
         self.report.step("emergency", message)
+        self.report.notify("rotated", f"rotator: {self.spec.name} rotated (emergency)", [
+            f"new key {journal.new_key_id} is in {len(self.spec.targets)} GitLab target(s)", told], "ok")
         return self._result(Outcome.WAITING, message, key_id=journal.new_key_id, new_key_id=journal.new_key_id,
                             retired_key_id=retired)
 
@@ -483,11 +529,14 @@ class Rotator:
             self.report.event("keep_key", "ok", key_ids=(journal.old_key_id,), reason="evidence of an incident")
             self.report.step("keep", f"{journal.old_key_id} stays Inactive as evidence of an incident")
             return self._finish(journal)
+        if self._old_key_seen == "already deleted":
+            return self._finish(journal)
         now = self.ports.clock.now()
         delete_at = journal.deactivated_at + self.spec.policy.delete_after
         if now < delete_at:
-            raise _Stop(self._result(Outcome.WAITING, f"{journal.old_key_id} is Inactive; deleted at "
-                                                       f"{delete_at.isoformat()}", key_id=journal.new_key_id))
+            raise _Stop(self._result(Outcome.WAITING, f"{journal.old_key_id} is Inactive (verified with "
+                                                       f"ListAccessKeys); deleted at {delete_at.isoformat()}",
+                                     key_id=journal.new_key_id))
         self._guard()
         self.ports.iam.delete_access_key(journal.user_name, journal.old_key_id)
         self.report.event("delete_key", "ok", key_ids=(journal.old_key_id,))

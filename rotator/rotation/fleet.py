@@ -150,7 +150,8 @@ def _capped(lines: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Exposure:
-    """After an emergency run: a credential whose exposed key(s) IAM still lists as Active."""
+    """After an emergency run: a credential whose exposed key(s) IAM still lists as Active, or that IAM could not
+    be asked about (verify_error)."""
 
     credential: str
     iam_user: str
@@ -158,10 +159,17 @@ class Exposure:
     reason: str  # why the run could not close it (the result's message)
     verify_error: str | None = None  # IAM could not be asked: nothing is claimed either way
 
+    @property
+    def verified(self) -> bool:
+        """IAM answered: the key ids are Active, as listed. Otherwise nothing is known either way."""
+        return self.verify_error is None
+
     def finish_commands(self) -> list[str]:
         """The exact commands that close the door: rotator's own, once the reason is fixed, or by hand now
         (the pipelines that still hold the key then fail)."""
         commands = [f"rotator rotate {self.credential} --emergency"]
+        if not self.verified:
+            commands.append(f"aws iam list-access-keys --user-name {self.iam_user}")
         commands += [f"aws iam update-access-key --user-name {self.iam_user} --access-key-id {key_id} "
                      "--status Inactive" for key_id in self.active_key_ids]
         return commands
@@ -177,7 +185,19 @@ class FleetReport:
     buckets: list[BucketStats] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)  # the process was told to stop before these began
     emergency: bool = False
-    exposures: list[Exposure] = field(default_factory=list)  # emergency only
+    # Emergency only: every credential in scope (not-started ones too) whose keys IAM lists with one still
+    # Active, or whose keys IAM could not be asked about (verify_error).
+    exposures: list[Exposure] = field(default_factory=list)
+
+    @property
+    def still_exposed(self) -> list[Exposure]:
+        """IAM lists a key still Active."""
+        return [e for e in self.exposures if e.verified]
+
+    @property
+    def not_verified(self) -> list[Exposure]:
+        """IAM could not be asked: neither exposed nor closed is claimed."""
+        return [e for e in self.exposures if not e.verified]
 
     @property
     def counts(self) -> Counter[str]:
@@ -186,7 +206,7 @@ class FleetReport:
     @property
     def ok(self) -> bool:
         if self.emergency:
-            return not self.exposures  # every exposed key Inactive, as IAM says
+            return not self.exposures  # IAM asked for every credential in scope; it lists no exposed key Active
         return all(r.outcome.ok for r in self.results)
 
     @property
@@ -247,30 +267,29 @@ def rotate_fleet(specs: Sequence[CredentialSpec], ports_for: Callable[[Credentia
     return report
 
 
-def closed(result: RotationResult) -> bool:
-    """Did an emergency run leave this credential with no exposed key Active? Its old key was seen Inactive
-    (or gone) in IAM after being deactivated, or the rotation ended with only the new key."""
-    return result.retired_key_id is not None or result.outcome is Outcome.ROTATED
+NOT_STARTED = "not started: the run was told to stop before this credential began"
 
 
 def still_exposed(specs: Sequence[CredentialSpec], results: Sequence[RotationResult],
                   ports_for: Callable[[CredentialSpec], RotationPorts]) -> list[Exposure]:
-    """Ask IAM which keys are still Active for every credential the run could not close: each Active key but
-    the one this run created (which GitLab received after the emergency began) is still exposed."""
-    by_name = {spec.name: spec for spec in specs}
+    """Ask IAM (ListAccessKeys) about every credential in scope, whatever its run said and whether it ran at all
+    (an interrupted run leaves some not started): each Active key but the one this run created (which GitLab
+    received after the emergency began) is still exposed. A credential IAM could not be asked about is listed
+    with its error: nothing is claimed either way."""
+    by_name = {result.credential: result for result in results}
     exposures = []
-    for result in results:
-        if closed(result):
-            continue
-        spec = by_name[result.credential]
+    for spec in specs:
+        result = by_name.get(spec.name)
+        reason = result.message if result is not None else NOT_STARTED
+        new_key_id = result.new_key_id if result is not None else None
         try:
             keys = ports_for(spec).iam.list_access_keys(spec.iam_user)
         except RotatorError as exc:
-            exposures.append(Exposure(spec.name, spec.iam_user, (), result.message, verify_error=str(exc)))
+            exposures.append(Exposure(spec.name, spec.iam_user, (), reason, verify_error=str(exc)))
             continue
-        active = tuple(k.key_id for k in keys if k.status is KeyStatus.ACTIVE and k.key_id != result.new_key_id)
+        active = tuple(k.key_id for k in keys if k.status is KeyStatus.ACTIVE and k.key_id != new_key_id)
         if active:
-            exposures.append(Exposure(spec.name, spec.iam_user, active, result.message))
+            exposures.append(Exposure(spec.name, spec.iam_user, active, reason))
     return exposures
 
 
@@ -290,10 +309,14 @@ def _record(store: Store | None, clock: Clock, actor: str, posts: list[tuple[str
 
 def summary_title(report: FleetReport) -> str:
     if report.emergency:
-        exposed = len(report.exposures)
-        state = ("every exposed key is Inactive" if not exposed
-                 else f"{exposed} credential(s) STILL EXPOSED (a key still Active)")
-        return f"rotator: emergency rotation of {len(report.results)} credential(s): {state}"
+        parts = []
+        if report.still_exposed:
+            parts.append(f"{len(report.still_exposed)} credential(s) STILL EXPOSED (a key still Active)")
+        if report.not_verified:
+            parts.append(f"{len(report.not_verified)} credential(s) NOT VERIFIED (IAM could not be asked)")
+        state = "; ".join(parts) or "every exposed key is Inactive"
+        started = f" ({len(report.not_started)} not started)" if report.not_started else ""
+        return f"rotator: emergency rotation of {len(report.results)} credential(s){started}: {state}"
     counts = report.counts
     parts = [f"{counts[o.value]} {o.value}" for o in Outcome if counts[o.value]]
     return f"rotator: emergency rotation of {len(report.results)} credential(s): {', '.join(parts) or 'none'}"
@@ -313,6 +336,10 @@ def emergency_lines(report: FleetReport) -> list[str]:
                      "it fail): " + "; ".join(f"`{c}`" for c in commands[1:]))
     exposed = {e.credential for e in report.exposures}
     lines += [f"{r.credential}: {r.message}" for r in report.results if r.credential not in exposed]
+    lines += [f"{name}: {NOT_STARTED}; IAM lists no exposed key Active" for name in report.not_started
+              if name not in exposed]
+    if report.not_started:
+        lines.append(f"interrupted; not started: {', '.join(report.not_started)}")
     return lines
 
 

@@ -32,6 +32,7 @@ from rotator.domain import (
     VariableWrite,
     VarRef,
     decide_room,
+    is_access_key_id,
     newest_active,
     provably_replaced,
 )
@@ -63,6 +64,16 @@ class TargetReading:
         if self.key_id_var is None:
             missing.append(self.target.access_key_id_var)
         return missing
+
+
+def shown_key_id(value: str | None) -> str:
+    """A value read from a key-id variable, as rotator may say it: shown only when it is an access key id.
+    Anything else may be the secret itself (a swapped pair), so only its length is said."""
+    if value is None:
+        return "a value GitLab does not show"
+    if is_access_key_id(value):
+        return value
+    return f"a value that is not an access key id ({len(value)} characters)"
 
 
 def read_target(variables: CiVariables, target: TargetSpec) -> TargetReading:
@@ -97,7 +108,7 @@ def check_drift(reading: TargetReading, expected: set[str]) -> DriftError | None
     if held is None or held in expected:
         return None
     return DriftError(
-        f"{reading.target.label}: {reading.target.access_key_id_var} holds {held}, which is neither the "
+        f"{reading.target.label}: {reading.target.access_key_id_var} holds {shown_key_id(held)}, which is neither the "
         f"current key nor the new one ({', '.join(sorted(expected)) or 'none'})",
         target=reading.target.label,
         hint="find out who changed the variable; put the right key back or remove the target from the config, "
@@ -125,7 +136,8 @@ class TargetAssessment:
         held = self.held
         if len(held) <= 1:
             return None
-        return f"targets hold different keys ({', '.join(sorted(held))}): fix them by hand, then rotate again"
+        shown = ", ".join(sorted(shown_key_id(key_id) for key_id in held))
+        return f"targets hold different keys ({shown}): fix them by hand, then rotate again"
 
     @property
     def unknown_references(self) -> bool:
@@ -203,7 +215,7 @@ def preflight(variables: CiVariables, reading: TargetReading) -> Mapping[tuple[s
     except GitLabPermanentError as exc:
         raise PreflightRefused(
             f"{target.label}: GitLab refused to write {target.access_key_id_var} (HTTP {exc.status}: {exc.message}); "
-            f"nothing of the new pair was written there, so it still holds {variable.value}",
+            f"nothing of the new pair was written there, so it still holds {shown_key_id(variable.value)}",
             target=target.label, status=exc.status,
             hint=(exc.hint + "; " if exc.hint else "") + f"let rotator's token write {target.access_key_id_var} "
                  "(role, protected-variable rules), then run `rotator rotate` again") from None
@@ -244,7 +256,8 @@ def write_pair(variables: CiVariables, reading: TargetReading, new_key: NewAcces
     back = variables.get(key_ref)
     if back is None or (back.value is not None and back.value != new_key.key_id):
         raise ReadBackMismatch(
-            f"{key_ref.label}: reads back {'nothing' if back is None else back.value} instead of {new_key.key_id}",
+            f"{key_ref.label}: reads back {'nothing' if back is None else shown_key_id(back.value)} instead of "
+            f"{new_key.key_id}",
             target=target.label, hint="check for a concurrent writer to this variable",
         )
     if reading.secret_var is not None and not reading.secret_var.hidden:
@@ -397,23 +410,46 @@ def _undo(variables: CiVariables, ref: VarRef, written: CiVariable, *, created: 
     return f"rotator put back the previous value of {landed.label}"
 
 
-def restore_secret(variables: CiVariables, reading: TargetReading) -> bool:
-    """After a split pair: put the old secret back, when it was readable. True when the target holds its old
-    pair again."""
+def restore_secret(variables: CiVariables, reading: TargetReading, *,
+                   before: Mapping[tuple[str, str], str | None] | None = None) -> bool:
+    """After a split pair: put the old secret back. True only when GitLab's answer shows the target holds its old
+    pair again (see put_back_secret)."""
+    return put_back_secret(variables, reading, before=before) is None
+
+
+def put_back_secret(variables: CiVariables, reading: TargetReading, *,
+                    before: Mapping[tuple[str, str], str | None] | None = None) -> str | None:
+    """After a split pair: put the old secret back, when it was readable, and check GitLab's answer like any
+    write (scope, flags, and the value when GitLab returns it): a PUT that landed in another scope, or came back
+    otherwise than asked, does not restore the pair. None when the target provably holds its old pair again;
+    else why not, in words (the caller then reports the target broken). ``before``: see scope_snapshot."""
     old = reading.secret_var
     if old is None or old.value is None:
-        return False  # hidden (GitLab never returns it) or created by us: nothing to put back
+        # Hidden (GitLab never returns it) or created by us: nothing to put back.
+        return "the old secret was not readable, so it could not be put back"
     target = reading.target
+    ref = target.var(target.secret_access_key_var)
+    before = scope_snapshot(variables, target) if before is None else before
     try:
-        variables.update_value(target.var(target.secret_access_key_var), old.value)
-    except GitLabError:
-        return False
-    return True
+        answer = variables.update_value(ref, old.value)
+        check_answer(variables, reading, ref, answer, _intent(reading, ref, old), created=False, before=before)
+    except GitLabError as exc:
+        return f"putting the old secret back failed ({exc.message})"
+    if answer.value is not None and answer.value != old.value:
+        return f"putting the old secret back: GitLab returned a different value for {ref.label}"
+    return None
 
 
-def describe_split(reading: TargetReading, split: GitLabPairSplit, new_key_id: str) -> str:
-    """Which variable holds what, for the owners and the security channel."""
+def describe_split(reading: TargetReading, split: GitLabPairSplit, new_key_id: str, *,
+                   restore_problem: str | None = None) -> str:
+    """Which variable holds what, for the owners and the security channel. ``restore_problem``: why the old
+    secret is not provably back (then what the secret variable holds is not known either)."""
     target = reading.target
-    return (f"{target.label}: {target.secret_access_key_var} holds the secret of {new_key_id} but "
-            f"{target.access_key_id_var} still holds {reading.held_key_id or 'its old value'}: GitLab refused the "
-            f"key-id write (HTTP {split.status}: {split.failure.message})")
+    held = shown_key_id(reading.held_key_id) if reading.held_key_id is not None else "its old value"
+    refused = f"GitLab refused the key-id write (HTTP {split.status}: {split.failure.message})"
+    if restore_problem is None or reading.secret_var is None or reading.secret_var.value is None:
+        return (f"{target.label}: {target.secret_access_key_var} holds the secret of {new_key_id} but "
+                f"{target.access_key_id_var} still holds {held}: {refused}")
+    return (f"{target.label}: {target.access_key_id_var} still holds {held}: {refused}; "
+            f"{restore_problem}, so {target.secret_access_key_var} may hold the secret of {new_key_id}: "
+            "check it in GitLab")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rotator.domain import CredentialState, KeyStatus, Phase, ScopeKind
+from rotator.domain import CredentialState, KeyStatus, Phase, ScopeKind, VarRef
 from rotator.leases import lease_name, new_holder
 from rotator.rotation.batch import rotate_one
 from rotator.rotation.results import Outcome
@@ -107,3 +107,41 @@ def test_a_rotation_whose_lease_was_taken_over_mid_run_stops_and_writes_nothing_
     after = w.store.event_rows[events_before:]
     assert [e.action for e in after] == ["create_key"]  # written before the takeover; nothing after it
     assert (w.store.lease_holder(name) or ("",))[0] == "replica-b"  # replica a did not release b's lease
+
+
+def test_a_put_back_secret_that_lands_in_another_scope_leaves_the_target_broken_never_holding_its_key_again() -> None:
+    w = rotation_world()
+    w.variables.seed(ScopeKind.GROUP, "payments", "AWS_SECRET_ACCESS_KEY", "staging-secret-0000000", scope="staging")
+    w.variables.refuse_variable[GROUP_KEY_ID] = 1  # the preflight passes, the pair's key-id write does not
+    secret_writes: list[str] = []
+
+    def production_secret_vanishes_before_the_put_back(ref: VarRef) -> None:
+        if ref.kind is ScopeKind.GROUP and ref.key == "AWS_SECRET_ACCESS_KEY":
+            secret_writes.append(ref.label)
+            if len(secret_writes) == 2:  # the put-back: GitLab's filter now matches nothing, so it lands in staging
+                w.variables.vars.pop((ScopeKind.GROUP, "payments", "AWS_SECRET_ACCESS_KEY", "production"))
+
+    w.variables.before_write = production_secret_vanishes_before_the_put_back
+    result = w.run()
+    assert result.outcome is Outcome.BROKEN
+    assert f"holds {w.key_id} again" not in result.message
+    assert "putting the old secret back failed" in result.message and "environment_scope=staging" in result.message
+    assert "may hold the secret of" in result.message
+    assert w.variables.value(ScopeKind.GROUP, "payments", "AWS_SECRET_ACCESS_KEY", "staging") == (
+        "staging-secret-0000000")  # the other scope's value put back from the snapshot
+    assert w.store.get_status("payments").state is CredentialState.BROKEN
+    assert not any(e.action == "publish" and e.outcome == "restored" for e in w.store.event_rows)
+
+
+CANARY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYCANARYKEY1"  # a secret pasted into the key-id variable
+
+
+def test_a_secret_in_the_key_id_variable_never_reaches_slack_the_result_or_the_database() -> None:
+    w = rotation_world()
+    w.variables.seed(ScopeKind.GROUP, "payments", "AWS_ACCESS_KEY_ID", CANARY, scope="production")
+    result = w.run()
+    assert result.outcome is Outcome.HELD
+    assert "a value that is not an access key id (40 characters)" in result.message
+    said = [result.message, *result.steps, *(f"{p.title} {p.lines}" for p in w.notifier.posted),
+            repr(w.store.statuses), repr(w.store.event_rows), repr(w.store.journal_rows)]
+    assert w.notifier.posted and all(CANARY not in text for text in said)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from rotator.deactivation import read_back_inactive
 from rotator.domain import (
     CredentialState,
     Journal,
@@ -342,3 +343,74 @@ def test_resume_only_finishes_an_interrupted_rotation_but_starts_none() -> None:
         w.run()
     result = Rotator(w.ports(), w.spec, resume_only=True).run()
     assert result.outcome is Outcome.ROTATED and w.every_target_works()
+
+
+def test_retire_reads_the_deactivation_back_and_waits_out_iams_eventual_consistency() -> None:
+    w = rotation_world()
+    old = old_key(w)
+    w.iam.ignore_deactivate = True  # UpdateAccessKey is accepted; IAM lists the change only on the third read
+    reads: list[str] = []
+
+    def lagging() -> None:
+        if "UpdateAccessKey" in w.iam.calls:
+            reads.append("ListAccessKeys")
+            if len(reads) == 3:
+                w.iam.key(old).status = KeyStatus.INACTIVE
+
+    w.iam.fail["ListAccessKeys"] = lagging
+    result = w.run()
+    assert result.outcome is Outcome.ROTATED
+    after = w.iam.calls[w.iam.calls.index("UpdateAccessKey"):]
+    assert after == ["UpdateAccessKey", "ListAccessKeys", "ListAccessKeys", "ListAccessKeys", "DeleteAccessKey"]
+    assert f"retire: deactivated {old}: Inactive (verified with ListAccessKeys)" in result.steps
+
+
+def test_an_accepted_deactivation_iam_never_shows_is_never_called_retired() -> None:
+    w = rotation_world(delete_after=timedelta(days=1))
+    old = old_key(w)
+    w.iam.ignore_deactivate = True
+    result = w.run()
+    assert result.outcome is Outcome.FAILED
+    assert result.message.startswith(f"UpdateAccessKey {old} Inactive was accepted, but IAM still lists {old} as "
+                                     "Active after 5 ListAccessKeys read(s)")
+    assert not any(s.startswith("retire: deactivated") for s in result.steps) and "is Inactive" not in result.message
+    journal = w.store.open_journal("payments")
+    assert journal is not None and journal.phase is Phase.PUBLISHED  # the next run deactivates again
+    assert w.iam.key(old).status is KeyStatus.ACTIVE and old in w.iam.key_ids("ci-payments")
+    w.iam.ignore_deactivate = False
+    waiting = w.run()
+    assert waiting.outcome is Outcome.WAITING and waiting.message.startswith(
+        f"{old} is Inactive (verified with ListAccessKeys); deleted at ")
+    assert w.iam.key(old).status is KeyStatus.INACTIVE
+
+
+def test_a_retired_key_made_active_again_is_neither_deleted_nor_called_inactive() -> None:
+    w = rotation_world(delete_after=timedelta(days=1))
+    old = old_key(w)
+    assert w.run().outcome is Outcome.WAITING
+    w.iam.key(old).status = KeyStatus.ACTIVE  # someone needed it back
+    w.clock.advance(timedelta(days=2))
+    held = w.run()
+    assert held.outcome is Outcome.HELD and "is Inactive" not in held.message
+    assert held.message.startswith(f"{old} was retired at ") and "lists it as Active" in held.message
+    assert old in w.iam.key_ids("ci-payments") and w.iam.key(old).status is KeyStatus.ACTIVE
+    told = [line for p in w.notifier.posted if "held before deleting" in p.title for line in p.lines]
+    assert told and told[0] == held.message
+    assert w.run().outcome is Outcome.HELD and len(
+        [p for p in w.notifier.posted if "held before deleting" in p.title]) == 1  # told once
+    w.iam.key(old).status = KeyStatus.INACTIVE  # a human deactivated it again
+    assert w.run().outcome is Outcome.ROTATED and old not in w.iam.key_ids("ci-payments")
+
+
+def test_the_read_back_lists_at_least_once_a_second_apart_and_returns_the_key_as_last_listed() -> None:
+    w = rotation_world()
+    slept, calls = w.clock.slept, len(w.iam.calls)
+    once = read_back_inactive(w.iam, "ci-payments", w.key_id, w.clock, attempts=0)
+    assert once is not None and once.status is KeyStatus.ACTIVE and w.iam.calls[calls:] == ["ListAccessKeys"]
+    still = read_back_inactive(w.iam, "ci-payments", w.key_id, w.clock, attempts=3)
+    assert still is not None and still.status is KeyStatus.ACTIVE
+    assert w.iam.calls[calls + 1:] == ["ListAccessKeys"] * 3 and w.clock.slept == slept + 2.0
+    w.iam.key(w.key_id).status = KeyStatus.INACTIVE
+    seen = read_back_inactive(w.iam, "ci-payments", w.key_id, w.clock)
+    assert seen is not None and seen.status is KeyStatus.INACTIVE and w.clock.slept == slept + 2.0
+    assert read_back_inactive(w.iam, "ci-payments", "AKIANOSUCHKEYNOSUCH0", w.clock) is None

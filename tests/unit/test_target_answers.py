@@ -31,16 +31,20 @@ from rotator.domain import (
 from rotator.errors import GitLabForbidden, GitLabPairSplit
 from rotator.rotation.targets import (
     PreflightRefused,
+    ReadBackMismatch,
     TargetAssessment,
     UnsupportedByGitLab,
     WriteIntent,
     WriteMismatch,
     check_answer,
+    check_drift,
     describe_split,
     missing_variable_error,
     preflight,
+    put_back_secret,
     read_target,
     restore_secret,
+    shown_key_id,
     write_pair,
 )
 from tests.unit.fakes import MODERN_GITLAB, FakeCiVariables
@@ -392,7 +396,9 @@ def test_a_created_key_id_that_gitlab_answers_otherwise_is_deleted_not_put_back(
 def test_the_old_secret_is_put_back_only_when_it_was_readable_and_gitlab_takes_it() -> None:
     readable = gitlab_with(PROJECT_T)
     reading = read_target(readable, PROJECT_T)
-    readable.vars[(PROJECT_T.kind, PROJECT_T.path, SECRET, "*")] = CiVariable(SECRET, "new", "*")
+    # The split pair's secret write kept the variable's flags (its answer was checked): only the value is new.
+    assert reading.secret_var is not None
+    readable.vars[(PROJECT_T.kind, PROJECT_T.path, SECRET, "*")] = replace(reading.secret_var, value="new")
     assert restore_secret(readable, reading) is True
     assert readable.value(PROJECT_T.kind, PROJECT_T.path, SECRET) == "old-secret-0000000000"
 
@@ -416,3 +422,126 @@ def test_a_split_pair_says_which_variable_holds_what() -> None:
     assert describe_split(reading, split, NEW) == (
         f"{PROJECT_T.label}: AWS_SECRET_ACCESS_KEY holds the secret of {NEW} but AWS_ACCESS_KEY_ID still holds its "
         "old value: GitLab refused the key-id write (HTTP 403: 403 Forbidden)")
+
+
+def test_a_put_back_secret_that_lands_in_another_scope_is_undone_and_never_restores_the_pair() -> None:
+    variables = gitlab_with(GROUP_T)
+    variables.seed(GROUP_T.kind, GROUP_T.path, SECRET, "staging-secret-0000000", scope="staging")
+    reading = read_target(variables, GROUP_T)
+    before = {(SECRET, "staging"): "staging-as-the-split-saw-it"}  # the snapshot given wins over a later read
+    vanishes_before_its_put(variables, SECRET)
+    staging = replace(GROUP_T.var(SECRET), environment_scope="staging")
+    assert put_back_secret(variables, reading, before=before) == (
+        f"putting the old secret back failed ({GROUP_T.var(SECRET).label}: GitLab updated a variable with "
+        f"environment_scope=staging (asked production); rotator put back the previous value of {staging.label})")
+    assert variables.value(GROUP_T.kind, GROUP_T.path, SECRET, "staging") == "staging-as-the-split-saw-it"
+    assert restore_secret(gitlab_with(GROUP_T), read_target(gitlab_with(GROUP_T), GROUP_T)) is True
+    unsnapshotted = gitlab_with(GROUP_T)
+    unsnapshotted.seed(GROUP_T.kind, GROUP_T.path, SECRET, "staging-secret-0000000", scope="staging")
+    reading = read_target(unsnapshotted, GROUP_T)
+    vanishes_before_its_put(unsnapshotted, SECRET)
+    assert restore_secret(unsnapshotted, reading) is False  # no snapshot given: one is read before the PUT
+    assert unsnapshotted.value(GROUP_T.kind, GROUP_T.path, SECRET, "staging") == "staging-secret-0000000"
+
+
+def test_a_put_back_secret_whose_answer_has_other_flags_or_another_value_is_not_a_restore() -> None:
+    reading = read_target(gitlab_with(PROJECT_T), PROJECT_T)
+    ref = PROJECT_T.var(SECRET)
+    unmasked = CiVariable(SECRET, "old-secret-0000000000", "*", masked=False, protected=True)
+    assert put_back_secret(Scripted(unmasked), reading) == (  # type: ignore[arg-type]
+        f"putting the old secret back failed ({ref.label}: GitLab updated a variable with masked=false (asked "
+        "true); the value went where asked)")
+    other = CiVariable(SECRET, "someone-elses-secret0", "*", masked=True, protected=True)
+    assert put_back_secret(Scripted(other), reading) == (  # type: ignore[arg-type]
+        f"putting the old secret back: GitLab returned a different value for {ref.label}")
+    assert restore_secret(Scripted(other), reading) is False  # type: ignore[arg-type]
+    same = CiVariable(SECRET, "old-secret-0000000000", "*", masked=True, protected=True)
+    assert put_back_secret(Scripted(same), reading) is None  # type: ignore[arg-type]
+    unshown = CiVariable(SECRET, None, "*", masked=True, protected=True)
+    assert put_back_secret(Scripted(unshown), reading) is None  # type: ignore[arg-type]
+    hidden = gitlab_with(PROJECT_T, secret_hidden=True)
+    assert put_back_secret(hidden, read_target(hidden, PROJECT_T)) == (
+        "the old secret was not readable, so it could not be put back")
+    refusing = gitlab_with(PROJECT_T)
+    refusing.refuse_variable[(PROJECT_T.kind, PROJECT_T.path, SECRET)] = 0
+    assert put_back_secret(refusing, read_target(refusing, PROJECT_T)) == (
+        f"putting the old secret back failed ({ref.label}: GitLab answered 403: 403 Forbidden)")
+
+
+def test_a_split_pair_whose_secret_could_not_be_put_back_says_so_and_claims_nothing_about_the_secret() -> None:
+    reading = read_target(gitlab_with(PROJECT_T), PROJECT_T)
+    split = GitLabPairSplit("not written", written=SECRET, failure=GitLabForbidden("403 Forbidden", status=403))
+    assert describe_split(reading, split, NEW, restore_problem="putting the old secret back failed (x)") == (
+        f"{PROJECT_T.label}: AWS_ACCESS_KEY_ID still holds {OLD}: GitLab refused the key-id write (HTTP 403: 403 "
+        f"Forbidden); putting the old secret back failed (x), so AWS_SECRET_ACCESS_KEY may hold the secret of {NEW}: "
+        "check it in GitLab")
+    assert describe_split(reading, split, NEW) == (
+        f"{PROJECT_T.label}: AWS_SECRET_ACCESS_KEY holds the secret of {NEW} but AWS_ACCESS_KEY_ID still holds "
+        f"{OLD}: GitLab refused the key-id write (HTTP 403: 403 Forbidden)")
+    hidden = gitlab_with(PROJECT_T, secret_hidden=True)
+    assert describe_split(read_target(hidden, PROJECT_T), split, NEW, restore_problem="unreadable") == (
+        f"{PROJECT_T.label}: AWS_SECRET_ACCESS_KEY holds the secret of {NEW} but AWS_ACCESS_KEY_ID still holds "
+        f"{OLD}: GitLab refused the key-id write (HTTP 403: 403 Forbidden)")
+    created = read_target(FakeCiVariables(), replace(PROJECT_T, create_missing=True))
+    assert describe_split(created, split, NEW, restore_problem="unreadable") == (
+        f"{PROJECT_T.label}: AWS_SECRET_ACCESS_KEY holds the secret of {NEW} but AWS_ACCESS_KEY_ID still holds its "
+        "old value: GitLab refused the key-id write (HTTP 403: 403 Forbidden)")
+
+
+# --- a swapped pair: the secret in the key-id variable is never repeated ---------------------------------------
+
+CANARY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYCANARYKEY1"  # a secret-looking value, 40 characters
+NOT_A_KEY_ID = "a value that is not an access key id (40 characters)"
+
+
+class SwappedAfterItsWrite(FakeCiVariables):
+    """A concurrent writer puts a secret into the key-id variable right after rotator's key-id PUT."""
+
+    def update_value(self, ref: VarRef, value: str | Secret) -> CiVariable:
+        answer = super().update_value(ref, value)
+        if ref.key == KEY_ID and value == NEW:
+            where = (ref.kind, ref.path, ref.key, ref.environment_scope)
+            self.vars[where] = replace(self.vars[where], value=CANARY)
+        return answer
+
+
+def swapped(target: TargetSpec) -> FakeCiVariables:
+    variables = gitlab_with(target)
+    variables.seed(target.kind, target.path, KEY_ID, CANARY, scope=target.environment_scope)
+    return variables
+
+
+def test_a_held_value_is_shown_only_when_it_is_an_access_key_id() -> None:
+    assert shown_key_id(OLD) == OLD
+    assert shown_key_id("ASIAEXAMPLEEXAMPLE00") == "ASIAEXAMPLEEXAMPLE00"
+    assert shown_key_id(CANARY) == NOT_A_KEY_ID
+    assert shown_key_id("akiaoldoldoldoldold1") == "a value that is not an access key id (20 characters)"
+    assert shown_key_id(None) == "a value GitLab does not show"
+
+
+def test_a_secret_in_the_key_id_variable_never_appears_in_any_message() -> None:
+    reading = read_target(swapped(PROJECT_T), PROJECT_T)
+    drift = check_drift(reading, {OLD, NEW})
+    assert drift is not None and drift.message == (
+        f"{PROJECT_T.label}: AWS_ACCESS_KEY_ID holds {NOT_A_KEY_ID}, which is neither the current key nor the new "
+        f"one ({NEW}, {OLD})")
+    assessment = TargetAssessment((reading, read_target(gitlab_with(GROUP_T), GROUP_T)))
+    assert assessment.disagreement == (
+        f"targets hold different keys ({OLD}, {NOT_A_KEY_ID}): fix them by hand, then rotate again")
+    refusing = swapped(PROJECT_T)
+    refusing.refuse_variable[(PROJECT_T.kind, PROJECT_T.path, KEY_ID)] = 0
+    with pytest.raises(PreflightRefused) as refused:
+        preflight(refusing, read_target(refusing, PROJECT_T))
+    assert refused.value.message.endswith(f"so it still holds {NOT_A_KEY_ID}")
+    split = GitLabPairSplit("not written", written=SECRET, failure=GitLabForbidden("403 Forbidden", status=403))
+    assert describe_split(reading, split, NEW) == (
+        f"{PROJECT_T.label}: AWS_SECRET_ACCESS_KEY holds the secret of {NEW} but AWS_ACCESS_KEY_ID still holds "
+        f"{NOT_A_KEY_ID}: GitLab refused the key-id write (HTTP 403: 403 Forbidden)")
+    concurrent = SwappedAfterItsWrite()
+    concurrent.vars = gitlab_with(PROJECT_T).vars
+    with pytest.raises(ReadBackMismatch) as read_back:
+        write_pair(concurrent, read_target(concurrent, PROJECT_T), new_key(), before={})
+    assert read_back.value.message == f"{PROJECT_T.var(KEY_ID).label}: reads back {NOT_A_KEY_ID} instead of {NEW}"
+    said = [drift.message, str(drift), assessment.disagreement, refused.value.message, str(refused.value),
+            describe_split(reading, split, NEW), *assessment.hold_reasons(), read_back.value.message]
+    assert all(CANARY not in text for text in said)
