@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from rotator.deactivation import READ_BACK_ATTEMPTS, read_back_inactive
 from rotator.domain import KeyOwner, KeyStatus, is_access_key_id, is_temporary_key_id
 from rotator.errors import (
     AwsError,
@@ -51,6 +50,7 @@ from rotator.incident.steps import (
     t0_of_document,
 )
 from rotator.inventory.locate import KeyLocation, KeyLocator, Unlocated
+from rotator.rotation.deactivation import READ_BACK_ATTEMPTS, read_back_inactive
 
 if TYPE_CHECKING:
     # Not imported before the key is Inactive: the CloudTrail search serves temporary keys only, and cutting

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from rotator.deactivation import READ_BACK_ATTEMPTS, read_back_inactive
 from rotator.domain import (
     AccessKey,
     CredentialSpec,
@@ -43,6 +42,7 @@ from rotator.errors import (
     LeaseLost,
     RotatorError,
 )
+from rotator.rotation.deactivation import READ_BACK_ATTEMPTS, read_back_inactive
 from rotator.rotation.reporting import Reporter
 from rotator.rotation.results import Outcome, RotationPorts, RotationResult
 from rotator.rotation.targets import (

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from rotator.deactivation import read_back_inactive
 from rotator.domain import (
     CredentialState,
     Journal,
@@ -16,6 +15,7 @@ from rotator.domain import (
     Secret,
 )
 from rotator.errors import AwsThrottled
+from rotator.rotation.deactivation import read_back_inactive
 from rotator.rotation.engine import Rotator
 from rotator.rotation.results import Outcome
 from tests.unit.fakes import T0, Crash, FakeSealer
