@@ -40,6 +40,7 @@ from rotator.incident.report import (
 from rotator.incident.sessions import CutPorts, FoundSession, SessionCut, SessionCutter
 from rotator.leases import Lease, acquire, lease_name
 from rotator.ports import Clock, Notifier
+from rotator.rotation.deactivation import READ_BACK_ATTEMPTS, read_back_inactive
 
 SessionSink = Callable[[FoundSession], None]
 
@@ -260,22 +261,30 @@ class IncidentFollowUp:
                           f"{journal.new_key_id} on every target) is Inactive already")
                 return
             iam.set_access_key_status(journal.user_name, previous, active=False)
-            after = next((k for k in iam.list_access_keys(journal.user_name) if k.key_id == previous), None)
+            after = read_back_inactive(iam, journal.user_name, previous, self.ports.clock)
         except AwsError as exc:
             self._add("retire replaced key", StepStatus.FAILED, f"{previous} of user {journal.user_name} is still "
                       f"Active with no rotation to retire it: {exc}")
             return
-        if after is None or after.status is not KeyStatus.INACTIVE:
+        if after is not None and after.status is not KeyStatus.INACTIVE:
             self._add("retire replaced key", StepStatus.FAILED, f"{previous} of user {journal.user_name} still "
-                      "shows Active after UpdateAccessKey: deactivate it by hand")
+                      f"shows Active after UpdateAccessKey ({READ_BACK_ATTEMPTS} reads of ListAccessKeys): "
+                      "deactivate it by hand")
+            return
+        if after is None:
+            self._add("retire replaced key", StepStatus.NOTHING, f"{previous} (replaced by {journal.new_key_id}) "
+                      "was deleted meanwhile: IAM lists no such key")
             return
         store = self.state.store
         if store is not None:
-            store.append_event(Event(at=self.ports.clock.now(), actor=self.ports.actor, action="retire",
-                                     outcome="ok", credential=journal.credential, key_ids=(previous,),
-                                     detail={"rotation_id": journal.rotation_id,
-                                             "incident_id": self.state.incident_id,
-                                             "reason": "replaced key of a superseded rotation"}))
+            try:
+                store.append_event(Event(at=self.ports.clock.now(), actor=self.ports.actor, action="retire",
+                                         outcome="ok", credential=journal.credential, key_ids=(previous,),
+                                         detail={"rotation_id": journal.rotation_id,
+                                                 "incident_id": self.state.incident_id,
+                                                 "reason": "replaced key of a superseded rotation"}))
+            except RotatorError as exc:  # the key is Inactive all the same; only the event log lacks the line
+                self._add("record", StepStatus.FAILED, f"the retirement of {previous} is not in the event log: {exc}")
         self._add("retire replaced key", StepStatus.DONE, f"{previous} (replaced by {journal.new_key_id} on every "
                   f"target at {iso_seconds(journal.published_at)}, still in its grace period) is Inactive, verified "
                   "with ListAccessKeys: the superseded rotation would never have retired it")
