@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from rotator.cli.common import cli_logging, config_option, handle_errors, json_option, print_json
-from rotator.errors import UsageError
+from rotator.errors import ExitCode, UsageError
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -156,9 +156,15 @@ def retire_credential(name: str, yes: bool, dry_run: bool, role_name: str | None
                                          skip_role_check=skip_role_check, on_step=echo)
     if as_json:
         print_json({"credential": result.credential, "dry_run": result.dry_run, "deleted": result.deleted,
-                    "deactivated": result.deactivated, "role_last_used": result.role_last_used,
-                    "steps": result.steps})
+                    "deactivated": result.deactivated, "still_active": result.still_active,
+                    "role_last_used": result.role_last_used, "steps": result.steps})
+    elif not dry_run and result.still_active:
+        click.echo(f"{spec.name}: deleted {len(result.deleted)} variable(s), deactivated {len(result.deactivated)} "
+                   f"key(s); IAM still lists {', '.join(result.still_active)} Active: deactivate by hand "
+                   f"(aws iam update-access-key --user-name {spec.iam_user} --status Inactive --access-key-id ...)")
     elif not dry_run:
         click.echo(f"{spec.name}: deleted {len(result.deleted)} variable(s), deactivated "
-                   f"{len(result.deactivated)} key(s); now remove [[credentials]] {spec.name!r} from "
-                   f"{settings.source}")
+                   f"{len(result.deactivated)} key(s) (Inactive, verified); now remove [[credentials]] "
+                   f"{spec.name!r} from {settings.source}")
+    if result.still_active:
+        sys.exit(ExitCode.FAILED)

@@ -26,6 +26,7 @@ from rotator.errors import AwsNotFound, LeaseBusy, RotatorError
 from rotator.leases import holding, lease_name
 from rotator.oidc.ports import OidcIam
 from rotator.ports import CiVariables, Clock, Iam, Store
+from rotator.rotation.deactivation import READ_BACK_ATTEMPTS, read_back_inactive
 
 
 class NotProven(RotatorError):
@@ -48,7 +49,8 @@ class RetireResult:
     dry_run: bool
     role_last_used: datetime | None = None
     deleted: list[str] = field(default_factory=list)
-    deactivated: list[str] = field(default_factory=list)
+    deactivated: list[str] = field(default_factory=list)  # read back Inactive
+    still_active: list[str] = field(default_factory=list)  # UpdateAccessKey answered, IAM still lists them Active
     steps: list[str] = field(default_factory=list)
 
 
@@ -128,5 +130,12 @@ def _deactivate_keys(spec: CredentialSpec, ports: RetirePorts, dry_run: bool, re
             step(f"would deactivate {key.key_id} of {spec.iam_user}")
             continue
         ports.iam.set_access_key_status(spec.iam_user, key.key_id, active=False)
+        after = read_back_inactive(ports.iam, spec.iam_user, key.key_id, ports.clock)
+        if after is not None and after.status is KeyStatus.ACTIVE:
+            result.still_active.append(key.key_id)
+            step(f"{key.key_id} of {spec.iam_user} still shows Active after UpdateAccessKey ({READ_BACK_ATTEMPTS} "
+                 f"reads of ListAccessKeys): deactivate it by hand")
+            continue
         result.deactivated.append(key.key_id)
-        step(f"deactivated {key.key_id} of {spec.iam_user} (kept, Inactive, until you delete it)")
+        step(f"deactivated {key.key_id} of {spec.iam_user}: Inactive (verified with ListAccessKeys), kept until "
+             "you delete it")

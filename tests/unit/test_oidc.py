@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rotator.domain import CiVariable, CredentialSpec, Event, ScopeKind, TargetSpec, VarRef
+from rotator.domain import CiVariable, CredentialSpec, Event, KeyStatus, ScopeKind, TargetSpec, VarRef
 from rotator.errors import AwsNotFound, LeaseBusy, RotatorError, UsageError
 from rotator.oidc.plan import OidcRequest, build_plan, plan_files, subject_patterns
 from rotator.oidc.ports import OidcResources, UserPermissions
@@ -195,6 +195,19 @@ def run_retire(ports: RetirePorts, **options: Any) -> Any:
                              lease_ttl=timedelta(minutes=2), **options)
 
 
+def test_a_key_iam_still_lists_active_after_its_deactivation_is_named_not_counted() -> None:
+    ports, _, iam, _ = retire_world()
+
+    def never_takes_effect() -> None:  # UpdateAccessKey is accepted; ListAccessKeys keeps listing Active
+        for key_id in iam.key_ids("ci-payments"):
+            iam.key(key_id).status = KeyStatus.ACTIVE
+
+    iam.fail["ListAccessKeys"] = never_takes_effect
+    result = run_retire(ports)
+    assert result.deactivated == [] and sorted(result.still_active) == sorted(iam.key_ids("ci-payments"))
+    assert sum("still shows Active after UpdateAccessKey (5 reads of ListAccessKeys)" in s for s in result.steps) == 2
+
+
 def test_retire_deletes_variables_before_deactivating_keys() -> None:
     ports, variables, iam, store = retire_world()
     iam.calls.clear()
@@ -203,7 +216,8 @@ def test_retire_deletes_variables_before_deactivating_keys() -> None:
                                                               "delete AWS_ACCESS_KEY_ID"]
     assert {k.status.value for k in iam.list_access_keys("ci-payments")} == {"Inactive"}
     assert iam.calls.count("UpdateAccessKey") == 2 and "DeleteAccessKey" not in iam.calls  # kept as Inactive
-    assert len(result.deactivated) == 2 and len(result.deleted) == 2
+    assert len(result.deactivated) == 2 and len(result.deleted) == 2 and result.still_active == []
+    assert all("Inactive (verified with ListAccessKeys)" in s for s in result.steps if s.startswith("deactivated"))
     events: list[Event] = store.events("payments-deploy")
     assert events[0].action == "retire_credential" and set(events[0].key_ids) == set(result.deactivated)
     assert store.lease_holder("credential:payments-deploy") is None  # released
