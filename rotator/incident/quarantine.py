@@ -103,7 +103,7 @@ def _act_on_quarantine(ports: ExposurePorts, spec: CredentialSpec, policy_arn: s
     results = [handle_exposure(Exposure(QUARANTINE, f"{signal_id}#{key_id}", actor, key_id, reason, account, user,
                                         note), ports) for key_id in held]
     if not held:
-        results = [_no_active_key(ports, spec, reason, note)]
+        results = [_no_active_key(ports, spec, reason, note, others)]
     if all(r.settled for r in results):
         ledger = ports.ledger()
         ledger.save(ExposureRecord(
@@ -116,10 +116,14 @@ def _act_on_quarantine(ports: ExposurePorts, spec: CredentialSpec, policy_arn: s
     return results
 
 
-def _no_active_key(ports: ExposurePorts, spec: CredentialSpec, reason: str, note: str) -> ExposureResult:
-    """Quarantined, but no Active key to contain: the humans are told; nothing else can be done."""
-    lines = [reason, note, f"user {spec.iam_user} has no Active key: nothing was contained or changed",
-             "follow the AWS Support case opened for this exposure"]
+def _no_active_key(ports: ExposurePorts, spec: CredentialSpec, reason: str, note: str,
+                   unheld: list[str]) -> ExposureResult:
+    """Quarantined, but no Active key the targets point to: the humans are told; rotator changes nothing.
+    ``unheld``: the user's Active keys no target holds (which of them AWS found, rotator cannot tell)."""
+    state = (f"user {spec.iam_user} has no Active key: nothing was contained or changed" if not unheld else
+             f"user {spec.iam_user}'s Active key(s) {', '.join(unheld)} are held by no target, so rotator cannot "
+             "tell which one AWS found: nothing was contained or changed")
+    lines = [reason, note, state, "follow the AWS Support case opened for this exposure"]
     destinations = list(dict.fromkeys([*([ports.security_channel] if ports.security_channel else []),
                                        *spec.owners]))
     try:

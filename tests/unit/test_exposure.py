@@ -208,6 +208,21 @@ def test_a_quarantine_removed_then_attached_again_is_a_new_signal() -> None:
     assert world.iam.key(second_key).status is KeyStatus.INACTIVE and len(world.store.incident_rows) == 2
 
 
+def test_a_quarantine_when_the_targets_hold_an_inactive_key_names_the_active_ones_and_changes_nothing() -> None:
+    world = world_with()
+    held = world.key_id
+    world.iam.key(held).status = KeyStatus.INACTIVE  # contained earlier; the targets still hold it
+    other = world.iam._new_key("ci-payments").key_id  # Active, held by no target
+    quarantine(world)
+    writes = list(world.iam.writes)
+    [result] = check_quarantines(ports(world))
+    assert result.outcome is Outcome.NOTIFIED and world.iam.writes == writes
+    posted = next(p for p in world.notifier.posted if "quarantined by AWS" in p.title)
+    assert (f"user ci-payments's Active key(s) {other} are held by no target, so rotator cannot tell which one "
+            "AWS found: nothing was contained or changed") in posted.lines
+    assert not any("has no Active key" in line for line in posted.lines)
+
+
 def test_quarantine_with_notify_changes_nothing() -> None:
     world = world_with("notify")
     quarantine(world)
