@@ -410,13 +410,6 @@ def _undo(variables: CiVariables, ref: VarRef, written: CiVariable, *, created: 
     return f"rotator put back the previous value of {landed.label}"
 
 
-def restore_secret(variables: CiVariables, reading: TargetReading, *,
-                   before: Mapping[tuple[str, str], str | None] | None = None) -> bool:
-    """After a split pair: put the old secret back. True only when GitLab's answer shows the target holds its old
-    pair again (see put_back_secret)."""
-    return put_back_secret(variables, reading, before=before) is None
-
-
 def put_back_secret(variables: CiVariables, reading: TargetReading, *,
                     before: Mapping[tuple[str, str], str | None] | None = None) -> str | None:
     """After a split pair: put the old secret back, when it was readable, and check GitLab's answer like any

@@ -43,7 +43,6 @@ from rotator.rotation.targets import (
     preflight,
     put_back_secret,
     read_target,
-    restore_secret,
     shown_key_id,
     write_pair,
 )
@@ -399,19 +398,19 @@ def test_the_old_secret_is_put_back_only_when_it_was_readable_and_gitlab_takes_i
     # The split pair's secret write kept the variable's flags (its answer was checked): only the value is new.
     assert reading.secret_var is not None
     readable.vars[(PROJECT_T.kind, PROJECT_T.path, SECRET, "*")] = replace(reading.secret_var, value="new")
-    assert restore_secret(readable, reading) is True
+    assert put_back_secret(readable, reading) is None
     assert readable.value(PROJECT_T.kind, PROJECT_T.path, SECRET) == "old-secret-0000000000"
 
     hidden = gitlab_with(PROJECT_T, secret_hidden=True)
-    assert restore_secret(hidden, read_target(hidden, PROJECT_T)) is False
+    assert put_back_secret(hidden, read_target(hidden, PROJECT_T)) is not None
     assert hidden.writes == []
 
     created = FakeCiVariables()
-    assert restore_secret(created, read_target(created, replace(PROJECT_T, create_missing=True))) is False
+    assert put_back_secret(created, read_target(created, replace(PROJECT_T, create_missing=True))) is not None
 
     refusing = gitlab_with(PROJECT_T)
     refusing.refuse_variable[(PROJECT_T.kind, PROJECT_T.path, SECRET)] = 0
-    assert restore_secret(refusing, read_target(refusing, PROJECT_T)) is False
+    assert put_back_secret(refusing, read_target(refusing, PROJECT_T)) is not None
 
 
 def test_a_split_pair_says_which_variable_holds_what() -> None:
@@ -435,12 +434,12 @@ def test_a_put_back_secret_that_lands_in_another_scope_is_undone_and_never_resto
         f"putting the old secret back failed ({GROUP_T.var(SECRET).label}: GitLab updated a variable with "
         f"environment_scope=staging (asked production); rotator put back the previous value of {staging.label})")
     assert variables.value(GROUP_T.kind, GROUP_T.path, SECRET, "staging") == "staging-as-the-split-saw-it"
-    assert restore_secret(gitlab_with(GROUP_T), read_target(gitlab_with(GROUP_T), GROUP_T)) is True
+    assert put_back_secret(gitlab_with(GROUP_T), read_target(gitlab_with(GROUP_T), GROUP_T)) is None
     unsnapshotted = gitlab_with(GROUP_T)
     unsnapshotted.seed(GROUP_T.kind, GROUP_T.path, SECRET, "staging-secret-0000000", scope="staging")
     reading = read_target(unsnapshotted, GROUP_T)
     vanishes_before_its_put(unsnapshotted, SECRET)
-    assert restore_secret(unsnapshotted, reading) is False  # no snapshot given: one is read before the PUT
+    assert put_back_secret(unsnapshotted, reading) is not None  # no snapshot given: one is read before the PUT
     assert unsnapshotted.value(GROUP_T.kind, GROUP_T.path, SECRET, "staging") == "staging-secret-0000000"
 
 
@@ -454,7 +453,7 @@ def test_a_put_back_secret_whose_answer_has_other_flags_or_another_value_is_not_
     other = CiVariable(SECRET, "someone-elses-secret0", "*", masked=True, protected=True)
     assert put_back_secret(Scripted(other), reading) == (  # type: ignore[arg-type]
         f"putting the old secret back: GitLab returned a different value for {ref.label}")
-    assert restore_secret(Scripted(other), reading) is False  # type: ignore[arg-type]
+    assert put_back_secret(Scripted(other), reading) is not None  # type: ignore[arg-type]
     same = CiVariable(SECRET, "old-secret-0000000000", "*", masked=True, protected=True)
     assert put_back_secret(Scripted(same), reading) is None  # type: ignore[arg-type]
     unshown = CiVariable(SECRET, None, "*", masked=True, protected=True)
